@@ -1,0 +1,115 @@
+"""Composition root: repository + data plane + front-ends -> routers -> HTTP servers.
+
+Start-up order matters: ports bind first (liveness answers at once), then models
+load on a background thread (which is also where torch is first imported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from .config import ServerConfig, available_cores
+from .core.dataplane import DataPlane
+from .core.model_config import ModelConfig
+from .core.repository import ModelRepository
+from .frontends import kserve_v2
+from .http.router import Router
+from .http.server import HttpServer, Limits
+
+log = logging.getLogger("fastserve")
+
+
+class TorchLoader:
+    """Loads versions with the torch backend, importing torch on first use (off the loop)."""
+
+    def __init__(self, device: str, threads: int) -> None:
+        self.device = device
+        self.threads = threads
+        self._backend: Any = None
+
+    def __call__(self, folder: Path, config: ModelConfig, labels: dict[str, str]) -> Any:
+        if self._backend is None:
+            import torch
+
+            torch.set_num_threads(self.threads)
+            from .backends import torch as torch_backend
+
+            self._backend = torch_backend
+        if config.device == "auto" and self.device != "auto":
+            config = dataclasses.replace(config, device=self.device)
+        return self._backend.load(folder, config, labels)
+
+
+class App:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.started = time.monotonic()
+        self.repository = ModelRepository(config.models, loader=None)  # type: ignore[arg-type]
+        self.repository.scan()
+        instances = sum(e.config.instances * len(e.versions)
+                        for e in self.repository.models.values() if e.config is not None)
+        threads = config.torch_threads or max(
+            1, available_cores() // (config.workers * max(instances, 1)))
+        self.repository.loader = TorchLoader(config.device, threads)
+        self.dataplane = DataPlane(self.repository, extensions=list(kserve_v2.EXTENSIONS))
+        self.router = Router()
+        kserve_v2.KServeV2Frontend(self.dataplane).register(self.router)
+        self.management_router = Router()
+        limits = Limits(max_body=config.max_request_size)
+        self.inference = HttpServer(self.router, limits)
+        self.management = HttpServer(self.management_router, limits)
+        self.port = 0
+        self.management_port = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.port = await self.inference.listen(self.config.host, self.config.port)
+        self.management_port = await self.management.listen(self.config.management_host,
+                                                             self.config.management_port)
+        log.info("inference API on http://%s:%d, management on http://%s:%d",
+                 self.config.host, self.port, self.config.management_host, self.management_port)
+        self.repository.start_loading(loop)
+
+    async def shutdown(self) -> None:
+        """Drain: not ready at once, no new connections, finish in-flight work, then close."""
+        timeout = self.config.drain_timeout
+        log.info("shutting down: draining for up to %g s", timeout)
+        self.dataplane.start_draining()
+        self.inference.stop_accepting()
+        self.management.stop_accepting()
+        try:
+            await asyncio.wait_for(self.dataplane.drain(), timeout)
+        except TimeoutError:
+            log.warning("drain timeout: failing requests still queued with 503")
+            self.dataplane.fail_pending()
+        await self.inference.close(timeout=1.0)
+        await self.management.close(timeout=0.1)
+        self.dataplane.close()
+
+
+async def serve(config: ServerConfig) -> None:
+    app = App(config)
+    await app.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await app.shutdown()
+
+
+def run(config: ServerConfig) -> int:
+    try:
+        uvloop.run(serve(config))
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0

@@ -1,0 +1,34 @@
+"""The backend interface the core drives; torch-free so the core can import it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..types import TensorSpec
+
+
+class Backend(Protocol):
+    """One loaded model version, able to run a batch on any of its instances.
+
+    ``infer`` is called from instance threads, never from the event loop, with the
+    batch's inputs by name: numpy arrays (the batch dimension first when the model
+    batches) or object arrays of ``bytes`` for BYTES. It returns outputs by name as
+    numpy arrays, every one with the same first dimension as the inputs when batched.
+    """
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    platform: str
+    device: str
+
+    def infer(self, inputs: dict[str, Any], instance: int) -> dict[str, Any]: ...
+
+    def warmup(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# (version folder, model config, labels) -> Backend; raises ConfigError or BackendError.
+BackendLoader = Callable[[Path, Any, dict[str, str]], Backend]

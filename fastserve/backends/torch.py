@@ -1,0 +1,275 @@
+"""PyTorch backend: torch.export (model.pt2, preferred) and TorchScript (model.pt).
+
+CPU: request arrays become tensors with ``torch.from_numpy`` (no copy). CUDA: each
+instance has its own stream and pinned host staging buffers, allocated once and
+grown when needed; copies are non_blocking and the stream is synchronised before
+outputs are read.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import BackendError, ConfigError, InvalidInputError
+from ..types import DataType, TensorSpec
+
+log = logging.getLogger("fastserve.backends.torch")
+
+TORCH_DTYPES = {
+    DataType.BOOL: torch.bool, DataType.UINT8: torch.uint8, DataType.UINT16: torch.uint16,
+    DataType.UINT32: torch.uint32, DataType.UINT64: torch.uint64, DataType.INT8: torch.int8,
+    DataType.INT16: torch.int16, DataType.INT32: torch.int32, DataType.INT64: torch.int64,
+    DataType.FP16: torch.float16, DataType.BF16: torch.bfloat16, DataType.FP32: torch.float32,
+    DataType.FP64: torch.float64,
+}
+_BY_TORCH = {v: k for k, v in TORCH_DTYPES.items()}
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device = {requested!r} but CUDA is not available on this machine; "
+                              "use \"auto\" or \"cpu\"")
+        index = int(requested[5:] or 0) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device = {requested!r} but only {torch.cuda.device_count()} CUDA "
+                              "device(s) exist")
+    return requested
+
+
+def _spec_from_value(name: str, value: Any) -> TensorSpec:
+    dims = tuple(d if isinstance(d, int) else -1 for d in value.shape)
+    try:
+        dtype = _BY_TORCH[value.dtype]
+    except KeyError:
+        raise ConfigError(f"tensor '{name}' has dtype {value.dtype}, which fastserve cannot "
+                          "serve") from None
+    return TensorSpec(name, dtype, dims)
+
+
+def to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """A numpy request array as a tensor, sharing memory (BF16 arrives as uint16 bits)."""
+    return torch.from_numpy(arr)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if t.dtype is torch.bfloat16:
+        return t.view(torch.uint16).numpy()
+    return t.numpy()
+
+
+class TorchBackend:
+    """A loaded model version (see backends._base.Backend)."""
+
+    def __init__(self, folder: Path, config: Any, labels: dict[str, str]) -> None:
+        self.config = config
+        self.labels = labels
+        self.device = resolve_device(config.device)
+        self.cuda = self.device.startswith("cuda")
+        self.declared = True
+        pt2, pt = folder / "model.pt2", folder / "model.pt"
+        if pt2.exists():
+            self.platform = "pytorch_export"
+            self.model, model_in, model_out = self._load_export(pt2)
+        elif pt.exists():
+            self.platform = "pytorch_torchscript"
+            self.model, model_in, model_out = self._load_torchscript(pt)
+        else:
+            raise ConfigError(f"no model file in {folder}: expected model.pt2 (torch.export) "
+                              "or model.pt (TorchScript)")
+        self.inputs = self._merge("inputs", config.inputs, model_in, "input")
+        self.outputs = self._merge("outputs", config.outputs, model_out, "output")
+        if self.cuda:
+            self._streams = [torch.cuda.Stream(self.device) for _ in range(config.instances)]
+            self._staging: list[dict[str, torch.Tensor]] = [{} for _ in range(config.instances)]
+
+    # Loading
+
+    def _load_export(self, path: Path) -> tuple[Any, list[TensorSpec], list[TensorSpec]]:
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:
+            raise ConfigError(f"cannot load {path.name} with torch.export.load: {exc}") from None
+        placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+        inputs = [_spec_from_value(f"input__{i}", placeholders[name].meta["val"])
+                  for i, name in enumerate(program.graph_signature.user_inputs)]
+        out_node = next(n for n in program.graph.nodes if n.op == "output")
+        values = [a.meta.get("val") for a in out_node.args[0] if hasattr(a, "meta")]
+        outputs = [_spec_from_value(f"output__{i}", v) for i, v in enumerate(values)
+                   if isinstance(v, torch.Tensor)]
+        if self.config.batched:
+            static = [spec for spec, name in zip(inputs, program.graph_signature.user_inputs,
+                                                 strict=True)
+                      if not isinstance(placeholders[name].meta["val"].shape[0], torch.SymInt)]
+            if static:
+                raise ConfigError(
+                    f"{path.name} was exported with a static batch dimension but max_batch_size "
+                    f"= {self.config.max_batch_size}: export with dynamic_shapes={{...: {{0: "
+                    "torch.export.Dim('batch')}}}, or set max_batch_size = 0")
+        if any(s.datatype is DataType.BYTES for s in self.config.inputs or ()):
+            raise ConfigError("a model.pt2 cannot take BYTES inputs; use TorchScript (model.pt) "
+                              "with List[str], or an image/handler.py model")
+        module = program.module()
+        if self.cuda:
+            module = module.to(self.device)
+        return module, inputs, outputs
+
+    def _load_torchscript(self, path: Path) -> tuple[Any, list[TensorSpec], list[TensorSpec]]:
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                model = torch.jit.load(str(path), map_location=self.device)
+        except Exception as exc:
+            raise ConfigError(f"cannot load {path.name} with torch.jit.load: {exc}") from None
+        model.eval()
+        if self.config.inputs is None:
+            self.declared = False
+        # TorchScript keeps no shapes: the config says them, else the contract's defaults.
+        return model, [TensorSpec("input__0", DataType.FP32, (-1,))], \
+            [TensorSpec("output__0", DataType.FP32, (-1,))]
+
+    def _merge(self, section: str, configured: Any, found: list[TensorSpec],
+               prefix: str) -> tuple[TensorSpec, ...]:
+        if configured is None:
+            return tuple(found)
+        if self.platform == "pytorch_export" and found:
+            if len(configured) != len(found):
+                raise ConfigError(f"config.toml declares {len(configured)} {section} but the "
+                                  f"model has {len(found)}")
+            for c, f in zip(configured, found, strict=True):
+                if c.datatype is not f.datatype:
+                    raise ConfigError(f"config.toml: {section} '{c.name}' is {c.datatype.wire} "
+                                      f"but the model's is {f.datatype.wire}")
+                if len(c.shape) != len(f.shape):
+                    raise ConfigError(f"config.toml: {section} '{c.name}' has shape "
+                                      f"{list(c.shape)} but the model's is {list(f.shape)}")
+        return tuple(configured)
+
+    # Running
+
+    def warmup(self) -> None:
+        if not self.declared:
+            log.info("model.pt without [[inputs]]: warm-up skipped (no shapes to warm up with)")
+            return
+        if any(s.datatype is DataType.BYTES for s in self.inputs):
+            log.info("model with BYTES inputs: warm-up skipped")
+            return
+        batch = {}
+        for spec in self.inputs:
+            shape = tuple(1 if d == -1 else d for d in spec.shape)
+            dtype = np.bool_ if spec.datatype is DataType.BOOL else np.dtype(spec.datatype.numpy)
+            batch[spec.name] = np.zeros(shape, dtype=dtype)
+        for instance in range(self.config.instances):
+            self.infer(batch, instance)
+
+    def _args(self, inputs: dict[str, Any]) -> list[Any]:
+        if self.declared:
+            pairs = [(s.name, inputs[s.name], s.datatype) for s in self.inputs]
+        else:  # a model.pt without [[inputs]]: whatever was sent, in request order
+            pairs = [(n, a, None) for n, a in inputs.items()]
+        args = []
+        for name, arr, datatype in pairs:
+            if arr.dtype == object:
+                try:
+                    args.append([b.decode("utf-8") for b in arr.ravel()])
+                except UnicodeDecodeError as exc:
+                    raise InvalidInputError(
+                        f"input '{name}': BYTES element is not UTF-8 ({exc.reason})") from None
+                continue
+            t = to_tensor(arr)
+            if datatype is DataType.BF16:
+                t = t.view(torch.bfloat16)
+            args.append(t)
+        return args
+
+    def infer(self, inputs: dict[str, Any], instance: int) -> dict[str, Any]:
+        args = self._args(inputs)
+        with torch.inference_mode():
+            if self.cuda:
+                return self._infer_cuda(args, instance)
+            return self._outputs(self.model(*args))
+
+    def _infer_cuda(self, args: list[Any], instance: int) -> dict[str, Any]:
+        stream = self._streams[instance]
+        staging = self._staging[instance]
+        with torch.cuda.stream(stream):
+            device_args = []
+            for i, a in enumerate(args):
+                if isinstance(a, torch.Tensor):
+                    pinned = self._pinned(staging, f"in{i}", a)
+                    pinned.copy_(a)  # host -> pinned (CPU memcpy)
+                    a = pinned.to(self.device, non_blocking=True)
+                device_args.append(a)
+            result = self.model(*device_args)
+            outputs = self._collect(result)
+            host = {}
+            for name, t in outputs.items():
+                if isinstance(t, torch.Tensor):
+                    pinned = self._pinned(staging, f"out{name}", t)
+                    pinned.copy_(t, non_blocking=True)
+                    host[name] = pinned
+                else:
+                    host[name] = t
+        stream.synchronize()
+        # Copy out of the reused pinned buffers: the next batch overwrites them.
+        return {n: (to_numpy(t).copy() if isinstance(t, torch.Tensor) else self._to_array(t))
+                for n, t in host.items()}
+
+    @staticmethod
+    def _pinned(staging: dict[str, torch.Tensor], key: str, like: torch.Tensor) -> torch.Tensor:
+        """A pinned host buffer shaped like ``like``, reused and grown, never shrunk."""
+        buf = staging.get(key)
+        n = like.numel()
+        if buf is None or buf.dtype != like.dtype or buf.numel() < n:
+            buf = torch.empty(max(n, 1), dtype=like.dtype, pin_memory=True)
+            staging[key] = buf
+        return buf[:n].view(like.shape)
+
+    def _collect(self, result: Any) -> dict[str, Any]:
+        names = [s.name for s in self.outputs]
+        if isinstance(result, dict):
+            if set(result) == set(names) or not self.outputs:
+                return dict(result)
+            values = list(result.values())
+        elif isinstance(result, (tuple, list)) and not (result and isinstance(result[0], str)):
+            values = list(result)
+        else:
+            values = [result]
+        if len(values) != len(names):
+            if len(names) == 1 and not self.declared:
+                names = [f"output__{i}" for i in range(len(values))]
+            else:
+                raise BackendError(f"the model returned {len(values)} outputs but "
+                                   f"{len(names)} are declared ({', '.join(names)})")
+        return dict(zip(names, values, strict=True))
+
+    def _outputs(self, result: Any) -> dict[str, Any]:
+        return {n: (to_numpy(t) if isinstance(t, torch.Tensor) else self._to_array(t))
+                for n, t in self._collect(result).items()}
+
+    @staticmethod
+    def _to_array(value: Any) -> np.ndarray:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            arr = np.empty(len(value), dtype=object)
+            arr[:] = [v.encode("utf-8") for v in value]
+            return arr
+        return np.asarray(value)
+
+    def close(self) -> None:
+        self.model = None
+
+
+def load(folder: Path, config: Any, labels: dict[str, str]) -> TorchBackend:
+    """The BackendLoader the repository calls for every version folder."""
+    return TorchBackend(folder, config, labels)

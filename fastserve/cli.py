@@ -1,0 +1,101 @@
+"""`fastserve --models DIR`: parse the command line and run the server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ._version import __version__
+from .config import ServerConfig, parse_size
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fastserve",
+        description="Serve every PyTorch model in a folder over the KServe v2, TorchServe "
+                    "and TF Serving HTTP APIs.",
+    )
+    p.add_argument("--version", action="version", version=f"fastserve {__version__}")
+    p.add_argument("--models", required=True, metavar="DIR", help="the model repository")
+    p.add_argument("--host", default="127.0.0.1", help="inference address (0.0.0.0: all)")
+    p.add_argument("--port", type=_port, default=8080, help="inference port")
+    p.add_argument("--management-host", default="127.0.0.1")
+    p.add_argument("--management-port", type=_port, default=8081)
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="server processes sharing the port")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (models may "
+                   "override with device in config.toml)")
+    p.add_argument("--torch-threads", type=_positive_int, default=None, metavar="N",
+                   help="PyTorch intra-op threads (default: cores / (workers x instances))")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error", "critical"])
+    p.add_argument("--access-log", action="store_true", help="one line per request")
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("--max-request-size", type=_size, default="100MB", metavar="SIZE",
+                   help="largest request body (after inflating), e.g. 64KB, 100MB, 1GB")
+    p.add_argument("--poll-interval", type=float, default=None, metavar="S",
+                   help="rescan the repository every S seconds")
+    p.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
+                   help="on SIGTERM, how long in-flight requests may take")
+    p.add_argument("--allow-shared-memory", action="store_true",
+                   help="allow clients to register system shared-memory regions")
+    p.add_argument("--auth-token-file", default=os.environ.get("FASTSERVE_AUTH_TOKEN_FILE"),
+                   metavar="FILE", help="require Authorization: Bearer <token>")
+    return p
+
+
+def parse_config(argv: list[str] | None = None) -> ServerConfig:
+    args = build_parser().parse_args(argv)
+    models = Path(args.models)
+    if not models.is_dir():
+        sys.exit(f"fastserve: error: --models {args.models}: not a directory")
+    if not os.access(models, os.R_OK | os.X_OK):
+        sys.exit(f"fastserve: error: --models {args.models}: not readable")
+    token = Path(args.auth_token_file) if args.auth_token_file else None
+    if token is not None and not os.access(token, os.R_OK):
+        sys.exit(f"fastserve: error: --auth-token-file {token}: not readable")
+    return ServerConfig(
+        models=models.resolve(), host=args.host, port=args.port,
+        management_host=args.management_host, management_port=args.management_port,
+        workers=args.workers, device=args.device, torch_threads=args.torch_threads,
+        log_level=args.log_level, access_log=args.access_log, log_format=args.log_format,
+        max_request_size=args.max_request_size, poll_interval=args.poll_interval,
+        drain_timeout=args.drain_timeout, allow_shared_memory=args.allow_shared_memory,
+        auth_token_file=token,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(argv)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from .app import run
+
+    return run(config)

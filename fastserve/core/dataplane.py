@@ -1,0 +1,138 @@
+"""The one door the front-ends use: health, metadata and inference, protocol-free.
+
+As MLServer's DataPlane: every API translates its wire format into InferRequest and
+back; batching, versions, errors and statistics are written once, here and below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._version import __version__
+from ..errors import InvalidInputError, ModelNotReadyError
+from ..types import InferRequest, InferResponse, TensorSpec
+from .model_config import ModelConfig
+from .repository import ModelRepository, ModelVersion, State
+from .tensors import validate_inputs
+
+SERVER_NAME = "fastserve"
+
+
+class DataPlane:
+    def __init__(self, repository: ModelRepository, extensions: list[str] | None = None) -> None:
+        self.repository = repository
+        self.extensions = extensions or []
+        self.draining = False
+
+    # Health
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        """Ready once the initial load finished (some models may have FAILED)."""
+        return not self.repository.loading and not self.draining
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        """Raises ModelNotFoundError / VersionNotFoundError for unknown names."""
+        found = self._version_or_default(name, version)
+        return found is not None and found.ready and not self.draining
+
+    # Metadata
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": self.extensions}
+
+    def specs(self, name: str, version: str | None = None
+              ) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+        """Inputs and outputs of a version: read off the loaded model, else its config."""
+        found = self._version_or_default(name, version)
+        if found is not None and found.backend is not None:
+            return found.backend.inputs, found.backend.outputs
+        config = self.repository.entry(name).config
+        if config is None:
+            return (), ()
+        return config.inputs or (), config.outputs or ()
+
+    def platform(self, name: str, version: str | None = None) -> str:
+        found = self._version_or_default(name, version)
+        if found is not None and found.backend is not None:
+            return found.backend.platform
+        if found is not None and (found.folder / "model.pt").exists():
+            return "pytorch_torchscript"
+        return "pytorch_export"
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        entry = self.repository.entry(name)
+        if version is not None:
+            self.repository.version(name, version)
+        inputs, outputs = self.specs(name, version)
+        return {
+            "name": entry.name,
+            "versions": [v.version for v in entry.sorted_versions()],
+            "platform": self.platform(name, version),
+            "inputs": [s.to_dict() for s in inputs],
+            "outputs": [s.to_dict() for s in outputs],
+        }
+
+    def config(self, name: str) -> ModelConfig:
+        return self.repository.config_of(name)
+
+    def labels(self, name: str) -> dict[str, str]:
+        return self.repository.entry(name).labels
+
+    def _version_or_default(self, name: str, version: str | None) -> ModelVersion | None:
+        entry = self.repository.entry(name)
+        if version is None:
+            return entry.default
+        return self.repository.version(name, version)
+
+    # Inference
+
+    def resolve(self, name: str, version: str | None) -> ModelVersion:
+        """The READY version a request runs on (404 unknown, 503 not ready or draining)."""
+        if self.draining:
+            raise ModelNotReadyError("the server is shutting down; retry on another replica")
+        return self.repository.ready_version(name, version)
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        target = self.resolve(request.model, request.version)
+        backend, batcher = target.backend, target.batcher
+        assert backend is not None and batcher is not None
+        config = self.repository.models[target.name].config
+        assert config is not None
+        rows = validate_inputs(backend.inputs, request.inputs, config.batched,
+                               strict=getattr(backend, "declared", True))
+        known = {s.name for s in backend.outputs}
+        if request.outputs is not None:
+            for name in request.outputs:
+                if name not in known and known:
+                    raise InvalidInputError(f"unknown output '{name}'; the model's outputs are "
+                                            f"{', '.join(sorted(known))}")
+        outputs = await batcher.submit(request.inputs, rows)
+        if request.outputs is not None:
+            outputs = {n: outputs[n] for n in request.outputs if n in outputs}
+        return InferResponse(target.name, target.version, outputs, request.id)
+
+    # Shutdown
+
+    def start_draining(self) -> None:
+        self.draining = True
+
+    async def drain(self) -> None:
+        for version in self.repository.all_versions():
+            if version.batcher is not None:
+                await version.batcher.drain()
+
+    def fail_pending(self) -> None:
+        error = ModelNotReadyError("the server is shutting down; the request was not run")
+        for version in self.repository.all_versions():
+            if version.batcher is not None:
+                version.batcher.fail_pending(error)
+
+    def close(self) -> None:
+        for version in self.repository.all_versions():
+            if version.batcher is not None:
+                version.batcher.close()
+            if version.state is State.READY and version.backend is not None:
+                version.backend.close()

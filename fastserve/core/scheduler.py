@@ -1,0 +1,378 @@
+"""Dynamic batching: one queue per model version, N instance threads, a future per request.
+
+The event loop decides *when and which* requests form a batch; an instance thread
+runs it and hands every member's rows back with one ``call_soon_threadsafe`` (one
+thread hop per batch, never per request: DESIGN.md's measured costs).
+
+A batch is sent when an instance is idle and either ``max_batch_size`` rows wait,
+or the oldest request has waited ``batch_delay_ms``, or the batcher is draining.
+Requests whose inputs differ in anything but the batch dimension never share one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..backends._base import Backend
+from ..errors import (
+    BackendError,
+    DeadlineExceededError,
+    FastServeError,
+    ModelNotReadyError,
+    QueueFullError,
+)
+from .model_config import ModelConfig
+from .stats import ModelStats
+
+log = logging.getLogger("fastserve.scheduler")
+
+Outputs = dict[str, Any]
+
+
+class _Parent:
+    """A request split into chunks of at most max_batch_size rows, joined again at the end."""
+
+    __slots__ = ("future", "parts", "remaining")
+
+    def __init__(self, future: asyncio.Future[Outputs], chunks: int) -> None:
+        self.future = future
+        self.parts: list[Outputs | None] = [None] * chunks
+        self.remaining = chunks
+
+
+class _Item:
+    """One unit of queued work: a request, or one chunk of a split request."""
+
+    __slots__ = ("inputs", "rows", "key", "future", "parent", "index", "arrival")
+
+    def __init__(self, inputs: dict[str, Any], rows: int, key: Any, arrival: float) -> None:
+        self.inputs = inputs
+        self.rows = rows
+        self.key = key
+        self.arrival = arrival
+        self.future: asyncio.Future[Outputs] | None = None
+        self.parent: _Parent | None = None
+        self.index = 0
+
+    def abandoned(self) -> bool:
+        """True when nobody waits for the answer any more (the client went away)."""
+        target = self.future if self.parent is None else self.parent.future
+        return target.done()  # type: ignore[union-attr]
+
+
+def _batch_key(inputs: dict[str, Any]) -> tuple[Any, ...]:
+    # Everything but the batch dimension must agree for two requests to share a batch.
+    return tuple((name, arr.shape[1:], arr.dtype.str) for name, arr in inputs.items())
+
+
+class DynamicBatcher:
+    """The scheduler of one model version."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        backend: Backend,
+        config: ModelConfig,
+        loop: asyncio.AbstractEventLoop,
+        clock: Callable[[], float] = time.monotonic,
+        stats: ModelStats | None = None,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.backend = backend
+        self.loop = loop
+        self.clock = clock
+        self.max_batch = config.max_batch_size
+        self.delay = config.batch_delay_ms / 1000.0
+        self.timeout = config.timeout_ms / 1000.0
+        self.max_queue = config.max_queue_size
+        self.instances = config.instances
+        self.stats = stats or ModelStats()
+        self._queue: deque[_Item] = deque()
+        self._queued_rows = 0
+        self._idle = config.instances
+        self._timer: asyncio.TimerHandle | None = None
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._accepting = True
+        self._idle_event: asyncio.Event | None = None
+        self._broken: BaseException | None = None
+
+    # Lifecycle
+
+    def start(self) -> None:
+        for i in range(self.instances):
+            t = threading.Thread(target=self._worker, args=(i,), daemon=True,
+                                 name=f"fastserve-{self.name}-v{self.version}-{i}")
+            t.start()
+            self._threads.append(t)
+
+    async def drain(self) -> None:
+        """Stop accepting; finish everything queued and running."""
+        self._accepting = False
+        self._dispatch()
+        while (self._queue or self._idle < self.instances) and self._broken is None:
+            self._idle_event = asyncio.Event()
+            await self._idle_event.wait()
+
+    def fail_pending(self, exc: FastServeError) -> None:
+        """Fail every queued request with ``exc`` (shutdown past its drain timeout)."""
+        self._accepting = False
+        while self._queue:
+            self._fail(self._queue.popleft(), exc)
+        self._queued_rows = 0
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        self._threads.clear()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    # Submission (event loop)
+
+    def submit(self, inputs: dict[str, Any], rows: int) -> asyncio.Future[Outputs]:
+        """Queue one request; its future resolves to its own outputs by name.
+
+        Args:
+            inputs: arrays by input name; with batching, each has ``rows`` rows first.
+            rows: the request's batch size (ignored when the model does not batch).
+        Raises:
+            QueueFullError: the queue holds max_queue_size requests (503).
+            ModelNotReadyError: the batcher is draining or broken (503).
+        """
+        if not self._accepting or self._broken is not None:
+            raise ModelNotReadyError(f"model '{self.name}' version {self.version} is unloading")
+        if len(self._queue) >= self.max_queue:
+            raise QueueFullError(
+                f"model '{self.name}' version {self.version} has {len(self._queue)} requests "
+                "waiting (max_queue_size); retry later"
+            )
+        future: asyncio.Future[Outputs] = self.loop.create_future()
+        now = self.clock()
+        if self.max_batch <= 0:
+            item = _Item(inputs, 1, None, now)
+            item.future = future
+            self._enqueue(item)
+        elif rows <= self.max_batch:
+            item = _Item(inputs, rows, _batch_key(inputs), now)
+            item.future = future
+            self._enqueue(item)
+        else:
+            starts = range(0, rows, self.max_batch)
+            parent = _Parent(future, len(starts))
+            key = _batch_key(inputs)
+            for index, start in enumerate(starts):
+                end = min(start + self.max_batch, rows)
+                chunk = {n: a[start:end] for n, a in inputs.items()}
+                item = _Item(chunk, end - start, key, now)
+                item.parent, item.index = parent, index
+                self._enqueue(item)
+        self._dispatch()
+        return future
+
+    def _enqueue(self, item: _Item) -> None:
+        self._queue.append(item)
+        self._queued_rows += item.rows
+
+    # Batch formation (event loop)
+
+    def _dispatch(self) -> None:
+        """Send batches to idle instances while there is work that is ready to go."""
+        while self._idle and self._queue:
+            head = self._queue[0]
+            now = self.clock()
+            if head.abandoned() or (self.timeout and now - head.arrival > self.timeout):
+                self._queue.popleft()
+                self._queued_rows -= head.rows
+                self._drop(head, now)
+                continue
+            if self.max_batch <= 0:
+                batch = [self._queue.popleft()]
+                self._queued_rows -= 1
+            else:
+                deadline = head.arrival + self.delay
+                if self._queued_rows < self.max_batch and now < deadline and self._accepting:
+                    self._arm_timer(deadline - now)
+                    return
+                batch = self._take_batch(now)
+                if not batch:
+                    continue
+            self._idle -= 1
+            for item in batch:
+                self.stats.queue_ns += int((now - item.arrival) * 1e9)
+            self._jobs.put(batch)
+        if self._timer is not None and not self._queue:
+            self._timer.cancel()
+            self._timer = None
+
+    def _take_batch(self, now: float) -> list[_Item]:
+        """Oldest request first, then later ones of the same shape, up to max_batch rows."""
+        key = None
+        rows = 0
+        batch: list[_Item] = []
+        kept: deque[_Item] = deque()
+        while self._queue:
+            item = self._queue.popleft()
+            if item.abandoned() or (self.timeout and now - item.arrival > self.timeout):
+                self._queued_rows -= item.rows
+                self._drop(item, now)
+                continue
+            if key is None:
+                key = item.key
+            if item.key == key and rows + item.rows <= self.max_batch:
+                batch.append(item)
+                rows += item.rows
+                self._queued_rows -= item.rows
+                if rows == self.max_batch:
+                    break
+            else:
+                kept.append(item)
+        kept.extend(self._queue)
+        self._queue = kept
+        return batch
+
+    def _arm_timer(self, delay: float) -> None:
+        if self._timer is None:
+            self._timer = self.loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _drop(self, item: _Item, now: float) -> None:
+        if item.abandoned():
+            self.stats.cancelled += 1
+            return
+        self._fail(item, DeadlineExceededError(
+            f"request to model '{self.name}' waited {1000 * (now - item.arrival):.0f} ms in the "
+            f"queue, more than timeout_ms={1000 * self.timeout:g}; it was not run"
+        ))
+
+    # Instance threads
+
+    def _worker(self, instance: int) -> None:
+        while True:
+            batch = self._jobs.get()
+            if batch is None:
+                return
+            try:
+                start = time.perf_counter()
+                results = self._execute(batch, instance)
+                elapsed = time.perf_counter() - start
+            except BaseException as exc:  # a bug here must not hang the waiting clients
+                self.loop.call_soon_threadsafe(self._crashed, batch, exc)
+                return
+            self.loop.call_soon_threadsafe(self._complete, batch, results, elapsed)
+
+    def _execute(self, batch: list[_Item], instance: int) -> list[Any]:
+        try:
+            return self._run(batch, instance)
+        except Exception as exc:
+            if len(batch) == 1:
+                return [self._wrap(exc)]
+        # Failure isolation: run each member alone so only the culprit fails.
+        results: list[Any] = []
+        for item in batch:
+            try:
+                results.extend(self._run([item], instance))
+            except Exception as exc:
+                results.append(self._wrap(exc))
+        return results
+
+    def _run(self, batch: list[_Item], instance: int) -> list[Outputs]:
+        if self.max_batch <= 0:
+            return [self._check(self.backend.infer(batch[0].inputs, instance), None)]
+        if len(batch) == 1:
+            inputs = batch[0].inputs
+        else:
+            # merged: (sum(rows), *feature_shape) per input — the one copy batching costs
+            inputs = {n: np.concatenate([it.inputs[n] for it in batch])
+                      for n in batch[0].inputs}
+        total = sum(it.rows for it in batch)
+        outputs = self._check(self.backend.infer(inputs, instance), total)
+        results = []
+        offset = 0
+        for it in batch:
+            end = offset + it.rows
+            results.append({n: a[offset:end] for n, a in outputs.items()})
+            offset = end
+        return results
+
+    def _check(self, outputs: Any, rows: int | None) -> Outputs:
+        if not isinstance(outputs, dict) or not outputs:
+            raise BackendError(f"model '{self.name}' returned no outputs")
+        if rows is not None:
+            for n, a in outputs.items():
+                if getattr(a, "ndim", 0) < 1 or len(a) != rows:
+                    raise BackendError(
+                        f"model '{self.name}' output '{n}' has shape "
+                        f"{list(getattr(a, 'shape', ()))} for a batch of {rows} rows; batched "
+                        "models must return one row per input row"
+                    )
+        return outputs
+
+    def _wrap(self, exc: Exception) -> FastServeError:
+        if isinstance(exc, FastServeError):
+            return exc
+        err = BackendError(f"model '{self.name}' raised {type(exc).__name__}: {exc}")
+        err.__cause__ = exc
+        return err
+
+    # Completion (event loop)
+
+    def _complete(self, batch: list[_Item], results: list[Any], elapsed: float) -> None:
+        self._idle += 1
+        stats = self.stats
+        stats.record_batch(sum(it.rows for it in batch), elapsed)
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                stats.fail += 1
+                self._fail(item, result)
+            else:
+                stats.success += 1
+                self._resolve(item, result)
+        self._dispatch()
+        if self._idle_event is not None and not self._queue and self._idle == self.instances:
+            self._idle_event.set()
+
+    def _resolve(self, item: _Item, outputs: Outputs) -> None:
+        parent = item.parent
+        if parent is None:
+            if not item.future.done():  # type: ignore[union-attr]
+                item.future.set_result(outputs)  # type: ignore[union-attr]
+            return
+        parent.parts[item.index] = outputs
+        parent.remaining -= 1
+        if parent.remaining == 0 and not parent.future.done():
+            parts = parent.parts
+            parent.future.set_result(
+                {n: np.concatenate([p[n] for p in parts]) for n in parts[0]}  # type: ignore[index]
+            )
+
+    def _fail(self, item: _Item, exc: BaseException) -> None:
+        target = item.future if item.parent is None else item.parent.future
+        if not target.done():  # type: ignore[union-attr]
+            target.set_exception(exc)  # type: ignore[union-attr]
+
+    def _crashed(self, batch: list[_Item], exc: BaseException) -> None:
+        log.error("scheduler of model '%s' crashed", self.name, exc_info=exc)
+        self._broken = exc
+        error = BackendError(f"scheduler of model '{self.name}' crashed: {exc!r}")
+        for item in batch:
+            self._fail(item, error)
+        self.fail_pending(error)
+        if self._idle_event is not None:
+            self._idle_event.set()

@@ -1,0 +1,37 @@
+"""Counters one model version's scheduler keeps: the source of /metrics and /stats."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class BatchStat:
+    count: int = 0
+    compute_ns: int = 0
+
+
+@dataclass
+class ModelStats:
+    success: int = 0
+    fail: int = 0
+    cancelled: int = 0
+    inference_count: int = 0  # rows run
+    execution_count: int = 0  # batches run
+    queue_ns: int = 0
+    compute_ns: int = 0
+    last_inference_ms: int = 0
+    batches: dict[int, BatchStat] = field(default_factory=dict)
+
+    def record_batch(self, rows: int, seconds: float) -> None:
+        ns = int(seconds * 1e9)
+        self.inference_count += rows
+        self.execution_count += 1
+        self.compute_ns += ns
+        self.last_inference_ms = int(time.time() * 1000)
+        stat = self.batches.get(rows)
+        if stat is None:
+            stat = self.batches[rows] = BatchStat()
+        stat.count += 1
+        stat.compute_ns += ns

@@ -1,0 +1,197 @@
+"""Tensors at the edge: JSON values and wire buffers to numpy, checked against the model.
+
+Every API decodes into the same numpy arrays (BYTES: object arrays of ``bytes``;
+BF16: uint16 bit patterns), validated here once against the model's specs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..types import DataType, TensorSpec
+
+MAX_JSON_DEPTH = 100
+
+_BY_NUMPY = {np.dtype(dt.numpy).str: dt for dt in DataType
+             if dt not in (DataType.BF16, DataType.BYTES)}
+_BY_NUMPY[np.dtype(object).str] = DataType.BYTES
+
+
+def element_count(shape: Sequence[int]) -> int:
+    return math.prod(shape)
+
+
+def check_shape(name: str, shape: Any) -> tuple[int, ...]:
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise InvalidInputError(
+            f"input '{name}': shape must be a list of non-negative integers, got {shape!r}")
+    return tuple(shape)
+
+
+def bytes_array(items: Sequence[bytes], shape: tuple[int, ...]) -> np.ndarray:
+    """An object array of bytes (built by assignment so numpy never splits the items)."""
+    arr = np.empty(len(items), dtype=object)
+    arr[:] = items
+    return arr.reshape(shape)
+
+
+def _depth(data: Any) -> int:
+    depth = 0
+    while isinstance(data, list):
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            break
+        data = data[0] if data else None
+    return depth
+
+
+def float_to_bf16(values: Any) -> np.ndarray:
+    """float32 values to bfloat16 bit patterns (uint16), rounding to nearest even."""
+    bits = np.asarray(values, dtype=np.float32).view(np.uint32)
+    rounded = bits + (((bits >> 16) & 1) + 0x7FFF)
+    out = (rounded >> 16).astype(np.uint16)
+    nan = np.isnan(np.asarray(values, dtype=np.float32))
+    if nan.any():
+        out[nan] = 0x7FC0
+    return out
+
+
+def bf16_to_float(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def array_from_json(name: str, data: Any, datatype: DataType, shape: tuple[int, ...]) -> Any:
+    """JSON ``data`` (nested or flat) to an array of ``shape``; only the count must agree."""
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise InvalidInputError(f"input '{name}': data is nested deeper than {MAX_JSON_DEPTH}")
+    expected = element_count(shape)
+    try:
+        if datatype is DataType.BYTES:
+            flat = _flatten(data)
+            if not all(isinstance(s, str) for s in flat):
+                raise InvalidInputError(f"input '{name}': BYTES data must be JSON strings")
+            if len(flat) != expected:
+                raise _count_error(name, shape, expected, len(flat))
+            return bytes_array([s.encode("utf-8") for s in flat], shape)
+        if datatype is DataType.BF16:
+            arr = float_to_bf16(_numeric(name, data, np.float32))
+        elif datatype is DataType.BOOL:
+            arr = np.asarray(data)
+            if arr.size and arr.dtype != np.bool_:
+                raise InvalidInputError(f"input '{name}': BOOL data must be true/false")
+            arr = arr.astype(np.bool_, copy=False)
+        else:
+            arr = _numeric(name, data, np.dtype(datatype.numpy))
+    except (ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, InvalidInputError):
+            raise
+        raise InvalidInputError(
+            f"input '{name}': data is not a valid {datatype.wire} tensor: {exc}") from None
+    if arr.size != expected:
+        raise _count_error(name, shape, expected, arr.size)
+    return arr.reshape(shape)
+
+
+def _numeric(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
+    if dtype.kind == "f":
+        arr = np.asarray(data, dtype=dtype)
+    else:
+        # Integers: refuse floats rather than truncate them silently.
+        raw = np.asarray(data)
+        if raw.size and raw.dtype.kind not in "iub":
+            raise InvalidInputError(
+                f"input '{name}': expected integers for {dtype}, got {raw.dtype.kind!r} values")
+        arr = raw.astype(dtype, copy=False)
+        if raw.size and raw.dtype.kind in "iu" and not np.array_equal(arr, raw):
+            raise InvalidInputError(f"input '{name}': a value is out of range for {dtype}")
+    if arr.dtype == object:
+        raise InvalidInputError(f"input '{name}': data is ragged or not numeric")
+    return arr
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    if not data or not isinstance(data[0], list):
+        return data
+    out: list[Any] = []
+    for item in data:
+        out.extend(_flatten(item))
+    return out
+
+
+def _count_error(name: str, shape: tuple[int, ...], expected: int, got: int) -> InvalidInputError:
+    return InvalidInputError(
+        f"input '{name}': shape {list(shape)} needs {expected} elements, data has {got}")
+
+
+def array_from_buffer(name: str, view: memoryview, datatype: DataType,
+                      shape: tuple[int, ...]) -> np.ndarray:
+    """A zero-copy typed view over a request body slice; sizes checked first."""
+    expected = element_count(shape) * datatype.itemsize
+    if view.nbytes != expected:
+        raise InvalidInputError(
+            f"input '{name}': binary_data_size is {view.nbytes} bytes but shape {list(shape)} "
+            f"of {datatype.wire} needs {expected}")
+    dtype = np.bool_ if datatype is DataType.BOOL else np.dtype(datatype.numpy)
+    return np.frombuffer(view, dtype=dtype).reshape(shape)
+
+
+def datatype_of(arr: Any, spec: TensorSpec | None = None) -> DataType:
+    """The wire datatype of an output array (BF16 arrives as uint16 with a BF16 spec)."""
+    if spec is not None and spec.datatype is DataType.BF16 and arr.dtype == np.uint16:
+        return DataType.BF16
+    try:
+        return _BY_NUMPY[arr.dtype.str]
+    except KeyError:
+        return DataType.parse(arr.dtype.name)
+
+
+def validate_inputs(
+    specs: Sequence[TensorSpec], inputs: dict[str, Any], batched: bool, strict: bool = True
+) -> int:
+    """Check names, datatypes and shapes against the model; return the batch's row count."""
+    if not strict:  # the model declares nothing to check against
+        first_arr = next(iter(inputs.values()), None)
+        if first_arr is None:
+            raise InvalidInputError("the request has no inputs")
+        return first_arr.shape[0] if batched and first_arr.ndim else 1
+    by_name = {s.name: s for s in specs}
+    for name in inputs:
+        if name not in by_name:
+            raise InvalidInputError(
+                f"unknown input '{name}'; the model's inputs are {', '.join(by_name)}")
+    rows = 1
+    first = None
+    for spec in specs:
+        arr = inputs.get(spec.name)
+        if arr is None:
+            raise InvalidInputError(f"missing input '{spec.name}'")
+        got = datatype_of(arr, spec)
+        if got is not spec.datatype and not (
+            spec.datatype is DataType.BF16 and arr.dtype == np.uint16
+        ):
+            raise InvalidInputError(f"input '{spec.name}' has datatype {got.wire} but the model "
+                                    f"expects {spec.datatype.wire}")
+        shape = arr.shape
+        if len(shape) != len(spec.shape) or any(
+            want != -1 and want != have for want, have in zip(spec.shape, shape, strict=True)
+        ):
+            raise InvalidInputError(f"input '{spec.name}' has shape {list(shape)} but the model "
+                                    f"expects {list(spec.shape)} (-1: any size)")
+        if batched:
+            if first is None:
+                first, rows = spec.name, shape[0]
+            elif shape[0] != rows:
+                raise InvalidInputError(f"input '{spec.name}' has {shape[0]} rows but "
+                                        f"'{first}' has {rows}; all inputs share the batch size")
+    if batched and rows == 0:
+        raise InvalidInputError("a batch of 0 rows has nothing to run")
+    return rows

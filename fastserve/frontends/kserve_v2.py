@@ -1,0 +1,292 @@
+"""KServe v2 / Open Inference Protocol over HTTP, with Triton's binary data extension.
+
+Request body, binary extension (little-endian, row-major, no padding):
+    | JSON header (Inference-Header-Content-Length bytes) |
+    | input[0] raw (binary_data_size[0]) | input[1] raw | ... |
+    BYTES element: | uint32 LE length | length bytes |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .. import codec
+from ..core.dataplane import DataPlane
+from ..core.tensors import (
+    array_from_buffer,
+    array_from_json,
+    bf16_to_float,
+    bytes_array,
+    check_shape,
+    datatype_of,
+    element_count,
+)
+from ..errors import InvalidInputError
+from ..http.messages import OCTET_STREAM, Request, Response
+from ..http.router import Router
+from ..types import DataType, InferRequest, InferResponse, TensorSpec
+from ._base import JSON_OPTIONS, error_body, json_response, load_json
+
+INFERENCE_HEADER_CONTENT_LENGTH = b"inference-header-content-length"
+EXTENSIONS = ["binary_tensor_data"]
+
+_READY = orjson.dumps({"ready": True})
+_NOT_READY = orjson.dumps({"ready": False})
+_LIVE = orjson.dumps({"live": True})
+
+
+class _OutputOptions:
+    """What the client asked of the outputs: which, and which as binary."""
+
+    __slots__ = ("binary_default", "binary")
+
+    def __init__(self, binary_default: bool, binary: dict[str, bool]) -> None:
+        self.binary_default = binary_default
+        self.binary = binary
+
+
+class KServeV2Frontend:
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    def register(self, router: Router) -> None:
+        add = router.add
+        tag = ("KServe v2",)
+        add("GET", "/v2/health/live", self.live, "Server liveness", tag)
+        add("GET", "/v2/health/ready", self.ready, "Server readiness", tag)
+        add("GET", "/v2", self.server_metadata, "Server metadata and extensions", tag)
+        for base in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+            add("GET", base, self.model_metadata, "Model metadata", tag)
+            add("GET", base + "/ready", self.model_ready, "Model readiness", tag)
+            add("POST", base + "/infer", self.infer, "Run inference (JSON or binary tensors)",
+                tag)
+        router.set_error_formatter("/v2", error_body)
+
+    # Health and metadata
+
+    def live(self, request: Request) -> Response:
+        return Response(_LIVE)
+
+    def ready(self, request: Request) -> Response:
+        if self.dataplane.ready():
+            return Response(_READY)
+        return Response(_NOT_READY, 503)
+
+    def server_metadata(self, request: Request) -> Response:
+        return json_response(self.dataplane.server_metadata())
+
+    def model_metadata(self, request: Request) -> Response:
+        p = request.params
+        return json_response(self.dataplane.model_metadata(p["model"], p.get("version")))
+
+    def model_ready(self, request: Request) -> Response:
+        p = request.params
+        ready = self.dataplane.model_ready(p["model"], p.get("version"))
+        return json_response({"name": p["model"], "ready": ready}, 200 if ready else 503)
+
+    # Inference
+
+    async def infer(self, request: Request) -> Response:
+        p = request.params
+        target = self.dataplane.resolve(p["model"], p.get("version"))
+        assert target.backend is not None
+        infer_request, options = self.decode(request, target.backend.inputs)
+        infer_request.model, infer_request.version = p["model"], p.get("version")
+        response = await self.dataplane.infer(infer_request)
+        return self.encode(response, options, target.backend.outputs)
+
+    def decode(self, request: Request, specs: tuple[TensorSpec, ...]
+               ) -> tuple[InferRequest, _OutputOptions]:
+        """Body -> InferRequest with numpy inputs (views over the body where binary)."""
+        body = request.body
+        header_length = request.headers.get(INFERENCE_HEADER_CONTENT_LENGTH)
+        tail = None
+        if header_length is not None:
+            try:
+                n = int(header_length)
+            except ValueError:
+                raise InvalidInputError(
+                    "Unable to parse Inference-Header-Content-Length, got: "
+                    f"{header_length.decode('latin-1')!r}") from None
+            if n < 0 or n > len(body):
+                raise InvalidInputError(
+                    f"Inference-Header-Content-Length must be in [0, {len(body)}] (the body "
+                    f"length), got {n}")
+            if n == 0:
+                return self._decode_raw(body, specs)
+            view = memoryview(body)
+            header, tail = view[:n], view[n:]
+        else:
+            header = body
+        doc = load_json(header)
+        if not isinstance(doc, dict):
+            raise InvalidInputError("the inference request must be a JSON object")
+        raw_inputs = doc.get("inputs")
+        if not isinstance(raw_inputs, list) or not raw_inputs:
+            raise InvalidInputError("'inputs' must be a non-empty list of tensors")
+        inputs = self._decode_inputs(raw_inputs, tail)
+        params = doc.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise InvalidInputError("'parameters' must be an object")
+        wanted, binary = self._decode_outputs(doc.get("outputs"))
+        request_id = doc.get("id")
+        return (
+            InferRequest("", None, inputs, wanted,
+                         None if request_id is None else str(request_id), params),
+            _OutputOptions(bool(params.get("binary_data_output", False)), binary),
+        )
+
+    def _decode_inputs(self, raw_inputs: list[Any], tail: memoryview | None) -> dict[str, Any]:
+        parsed = []
+        sizes: list[tuple[str, int]] = []
+        rest = None  # OVMS: one input without data or size takes the rest of the body
+        for item in raw_inputs:
+            if not isinstance(item, dict):
+                raise InvalidInputError("each input must be an object with name, shape, datatype")
+            name = item.get("name")
+            if not isinstance(name, str):
+                raise InvalidInputError("an input has no 'name' string")
+            try:
+                datatype = DataType.parse(item.get("datatype", ""))
+            except ValueError as exc:
+                raise InvalidInputError(f"input '{name}': {exc}") from None
+            shape = check_shape(name, item.get("shape"))
+            params = item.get("parameters") or {}
+            if not isinstance(params, dict):
+                raise InvalidInputError(f"input '{name}': 'parameters' must be an object")
+            sources = [k for k in ("binary_data_size", "shared_memory_region") if k in params]
+            if "data" in item:
+                sources.insert(0, "data")
+            if len(sources) > 1:
+                raise InvalidInputError(
+                    f"input '{name}' must set only one of 'data', 'binary_data_size' or "
+                    f"'shared_memory_region', but sets {' and '.join(sources)}")
+            if "shared_memory_region" in params:
+                raise InvalidInputError(f"input '{name}': shared memory inputs are not enabled "
+                                        "on this server (start it with --allow-shared-memory)")
+            if "binary_data_size" in params:
+                size = params["binary_data_size"]
+                if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                    raise InvalidInputError(
+                        f"input '{name}': binary_data_size must be a non-negative integer, "
+                        f"got {size!r}")
+                if tail is None:
+                    raise InvalidInputError(
+                        f"input '{name}' has binary_data_size but the request has no "
+                        "Inference-Header-Content-Length header")
+                sizes.append((name, size))
+            elif "data" not in item:
+                if rest is not None or tail is None:
+                    raise InvalidInputError(
+                        f"input '{name}' must set one of 'data' or 'binary_data_size'")
+                rest = name
+                sizes.append((name, -1))
+            parsed.append((name, datatype, shape, item.get("data")))
+        if tail is not None:
+            if rest is not None:
+                known = sum(s for _, s in sizes if s >= 0)
+                sizes = [(n, s if s >= 0 else max(len(tail) - known, 0)) for n, s in sizes]
+            views = dict(zip((n for n, _ in sizes),
+                             codec.split_binary_inputs(tail, sizes), strict=True))
+        else:
+            views = {}
+        inputs: dict[str, Any] = {}
+        for name, datatype, shape, data in parsed:
+            if name in inputs:
+                raise InvalidInputError(f"input '{name}' appears twice")
+            view = views.get(name)
+            if view is None:
+                inputs[name] = array_from_json(name, data, datatype, shape)
+            elif datatype is DataType.BYTES:
+                items = codec.decode_bytes_tensor(view, name, element_count(shape))
+                inputs[name] = bytes_array(items, shape)
+            else:
+                inputs[name] = array_from_buffer(name, view, datatype, shape)
+        return inputs
+
+    @staticmethod
+    def _decode_outputs(raw: Any) -> tuple[list[str] | None, dict[str, bool]]:
+        if raw is None:
+            return None, {}
+        if not isinstance(raw, list):
+            raise InvalidInputError("'outputs' must be a list of {\"name\": ...} objects")
+        names, binary = [], {}
+        for item in raw:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise InvalidInputError("each requested output needs a 'name' string")
+            names.append(item["name"])
+            params = item.get("parameters") or {}
+            if not isinstance(params, dict):
+                raise InvalidInputError(f"output '{item['name']}': 'parameters' must be an "
+                                        "object")
+            if "binary_data" in params:
+                binary[item["name"]] = bool(params["binary_data"])
+        return names, binary
+
+    def _decode_raw(self, body: Any, specs: tuple[TensorSpec, ...]
+                    ) -> tuple[InferRequest, _OutputOptions]:
+        """Inference-Header-Content-Length: 0 — the body is the only input, batch of 1."""
+        if len(specs) != 1:
+            raise InvalidInputError(
+                f"a raw binary request (Inference-Header-Content-Length: 0) needs a model with "
+                f"exactly one input; this one has {len(specs)}")
+        spec = specs[0]
+        if spec.datatype is DataType.BYTES:
+            arr = bytes_array([bytes(body)], (1,))
+        else:
+            shape = [1 if i == 0 and d == -1 else d for i, d in enumerate(spec.shape)]
+            if shape.count(-1) > 1:
+                raise InvalidInputError(
+                    f"input '{spec.name}' has shape {list(spec.shape)}: a raw binary request "
+                    "allows at most one variable dimension")
+            if -1 in shape:
+                known = element_count([d for d in shape if d != -1]) * spec.datatype.itemsize
+                if known == 0 or len(body) % known:
+                    raise InvalidInputError(
+                        f"raw body of {len(body)} bytes does not fit input '{spec.name}' of "
+                        f"shape {list(spec.shape)} ({spec.datatype.wire})")
+                shape[shape.index(-1)] = len(body) // known
+            arr = array_from_buffer(spec.name, memoryview(body), spec.datatype, tuple(shape))
+        return InferRequest("", None, {spec.name: arr}), _OutputOptions(True, {})
+
+    def encode(self, response: InferResponse, options: _OutputOptions,
+               specs: tuple[TensorSpec, ...]) -> Response:
+        by_name = {s.name: s for s in specs}
+        outputs = []
+        buffers: list[Any] = []
+        for name, arr in response.outputs.items():
+            datatype = datatype_of(arr, by_name.get(name))
+            entry: dict[str, Any] = {"name": name, "datatype": datatype.wire,
+                                     "shape": list(arr.shape)}
+            if options.binary.get(name, options.binary_default):
+                if datatype is DataType.BYTES:
+                    buf: Any = codec.encode_bytes_tensor(arr.ravel())
+                else:
+                    buf = memoryview(np.ascontiguousarray(arr)).cast("B")
+                entry["parameters"] = {"binary_data_size": len(buf)}
+                buffers.append(buf)
+            else:
+                entry["data"] = json_data(arr, datatype)
+            outputs.append(entry)
+        doc: dict[str, Any] = {"model_name": response.model, "model_version": response.version}
+        if response.id is not None:
+            doc["id"] = response.id
+        doc["outputs"] = outputs
+        header = orjson.dumps(doc, option=JSON_OPTIONS)
+        if not buffers:
+            return Response(header)
+        return Response(header, content_type=OCTET_STREAM, buffers=buffers,
+                        headers=[(INFERENCE_HEADER_CONTENT_LENGTH, str(len(header)).encode())])
+
+
+def json_data(arr: np.ndarray, datatype: DataType) -> Any:
+    """An output as a flat JSON list (orjson writes numpy arrays natively)."""
+    if datatype is DataType.BYTES:
+        return [b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b)
+                for b in arr.ravel()]
+    if datatype is DataType.BF16:
+        return bf16_to_float(arr).ravel()
+    return np.ascontiguousarray(arr).ravel()

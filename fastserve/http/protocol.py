@@ -1,0 +1,443 @@
+"""HTTP/1.1 on httptools: one HttpProtocol per connection, requests answered in order.
+
+The shape follows uvicorn's httptools_impl: parser callbacks fill the request being
+read; complete requests run one at a time (later pipelined ones wait in a deque);
+synchronous handlers answer inline, coroutine handlers run as a task that is
+cancelled if the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections import deque
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import httptools
+
+from ..errors import FastServeError, InvalidInputError, RequestTooLargeError
+from .flow_control import MAX_PIPELINE, FlowControl
+from .messages import (
+    RETRY_AFTER_CODES,
+    RETRY_AFTER_SECONDS,
+    STATUS_LINE,
+    Request,
+    Response,
+    status_for,
+)
+
+if TYPE_CHECKING:
+    from .server import ServerState
+
+log = logging.getLogger("fastserve.http")
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class _HeadersTooLarge(Exception):
+    pass
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _inflate(body: bytes | bytearray, encoding: bytes, limit: int) -> bytearray:
+    """Decompress a gzip/deflate request body, refusing output past ``limit`` bytes."""
+    if encoding == b"gzip":
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == b"deflate":
+        # RFC 9110 deflate is zlib-wrapped; some clients send raw deflate.
+        wbits = zlib.MAX_WBITS if body[:1] and (body[0] & 0x0F) == 8 else -zlib.MAX_WBITS
+    else:
+        raise InvalidInputError(f"unsupported Content-Encoding {encoding.decode('latin-1')!r}")
+    d = zlib.decompressobj(wbits)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInputError(f"bad {encoding.decode()} request body: {exc}") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise RequestTooLargeError(f"request body inflates past the {limit}-byte limit")
+    if not d.eof:
+        raise InvalidInputError(f"truncated {encoding.decode()} request body")
+    return bytearray(out)
+
+
+def _pick_encoding(accept: bytes) -> bytes | None:
+    """gzip or deflate if Accept-Encoding allows it (q=0 excludes), else None."""
+    allowed = {}
+    for item in accept.lower().split(b","):
+        name, _, params = item.strip().partition(b";")
+        q = 1.0
+        params = params.strip()
+        if params.startswith(b"q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                q = 0.0
+        allowed[name.strip()] = q
+    for enc in (b"gzip", b"deflate"):
+        if allowed.get(enc, allowed.get(b"*", 0.0)) > 0:
+            return enc
+    return None
+
+
+def _compress(data: bytes, encoding: bytes) -> bytes:
+    if encoding == b"gzip":
+        c = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    else:
+        c = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.router = state.router
+        self.limits = state.limits
+        self.loop = state.loop
+        # Per-connection state
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.flow: FlowControl = None  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.closed = False
+        self.peer: Any = None
+        self.last_activity = time.monotonic()
+        self.pipeline: deque[Request] = deque()
+        self.busy = False  # a coroutine handler is running for this connection
+        self.task: asyncio.Task[Any] | None = None
+        # Per-request state (the request being parsed)
+        self.in_headers = False
+        self.in_body = False
+        self.headers_started = 0.0
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._header_bytes = 0
+        self._body: Any = None
+        self._body_pos = 0
+        self._rejected = False
+        self._discarded = 0
+
+    # Protocol interface
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.flow = FlowControl(self.transport)
+        self.peer = transport.get_extra_info("peername")
+        self.state.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.state.connections.discard(self)
+        self.pipeline.clear()
+        if self.task is not None and not self.task.done():
+            # The client left: its answer would go nowhere, so stop the work behind it.
+            self.task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _HeadersTooLarge):
+                self._fail_connection(431, "request headers too large")
+            elif isinstance(cause, _BodyTooLarge):
+                self._fail_connection(413, self._too_large_message())
+            else:
+                log.error("error in HTTP parser callback", exc_info=cause)
+                self._fail_connection(500, "internal error while reading the request")
+        except httptools.HttpParserUpgrade:
+            self._fail_connection(400, "protocol upgrade is not supported")
+        except httptools.HttpParserError as exc:
+            self._fail_connection(400, f"malformed HTTP request: {exc}")
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def pause_writing(self) -> None:
+        self.flow.write_paused = True
+        self.flow.update()
+
+    def resume_writing(self) -> None:
+        self.flow.write_paused = False
+        self.flow.update()
+
+    # Parser callbacks
+
+    def on_message_begin(self) -> None:
+        self.in_headers = True
+        self.headers_started = self.last_activity
+        self._url = b""
+        self._headers = {}
+        self._header_bytes = 0
+        self._body = None
+        self._body_pos = 0
+        self._rejected = False
+        self._discarded = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _HeadersTooLarge()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _HeadersTooLarge()
+        name = name.lower()
+        old = self._headers.get(name)
+        self._headers[name] = value if old is None else old + b", " + value
+
+    def on_headers_complete(self) -> None:
+        self.in_headers = False
+        self.in_body = True
+        headers = self._headers
+        length = headers.get(b"content-length")
+        if length is not None:
+            size = int(length)  # httptools has validated the digits
+            if size > self.limits.max_body:
+                self._reject_too_large()
+                return
+            self._body = bytearray(size) if size else b""
+        else:
+            # No Content-Length: chunked (httptools decodes it), else no body at all.
+            self._body = _CHUNKED_LIST() if b"transfer-encoding" in headers else b""
+        expect = headers.get(b"expect")
+        if expect is not None and expect.lower() == b"100-continue" and self._idle():
+            self.transport.write(CONTINUE)
+
+    def on_body(self, chunk: bytes) -> None:
+        if self._rejected:
+            self._discarded += len(chunk)
+            if self._discarded > self.limits.discard_cap:
+                raise _BodyTooLarge()
+            return
+        body = self._body
+        if type(body) is bytearray:
+            end = self._body_pos + len(chunk)
+            body[self._body_pos : end] = chunk
+            self._body_pos = end
+        else:
+            body.append(chunk)
+            body.size += len(chunk)
+            if body.size > self.limits.max_body:
+                self._reject_too_large()
+
+    def on_message_complete(self) -> None:
+        self.in_body = False
+        keep_alive = self.parser.should_keep_alive()
+        if self._rejected:
+            # The 413 has gone out (or waits in the queue); the body was discarded.
+            if not keep_alive or self._discarded:
+                self._close_after_pending()
+            return
+        url = httptools.parse_url(self._url)
+        path = url.path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        query = url.query.decode("latin-1") if url.query else ""
+        body = self._body
+        if type(body) is _CHUNKED_LIST:
+            body = bytearray().join(body)
+        request = Request(self.parser.get_method().decode("latin-1"), path, query,
+                          self._headers, body, self)
+        request.keep_alive = keep_alive
+        request.http10 = self.parser.get_http_version() == "1.0"
+        encoding = self._headers.get(b"content-encoding")
+        if encoding is not None and body and encoding.lower() != b"identity":
+            try:
+                request.body = _inflate(body, encoding.strip().lower(), self.limits.max_body)
+            except FastServeError as exc:
+                request.keep_alive = False
+                self._queue_or_run(request, self._error_response(request, exc))
+                return
+        self._queue_or_run(request, None)
+
+    # Request dispatch
+
+    def _idle(self) -> bool:
+        return not self.busy and not self.pipeline
+
+    def _queue_or_run(self, request: Request, canned: Response | None) -> None:
+        request.canned = canned
+        if self.busy or self.pipeline:
+            self.pipeline.append(request)
+            if len(self.pipeline) >= MAX_PIPELINE:
+                self.flow.queue_full = True
+                self.flow.update()
+            return
+        self._run(request)
+
+    def _run(self, request: Request) -> None:
+        if request.canned is not None:
+            self._send(request, request.canned)
+            return
+        try:
+            route, request.params = self.router.resolve(request.method, request.path)
+            if self.state.guard is not None:
+                self.state.guard(request)
+            if route.is_async:
+                self.busy = True
+                self.task = self.loop.create_task(self._run_async(route.handler, request))
+                return
+            response = route.handler(request)
+        except Exception as exc:
+            response = self._error_response(request, exc)
+        self._send(request, response)
+
+    async def _run_async(self, handler: Any, request: Request) -> None:
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:
+            if self.closed:
+                return  # the client went away; nothing to answer
+            raise
+        except Exception as exc:
+            response = self._error_response(request, exc)
+        finally:
+            self.busy = False
+            self.task = None
+        self._send(request, response)
+        self._drain_pipeline()
+
+    def _drain_pipeline(self) -> None:
+        while self.pipeline and not self.busy and not self.closed:
+            self._run(self.pipeline.popleft())
+        if self.flow.queue_full and len(self.pipeline) < MAX_PIPELINE // 2:
+            self.flow.queue_full = False
+            self.flow.update()
+
+    # Response interface
+
+    def _error_response(self, request: Request | None, exc: BaseException) -> Response:
+        status = status_for(exc)
+        if isinstance(exc, FastServeError):
+            message = exc.message
+            if status >= 500 and status != 503 and status != 504:
+                log.error("%s %s failed: %s", request and request.method,
+                          request and request.path, message, exc_info=exc.__cause__)
+        else:
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            log.error("unexpected error answering %s %s", request and request.method,
+                      request and request.path, exc_info=exc)
+        path = request.path if request is not None else ""
+        response = self.router.error_formatter(path)(status, message, exc)
+        extra: list[tuple[bytes, bytes]] = []
+        code = getattr(exc, "code", None)
+        if code in RETRY_AFTER_CODES:
+            extra.append((b"retry-after", RETRY_AFTER_SECONDS))
+        allow = getattr(exc, "allow", None)
+        if allow:
+            extra.append((b"allow", allow.encode()))
+        if extra:
+            response.headers = (response.headers or []) + extra
+        return response
+
+    def _send(self, request: Request, response: Response) -> None:
+        if self.closed:
+            return
+        keep_alive = request.keep_alive and not self.state.draining
+        body = response.body
+        buffers = response.buffers
+        parts = [STATUS_LINE[response.status], self.state.date_header(),
+                 b"content-type: ", response.content_type]
+        accept = request.headers.get(b"accept-encoding")
+        if accept is not None and (body or buffers):
+            encoding = _pick_encoding(accept)
+            if encoding is not None:
+                raw = b"".join([body, *buffers]) if buffers else body
+                body, buffers = _compress(raw, encoding), None
+                parts += [b"\r\ncontent-encoding: ", encoding, b"\r\nvary: accept-encoding"]
+        length = len(body)
+        if buffers:
+            length += sum(memoryview(b).nbytes for b in buffers)
+        parts += [b"\r\ncontent-length: ", str(length).encode(), b"\r\n"]
+        if response.headers:
+            for name, value in response.headers:
+                parts += [name, b": ", value, b"\r\n"]
+        if not keep_alive:
+            parts.append(b"connection: close\r\n")
+        elif request.http10:
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        if request.method != "HEAD":
+            parts.append(body)
+        self.transport.write(b"".join(parts))
+        if buffers and request.method != "HEAD":
+            self.transport.writelines(buffers)
+        if not keep_alive:
+            self.closed = True
+            self.transport.close()
+
+    def _reject_too_large(self) -> None:
+        """Answer 413 now, before reading the body, and discard what still arrives."""
+        self._rejected = True
+        self._body = None
+        request = Request(self.parser.get_method().decode("latin-1"),
+                          httptools.parse_url(self._url).path.decode("latin-1"), "",
+                          self._headers, b"", self)
+        request.keep_alive = False
+        request.http10 = False
+        exc = RequestTooLargeError(self._too_large_message())
+        self._queue_or_run(request, self._error_response(request, exc))
+
+    def _too_large_message(self) -> str:
+        return (f"request body is larger than the {self.limits.max_body}-byte limit "
+                "(--max-request-size)")
+
+    def _fail_connection(self, status: int, message: str) -> None:
+        """A request we cannot parse: answer it (after what is queued) and close."""
+        if self.closed:
+            return
+        path = ""
+        try:
+            path = httptools.parse_url(self._url).path.decode("latin-1") if self._url else ""
+        except httptools.HttpParserInvalidURLError:
+            pass
+        request = Request("GET", path, "", self._headers, b"", self)
+        request.keep_alive = False
+        request.http10 = False
+        response = self.router.error_formatter(path)(status, message, None)
+        self.transport.pause_reading()
+        if self.busy or self.pipeline:
+            request.canned = response
+            self.pipeline.append(request)
+        else:
+            self._send(request, response)
+
+    def _close_after_pending(self) -> None:
+        if self._idle():
+            self.closed = True
+            self.transport.close()
+
+    # Timeouts, driven by ServerState's once-a-second sweep
+
+    def check_timeouts(self, now: float) -> None:
+        if self.closed:
+            return
+        if self.in_headers:
+            if now - self.headers_started > self.limits.header_timeout:
+                self._fail_connection(408, "request headers not received in time")
+        elif (self._idle() and not self.in_body
+              and now - self.last_activity > self.limits.keepalive_timeout):
+            self.closed = True
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Close now if idle; otherwise the answer in flight goes out with Connection: close."""
+        if self._idle() and not self.in_headers and not self.in_body and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+
+class _CHUNKED_LIST(list):  # noqa: N801
+    """Chunks of a body without Content-Length, joined once at the end."""
+
+    size = 0
+

@@ -1,0 +1,83 @@
+"""Plain data types shared by every layer: datatypes, tensor specs, requests."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class DataType(enum.Enum):
+    """KServe v2 datatype names, with element size and numpy dtype string."""
+
+    BOOL = ("BOOL", 1, "bool")
+    UINT8 = ("UINT8", 1, "uint8")
+    UINT16 = ("UINT16", 2, "<u2")
+    UINT32 = ("UINT32", 4, "<u4")
+    UINT64 = ("UINT64", 8, "<u8")
+    INT8 = ("INT8", 1, "int8")
+    INT16 = ("INT16", 2, "<i2")
+    INT32 = ("INT32", 4, "<i4")
+    INT64 = ("INT64", 8, "<i8")
+    FP16 = ("FP16", 2, "<f2")
+    # NOTE: numpy has no bfloat16; BF16 travels as uint16 bit patterns until the backend.
+    BF16 = ("BF16", 2, "<u2")
+    FP32 = ("FP32", 4, "<f4")
+    FP64 = ("FP64", 8, "<f8")
+    BYTES = ("BYTES", 0, "object")
+
+    def __init__(self, wire: str, itemsize: int, numpy: str) -> None:
+        self.wire = wire
+        self.itemsize = itemsize
+        self.numpy = numpy
+
+    @classmethod
+    def parse(cls, name: str) -> DataType:
+        try:
+            return _BY_NAME[name.upper() if isinstance(name, str) else name]
+        except (KeyError, AttributeError):
+            raise ValueError(
+                f"unknown datatype {name!r}; expected one of {', '.join(_BY_NAME)}"
+            ) from None
+
+
+_BY_NAME = {dt.wire: dt for dt in DataType}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A declared model input or output; ``-1`` marks a variable dimension."""
+
+    name: str
+    datatype: DataType
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype.wire, "shape": list(self.shape)}
+
+
+@dataclass
+class InferRequest:
+    """One client request after decoding: named arrays (numpy) or lists of bytes (BYTES).
+
+    ``inputs`` keeps request order; ``outputs`` names the outputs wanted (None: all).
+    """
+
+    model: str
+    version: str | None
+    inputs: dict[str, Any]
+    outputs: list[str] | None = None
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    # Set by the transport: a zero-argument callable that says whether the client left.
+    is_disconnected: Any = None
+
+
+@dataclass
+class InferResponse:
+    """The answer to one InferRequest: output name -> numpy array (or list of bytes)."""
+
+    model: str
+    version: str
+    outputs: dict[str, Any]
+    id: str | None = None
