@@ -20,7 +20,7 @@ from .config import ServerConfig, available_cores
 from .core.dataplane import DataPlane
 from .core.model_config import ModelConfig
 from .core.repository import ModelRepository
-from .frontends import kserve_v2
+from .frontends import kserve_v2, triton
 from .http.router import Router
 from .http.server import HttpServer, Limits
 
@@ -59,9 +59,11 @@ class App:
         threads = config.torch_threads or max(
             1, available_cores() // (config.workers * max(instances, 1)))
         self.repository.loader = TorchLoader(config.device, threads)
-        self.dataplane = DataPlane(self.repository, extensions=list(kserve_v2.EXTENSIONS))
+        self.dataplane = DataPlane(self.repository,
+                                   extensions=kserve_v2.EXTENSIONS + triton.EXTENSIONS)
         self.router = Router()
         kserve_v2.KServeV2Frontend(self.dataplane).register(self.router)
+        triton.TritonExtensionsFrontend(self.dataplane).register(self.router)
         self.management_router = Router()
         limits = Limits(max_body=config.max_request_size)
         self.inference = HttpServer(self.router, limits)

@@ -6,10 +6,11 @@ back; batching, versions, errors and statistics are written once, here and below
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .._version import __version__
-from ..errors import InvalidInputError, ModelNotReadyError
+from ..errors import FastServeError, InvalidInputError, ModelNotReadyError
 from ..types import InferRequest, InferResponse, TensorSpec
 from .model_config import ModelConfig
 from .repository import ModelRepository, ModelVersion, State
@@ -109,7 +110,13 @@ class DataPlane:
                 if name not in known and known:
                     raise InvalidInputError(f"unknown output '{name}'; the model's outputs are "
                                             f"{', '.join(sorted(known))}")
-        outputs = await batcher.submit(request.inputs, rows)
+        start = time.perf_counter_ns()
+        try:
+            outputs = await batcher.submit(request.inputs, rows)
+        except FastServeError:
+            target.stats.fail_ns += time.perf_counter_ns() - start
+            raise
+        target.stats.success_ns += time.perf_counter_ns() - start
         if request.outputs is not None:
             outputs = {n: outputs[n] for n in request.outputs if n in outputs}
         return InferResponse(target.name, target.version, outputs, request.id)

@@ -16,6 +16,8 @@ class BatchStat:
 class ModelStats:
     success: int = 0
     fail: int = 0
+    success_ns: int = 0  # request time from submit to answer (data plane)
+    fail_ns: int = 0
     cancelled: int = 0
     inference_count: int = 0  # rows run
     execution_count: int = 0  # batches run

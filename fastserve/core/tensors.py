@@ -74,7 +74,10 @@ def array_from_json(name: str, data: Any, datatype: DataType, shape: tuple[int, 
     expected = element_count(shape)
     try:
         if datatype is DataType.BYTES:
-            flat = _flatten(data)
+            try:
+                flat = _flatten(data)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"input '{name}': {exc.message}") from None
             if not all(isinstance(s, str) for s in flat):
                 raise InvalidInputError(f"input '{name}': BYTES data must be JSON strings")
             if len(flat) != expected:
@@ -116,14 +119,17 @@ def _numeric(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
     return arr
 
 
-def _flatten(data: Any) -> list[Any]:
+def _flatten(data: Any, depth: int = 0) -> list[Any]:
     if not isinstance(data, list):
         return [data]
+    if depth >= MAX_JSON_DEPTH:
+        # _depth only follows first elements; a later, deeper item is caught here.
+        raise InvalidInputError(f"data is nested deeper than {MAX_JSON_DEPTH}")
     if not data or not isinstance(data[0], list):
         return data
     out: list[Any] = []
     for item in data:
-        out.extend(_flatten(item))
+        out.extend(_flatten(item, depth + 1))
     return out
 
 

@@ -31,7 +31,8 @@ from ..types import DataType, InferRequest, InferResponse, TensorSpec
 from ._base import JSON_OPTIONS, error_body, json_response, load_json
 
 INFERENCE_HEADER_CONTENT_LENGTH = b"inference-header-content-length"
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "classification"]
+MAX_CLASSIFICATION = 1_000_000
 
 _READY = orjson.dumps({"ready": True})
 _NOT_READY = orjson.dumps({"ready": False})
@@ -41,11 +42,13 @@ _LIVE = orjson.dumps({"live": True})
 class _OutputOptions:
     """What the client asked of the outputs: which, and which as binary."""
 
-    __slots__ = ("binary_default", "binary")
+    __slots__ = ("binary_default", "binary", "classification")
 
-    def __init__(self, binary_default: bool, binary: dict[str, bool]) -> None:
+    def __init__(self, binary_default: bool, binary: dict[str, bool],
+                 classification: dict[str, int] | None = None) -> None:
         self.binary_default = binary_default
         self.binary = binary
+        self.classification = classification or {}
 
 
 class KServeV2Frontend:
@@ -96,6 +99,12 @@ class KServeV2Frontend:
         infer_request, options = self.decode(request, target.backend.inputs)
         infer_request.model, infer_request.version = p["model"], p.get("version")
         response = await self.dataplane.infer(infer_request)
+        if options.classification:
+            labels = self.dataplane.labels(target.name)
+            batched = self.dataplane.config(target.name).batched
+            for name, k in options.classification.items():
+                if name in response.outputs:
+                    response.outputs[name] = classify(response.outputs[name], k, labels, batched)
         return self.encode(response, options, target.backend.outputs)
 
     def decode(self, request: Request, specs: tuple[TensorSpec, ...]
@@ -131,12 +140,13 @@ class KServeV2Frontend:
         params = doc.get("parameters") or {}
         if not isinstance(params, dict):
             raise InvalidInputError("'parameters' must be an object")
-        wanted, binary = self._decode_outputs(doc.get("outputs"))
+        wanted, binary, classification = self._decode_outputs(doc.get("outputs"))
         request_id = doc.get("id")
         return (
             InferRequest("", None, inputs, wanted,
                          None if request_id is None else str(request_id), params),
-            _OutputOptions(bool(params.get("binary_data_output", False)), binary),
+            _OutputOptions(bool(params.get("binary_data_output", False)), binary,
+                           classification),
         )
 
     def _decode_inputs(self, raw_inputs: list[Any], tail: memoryview | None) -> dict[str, Any]:
@@ -208,12 +218,13 @@ class KServeV2Frontend:
         return inputs
 
     @staticmethod
-    def _decode_outputs(raw: Any) -> tuple[list[str] | None, dict[str, bool]]:
+    def _decode_outputs(raw: Any
+                        ) -> tuple[list[str] | None, dict[str, bool], dict[str, int]]:
         if raw is None:
-            return None, {}
+            return None, {}, {}
         if not isinstance(raw, list):
             raise InvalidInputError("'outputs' must be a list of {\"name\": ...} objects")
-        names, binary = [], {}
+        names, binary, classification = [], {}, {}
         for item in raw:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 raise InvalidInputError("each requested output needs a 'name' string")
@@ -224,7 +235,14 @@ class KServeV2Frontend:
                                         "object")
             if "binary_data" in params:
                 binary[item["name"]] = bool(params["binary_data"])
-        return names, binary
+            if "classification" in params:
+                k = params["classification"]
+                if not isinstance(k, int) or isinstance(k, bool) or not 0 < k <= MAX_CLASSIFICATION:
+                    raise InvalidInputError(
+                        f"output '{item['name']}': classification must be a positive integer "
+                        f"(the top-k count), got {k!r}")
+                classification[item["name"]] = k
+        return names, binary, classification
 
     def _decode_raw(self, body: Any, specs: tuple[TensorSpec, ...]
                     ) -> tuple[InferRequest, _OutputOptions]:
@@ -290,3 +308,21 @@ def json_data(arr: np.ndarray, datatype: DataType) -> Any:
     if datatype is DataType.BF16:
         return bf16_to_float(arr).ravel()
     return np.ascontiguousarray(arr).ravel()
+
+
+def classify(arr: np.ndarray, k: int, labels: dict[str, str], batched: bool) -> np.ndarray:
+    """Triton's classification extension: top-k as BYTES "score:index[:label]".
+
+    Shape [batch, k] for batching models, else [k]; scores printed as C's "%f".
+    """
+    values = bf16_to_float(arr) if arr.dtype == np.uint16 else arr
+    rows = values.reshape(values.shape[0], -1) if batched and values.ndim else values.reshape(1, -1)
+    k = min(k, rows.shape[1])
+    order = np.argsort(-rows.astype(np.float64), axis=1, kind="stable")[:, :k]
+    items = []
+    for row, indices in zip(rows, order, strict=True):
+        for i in indices:
+            label = labels.get(str(int(i)))
+            text = f"{float(row[i]):f}:{int(i)}" + (f":{label}" if label is not None else "")
+            items.append(text.encode("utf-8"))
+    return bytes_array(items, (rows.shape[0], k) if batched else (k,))

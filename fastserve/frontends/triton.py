@@ -1,0 +1,125 @@
+"""Triton's HTTP extensions on the v2 paths: model configuration and statistics.
+
+perf_analyzer and model analyzer read ``/v2/models/{m}/config`` before they start,
+so the JSON follows Triton's ModelConfig (TYPE_* datatypes, dims without the batch
+dimension when max_batch_size > 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.dataplane import DataPlane
+from ..core.repository import ModelVersion
+from ..http.messages import Request, Response
+from ..http.router import Router
+from ..types import DataType, TensorSpec
+from ._base import json_response
+
+EXTENSIONS = ["model_configuration", "statistics"]
+
+
+def _triton_type(datatype: DataType) -> str:
+    return "TYPE_STRING" if datatype is DataType.BYTES else f"TYPE_{datatype.wire}"
+
+
+def _dims(spec: TensorSpec, batched: bool) -> list[int]:
+    return list(spec.shape[1:] if batched else spec.shape)
+
+
+def _duration(count: int, ns: int) -> dict[str, int]:
+    return {"count": count, "ns": ns}
+
+
+class TritonExtensionsFrontend:
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    def register(self, router: Router) -> None:
+        tag = ("Triton extensions",)
+        for base in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+            router.add("GET", base + "/config", self.model_config,
+                       "Model configuration (Triton's ModelConfig JSON)", tag)
+            router.add("GET", base + "/stats", self.model_stats, "Model statistics", tag)
+        router.add("GET", "/v2/models/stats", self.model_stats, "Statistics of every model", tag)
+
+    def model_config(self, request: Request) -> Response:
+        p = request.params
+        name, version = p["model"], p.get("version")
+        config = self.dataplane.config(name)
+        inputs, outputs = self.dataplane.specs(name, version)
+        batched = config.batched
+        platform = self.dataplane.platform(name, version)
+        device = "KIND_GPU" if config.device.startswith("cuda") else "KIND_CPU"
+        doc: dict[str, Any] = {
+            "name": name,
+            "platform": "pytorch_libtorch" if platform == "pytorch_torchscript" else platform,
+            "backend": "pytorch",
+            "version_policy": {"latest": {"num_versions": 1}},
+            "max_batch_size": config.max_batch_size,
+            "input": [{"name": s.name, "data_type": _triton_type(s.datatype),
+                       "format": "FORMAT_NONE", "dims": _dims(s, batched),
+                       "is_shape_tensor": False, "allow_ragged_batch": False,
+                       "optional": False} for s in inputs],
+            "output": [{"name": s.name, "data_type": _triton_type(s.datatype),
+                        "dims": _dims(s, batched), "label_filename": "",
+                        "is_shape_tensor": False} for s in outputs],
+            "instance_group": [{"name": name, "kind": device, "count": config.instances,
+                                "gpus": [], "profile": [], "passive": False}],
+            "default_model_filename": "model.pt2" if platform == "pytorch_export"
+            else "model.pt",
+            "parameters": {}, "model_warmup": [],
+        }
+        if batched:
+            doc["dynamic_batching"] = {
+                "preferred_batch_size": [],
+                "max_queue_delay_microseconds": int(config.batch_delay_ms * 1000),
+                "preserve_ordering": False,
+                "default_queue_policy": {
+                    "timeout_action": "REJECT",
+                    "default_timeout_microseconds": int(config.timeout_ms * 1000),
+                    "allow_timeout_override": False,
+                    "max_queue_size": config.max_queue_size,
+                },
+            }
+        return json_response(doc)
+
+    def model_stats(self, request: Request) -> Response:
+        p = request.params
+        name = p.get("model")
+        if name is None:
+            versions = self.dataplane.repository.all_versions()
+        elif p.get("version") is None:
+            versions = self.dataplane.repository.entry(name).sorted_versions()
+        else:
+            versions = [self.dataplane.repository.version(name, p["version"])]
+        return json_response({"model_stats": [self._stats(v) for v in versions]})
+
+    @staticmethod
+    def _stats(version: ModelVersion) -> dict[str, Any]:
+        s = version.stats
+        done = s.success
+        return {
+            "name": version.name,
+            "version": version.version,
+            "last_inference": s.last_inference_ms,
+            "inference_count": s.inference_count,
+            "execution_count": s.execution_count,
+            "inference_stats": {
+                "success": _duration(s.success, s.success_ns),
+                "fail": _duration(s.fail, s.fail_ns),
+                "queue": _duration(done, s.queue_ns),
+                "compute_input": _duration(done, 0),
+                "compute_infer": _duration(done, s.compute_ns),
+                "compute_output": _duration(done, 0),
+                "cache_hit": _duration(0, 0),
+                "cache_miss": _duration(0, 0),
+            },
+            "batch_stats": [
+                {"batch_size": size, "compute_input": _duration(b.count, 0),
+                 "compute_infer": _duration(b.count, b.compute_ns),
+                 "compute_output": _duration(b.count, 0)}
+                for size, b in sorted(s.batches.items())
+            ],
+            "memory_usage": [],
+        }
