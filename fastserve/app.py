@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -25,6 +26,9 @@ from .http.router import Router
 from .http.server import HttpServer, Limits
 
 log = logging.getLogger("fastserve")
+
+# Set by the --workers parent for each worker: the unix socket it takes management calls on.
+WORKER_ENV = "FASTSERVE_CONTROL_SOCKET"
 
 
 class TorchLoader:
@@ -49,8 +53,12 @@ class TorchLoader:
 
 
 class App:
-    def __init__(self, config: ServerConfig) -> None:
+    """One serving process. As a worker of ``--workers N`` it shares the inference port
+    (SO_REUSEPORT) and takes management calls from the parent on a unix socket."""
+
+    def __init__(self, config: ServerConfig, control_socket: str | None = None) -> None:
         self.config = config
+        self.control_socket = control_socket
         self.started = time.monotonic()
         self.repository = ModelRepository(config.models, loader=None)  # type: ignore[arg-type]
         self.repository.scan()
@@ -73,11 +81,17 @@ class App:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.port = await self.inference.listen(self.config.host, self.config.port)
-        self.management_port = await self.management.listen(self.config.management_host,
-                                                             self.config.management_port)
-        log.info("inference API on http://%s:%d, management on http://%s:%d",
-                 self.config.host, self.port, self.config.management_host, self.management_port)
+        self.port = await self.inference.listen(self.config.host, self.config.port,
+                                                reuse_port=self.control_socket is not None)
+        if self.control_socket is not None:
+            await self.management.listen_unix(self.control_socket)
+            log.info("worker %d serving http://%s:%d", os.getpid(), self.config.host, self.port)
+        else:
+            self.management_port = await self.management.listen(self.config.management_host,
+                                                                 self.config.management_port)
+            log.info("inference API on http://%s:%d, management on http://%s:%d",
+                     self.config.host, self.port, self.config.management_host,
+                     self.management_port)
         self.repository.start_loading(loop)
 
     async def shutdown(self) -> None:
@@ -97,8 +111,8 @@ class App:
         self.dataplane.close()
 
 
-async def serve(config: ServerConfig) -> None:
-    app = App(config)
+async def serve(config: ServerConfig, control_socket: str | None = None) -> None:
+    app = App(config, control_socket)
     await app.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -109,8 +123,13 @@ async def serve(config: ServerConfig) -> None:
 
 
 def run(config: ServerConfig) -> int:
+    control_socket = os.environ.get(WORKER_ENV)
+    if config.workers > 1 and control_socket is None:
+        from .workers import Supervisor
+
+        return Supervisor(config).run()
     try:
-        uvloop.run(serve(config))
+        uvloop.run(serve(config, control_socket))
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1

@@ -58,6 +58,8 @@ class Router:
         self._static: dict[str, dict[str, Route]] = {}
         self._dynamic: dict[str, list[tuple[re.Pattern[str], dict[str, Route]]]] = {}
         self._formatters: list[tuple[str, ErrorFormatter]] = []
+        # Answers every request no route matches (the --workers parent forwards them).
+        self.fallback: Callable[..., Any] | None = None
 
     def add(
         self,
@@ -106,6 +108,8 @@ class Router:
                 if methods is not None:
                     break
         if methods is None:
+            if self.fallback is not None:
+                return Route(method, path, self.fallback), params
             raise RouteNotFoundError(f"no endpoint at {path}")
         route = methods.get(method)
         if route is None:

@@ -16,6 +16,12 @@ from .router import Router
 SWEEP_INTERVAL = 1.0
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 @dataclass
 class Limits:
     max_body: int = 100 * 1024 * 1024
@@ -89,6 +95,14 @@ class HttpServer:
             )
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
         return self._server.sockets[0].getsockname()[1]
+
+    async def listen_unix(self, path: str) -> None:
+        """Listen on a unix socket (a worker's private control channel)."""
+        loop = asyncio.get_running_loop()
+        self.state = ServerState(self.router, self.limits, loop, self.guard)
+        state = self.state
+        self._server = await loop.create_unix_server(lambda: HttpProtocol(state), path)
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _sweep(self) -> None:
         # NOTE: one timer for all connections, instead of arming one per request.
