@@ -17,11 +17,12 @@ from typing import Any
 
 import uvloop
 
+from .auth import bearer_guard, read_tokens
 from .config import ServerConfig, available_cores
 from .core.dataplane import DataPlane
 from .core.model_config import ModelConfig
 from .core.repository import ModelRepository
-from .frontends import kserve_v2, triton
+from .frontends import kserve_v2, tfserving, triton
 from .http.router import Router
 from .http.server import HttpServer, Limits
 
@@ -71,11 +72,19 @@ class App:
                                    extensions=kserve_v2.EXTENSIONS + triton.EXTENSIONS)
         self.router = Router()
         kserve_v2.KServeV2Frontend(self.dataplane).register(self.router)
+        # NOTE: keep after any other /v1/models/{m}:<verb> routes (TorchServe's :explain):
+        # the router takes the first template that matches, and "/v1/models/{model}" would too.
+        tfserving.TFServingFrontend(self.dataplane).register(self.router)
         triton.TritonExtensionsFrontend(self.dataplane).register(self.router)
         self.management_router = Router()
         limits = Limits(max_body=config.max_request_size)
-        self.inference = HttpServer(self.router, limits)
-        self.management = HttpServer(self.management_router, limits)
+        inference_guard = management_guard = None
+        if config.auth_token_file is not None:
+            inference_token, management_token = read_tokens(config.auth_token_file)
+            inference_guard = bearer_guard(inference_token)
+            management_guard = bearer_guard(management_token)
+        self.inference = HttpServer(self.router, limits, guard=inference_guard)
+        self.management = HttpServer(self.management_router, limits, guard=management_guard)
         self.port = 0
         self.management_port = 0
 
@@ -130,7 +139,7 @@ def run(config: ServerConfig) -> int:
         return Supervisor(config).run()
     try:
         uvloop.run(serve(config, control_socket))
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     return 0

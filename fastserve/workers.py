@@ -25,6 +25,7 @@ from urllib.parse import quote
 import orjson
 import uvloop
 
+from .auth import bearer_guard, read_tokens
 from .config import ServerConfig
 from .http.messages import Request, Response
 from .http.router import Router
@@ -112,7 +113,11 @@ class Supervisor:
         self.stopping = False
         router = Router()
         router.fallback = self.forward
-        self.management = HttpServer(router, Limits(max_body=config.max_request_size))
+        guard = None
+        if config.auth_token_file is not None:
+            guard = bearer_guard(read_tokens(config.auth_token_file)[1])
+        self.management = HttpServer(router, Limits(max_body=config.max_request_size),
+                                     guard=guard)
 
     def run(self) -> int:
         if self.config.port == 0:

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from ..errors import FastServeError, InvalidInputError, RequestTooLargeError
+from ..errors import ErrorCode, FastServeError, InvalidInputError, RequestTooLargeError
 from .flow_control import MAX_PIPELINE, FlowControl
 from .messages import (
     RETRY_AFTER_CODES,
@@ -279,9 +279,9 @@ class HttpProtocol(asyncio.Protocol):
             self._send(request, request.canned)
             return
         try:
-            route, request.params = self.router.resolve(request.method, request.path)
-            if self.state.guard is not None:
+            if self.state.guard is not None:  # before routing: 401 says nothing of paths
                 self.state.guard(request)
+            route, request.params = self.router.resolve(request.method, request.path)
             if route.is_async:
                 self.busy = True
                 self.task = self.loop.create_task(self._run_async(route.handler, request))
@@ -335,6 +335,8 @@ class HttpProtocol(asyncio.Protocol):
         allow = getattr(exc, "allow", None)
         if allow:
             extra.append((b"allow", allow.encode()))
+        if code is ErrorCode.UNAUTHENTICATED:
+            extra.append((b"www-authenticate", b"Bearer"))
         if extra:
             response.headers = (response.headers or []) + extra
         return response
