@@ -1,0 +1,68 @@
+"""Binary tensor codec of the KServe v2 binary data extension (stub of _codec.pyx).
+
+Body layout (little-endian, row-major, no padding between elements):
+
+    | JSON header (Inference-Header-Content-Length bytes) |
+    | input[0] raw (binary_data_size[0]) | input[1] raw | ... |
+
+BYTES tensor (binary_data_size counts the prefixes, as Triton does):
+
+    | uint32 LE length[0] | length[0] bytes | uint32 LE length[1] | ... |
+
+fastserve/_codec_py.py has the same API, behaviour and error messages.
+"""
+
+from collections.abc import Iterable
+
+Buffer = bytes | bytearray | memoryview
+Element = bytes | bytearray | memoryview | str
+
+def split_binary_inputs(tail: Buffer, sizes: Iterable[tuple[str, int]]) -> list[memoryview]:
+    """Split the body tail into one view per input that carries binary_data_size.
+
+    Args:
+        tail: the body after the JSON header; any C-contiguous buffer.
+        sizes: ``(input_name, binary_data_size)`` in request order.
+
+    Returns:
+        Consecutive slices of ``memoryview(tail)``: zero-copy views of the
+        caller's buffer, writable when it is (a bytearray).
+
+    Raises:
+        CodecError: a size that is not an int, is negative or runs past the end
+            of the tail, or sizes that leave trailing bytes.
+        TypeError: tail is not a C-contiguous buffer.
+    """
+
+def decode_bytes_tensor(buf: Buffer, name: str, count: int = -1) -> list[bytes]:
+    """Decode a BYTES tensor, ``| uint32 LE length | length bytes |`` repeated to the end.
+
+    Args:
+        buf: the tensor's binary data; any C-contiguous buffer.
+        name: the input name, for error messages.
+        count: the element count the shape implies; negative skips the check.
+
+    Returns:
+        The elements as bytes, in order.
+
+    Raises:
+        CodecError: a truncated length prefix, an element running past the end,
+            or (count >= 0) a number of elements other than count; checked
+            before any element is allocated.
+    """
+
+def encode_bytes_tensor(items: Iterable[Element]) -> bytes:
+    """Encode elements as ``| uint32 LE length | bytes |``; str is encoded as UTF-8.
+
+    Raises:
+        TypeError: an element that is neither str nor a buffer.
+        ValueError: an element longer than 4294967295 bytes.
+    """
+
+def bytes_tensor_size(items: Iterable[Element]) -> int:
+    """Sum of 4 + len(element) (str in UTF-8): binary_data_size of a BYTES tensor.
+
+    Raises:
+        TypeError: an element that is neither str nor a buffer.
+        ValueError: an element longer than 4294967295 bytes.
+    """

@@ -1,0 +1,50 @@
+"""The binary tensor codec: the C version when built, else the pure-Python twin.
+
+``FASTSERVE_NO_EXTENSIONS=1`` forces the twin (yarl ``_quoting.py``);
+``IMPLEMENTATION`` says which one loaded ("c" or "py").
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+__all__ = [
+    "IMPLEMENTATION",
+    "NO_EXTENSIONS",
+    "bytes_tensor_size",
+    "decode_bytes_tensor",
+    "encode_bytes_tensor",
+    "split_binary_inputs",
+]
+
+NO_EXTENSIONS = bool(os.environ.get("FASTSERVE_NO_EXTENSIONS"))
+
+if TYPE_CHECKING or NO_EXTENSIONS:
+    from ._codec_py import (
+        bytes_tensor_size,
+        decode_bytes_tensor,
+        encode_bytes_tensor,
+        split_binary_inputs,
+    )
+
+    IMPLEMENTATION = "py"
+else:
+    try:
+        from ._codec import (
+            bytes_tensor_size,
+            decode_bytes_tensor,
+            encode_bytes_tensor,
+            split_binary_inputs,
+        )
+
+        IMPLEMENTATION = "c"
+    except ImportError:  # pragma: no cover
+        from ._codec_py import (
+            bytes_tensor_size,
+            decode_bytes_tensor,
+            encode_bytes_tensor,
+            split_binary_inputs,
+        )
+
+        IMPLEMENTATION = "py"
