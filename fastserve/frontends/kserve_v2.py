@@ -31,7 +31,7 @@ from ..types import DataType, InferRequest, InferResponse, TensorSpec
 from ._base import JSON_OPTIONS, error_body, json_response, load_json
 
 INFERENCE_HEADER_CONTENT_LENGTH = b"inference-header-content-length"
-EXTENSIONS = ["binary_tensor_data", "classification"]
+EXTENSIONS = ["binary_tensor_data", "classification", "system_shared_memory"]
 MAX_CLASSIFICATION = 1_000_000
 
 _READY = orjson.dumps({"ready": True})
@@ -42,13 +42,15 @@ _LIVE = orjson.dumps({"live": True})
 class _OutputOptions:
     """What the client asked of the outputs: which, and which as binary."""
 
-    __slots__ = ("binary_default", "binary", "classification")
+    __slots__ = ("binary_default", "binary", "classification", "shared_memory")
 
     def __init__(self, binary_default: bool, binary: dict[str, bool],
-                 classification: dict[str, int] | None = None) -> None:
+                 classification: dict[str, int] | None = None,
+                 shared_memory: dict[str, dict[str, Any]] | None = None) -> None:
         self.binary_default = binary_default
         self.binary = binary
         self.classification = classification or {}
+        self.shared_memory = shared_memory or {}
 
 
 class KServeV2Frontend:
@@ -66,6 +68,15 @@ class KServeV2Frontend:
             add("GET", base + "/ready", self.model_ready, "Model readiness", tag)
             add("POST", base + "/infer", self.infer, "Run inference (JSON or binary tensors)",
                 tag)
+        shm = "/v2/systemsharedmemory"
+        tag = ("Triton extensions",)
+        add("GET", shm + "/status", self.shm_status, "Shared-memory regions", tag)
+        add("GET", shm + "/region/{region}/status", self.shm_status, "One region", tag)
+        add("POST", shm + "/region/{region}/register", self.shm_register,
+            "Register a system shared-memory region", tag)
+        add("POST", shm + "/unregister", self.shm_unregister, "Unregister every region", tag)
+        add("POST", shm + "/region/{region}/unregister", self.shm_unregister,
+            "Unregister a region", tag)
         router.set_error_formatter("/v2", error_body)
 
     # Health and metadata
@@ -89,6 +100,23 @@ class KServeV2Frontend:
         p = request.params
         ready = self.dataplane.model_ready(p["model"], p.get("version"))
         return json_response({"name": p["model"], "ready": ready}, 200 if ready else 503)
+
+    # System shared memory (Triton's extension)
+
+    def shm_status(self, request: Request) -> Response:
+        return json_response(self.dataplane.shared_memory.status(request.params.get("region")))
+
+    def shm_register(self, request: Request) -> Response:
+        doc = load_json(request.body)
+        if not isinstance(doc, dict):
+            raise InvalidInputError("register takes {\"key\", \"offset\", \"byte_size\"}")
+        self.dataplane.shared_memory.register(request.params["region"], doc.get("key"),
+                                              doc.get("offset", 0), doc.get("byte_size"))
+        return Response(b"")
+
+    def shm_unregister(self, request: Request) -> Response:
+        self.dataplane.shared_memory.unregister(request.params.get("region"))
+        return Response(b"")
 
     # Inference
 
@@ -140,17 +168,18 @@ class KServeV2Frontend:
         params = doc.get("parameters") or {}
         if not isinstance(params, dict):
             raise InvalidInputError("'parameters' must be an object")
-        wanted, binary, classification = self._decode_outputs(doc.get("outputs"))
+        wanted, binary, classification, shm = self._decode_outputs(doc.get("outputs"))
         request_id = doc.get("id")
         return (
             InferRequest("", None, inputs, wanted,
                          None if request_id is None else str(request_id), params),
             _OutputOptions(bool(params.get("binary_data_output", False)), binary,
-                           classification),
+                           classification, shm),
         )
 
     def _decode_inputs(self, raw_inputs: list[Any], tail: memoryview | None) -> dict[str, Any]:
         parsed = []
+        shm_views: dict[str, memoryview] = {}
         sizes: list[tuple[str, int]] = []
         rest = None  # OVMS: one input without data or size takes the rest of the body
         for item in raw_inputs:
@@ -175,9 +204,8 @@ class KServeV2Frontend:
                     f"input '{name}' must set only one of 'data', 'binary_data_size' or "
                     f"'shared_memory_region', but sets {' and '.join(sources)}")
             if "shared_memory_region" in params:
-                raise InvalidInputError(f"input '{name}': shared memory inputs are not enabled "
-                                        "on this server (start it with --allow-shared-memory)")
-            if "binary_data_size" in params:
+                shm_views[name] = self.dataplane.shared_memory.view(f"input '{name}'", params)
+            elif "binary_data_size" in params:
                 size = params["binary_data_size"]
                 if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                     raise InvalidInputError(
@@ -188,7 +216,7 @@ class KServeV2Frontend:
                         f"input '{name}' has binary_data_size but the request has no "
                         "Inference-Header-Content-Length header")
                 sizes.append((name, size))
-            elif "data" not in item:
+            elif "data" not in item and "shared_memory_region" not in params:
                 if rest is not None or tail is None:
                     raise InvalidInputError(
                         f"input '{name}' must set one of 'data' or 'binary_data_size'")
@@ -203,6 +231,7 @@ class KServeV2Frontend:
                              codec.split_binary_inputs(tail, sizes), strict=True))
         else:
             views = {}
+        views.update(shm_views)
         inputs: dict[str, Any] = {}
         for name, datatype, shape, data in parsed:
             if name in inputs:
@@ -218,13 +247,13 @@ class KServeV2Frontend:
         return inputs
 
     @staticmethod
-    def _decode_outputs(raw: Any
-                        ) -> tuple[list[str] | None, dict[str, bool], dict[str, int]]:
+    def _decode_outputs(raw: Any) -> tuple[list[str] | None, dict[str, bool], dict[str, int],
+                                           dict[str, dict[str, Any]]]:
         if raw is None:
-            return None, {}, {}
+            return None, {}, {}, {}
         if not isinstance(raw, list):
             raise InvalidInputError("'outputs' must be a list of {\"name\": ...} objects")
-        names, binary, classification = [], {}, {}
+        names, binary, classification, shm = [], {}, {}, {}
         for item in raw:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 raise InvalidInputError("each requested output needs a 'name' string")
@@ -242,7 +271,9 @@ class KServeV2Frontend:
                         f"output '{item['name']}': classification must be a positive integer "
                         f"(the top-k count), got {k!r}")
                 classification[item["name"]] = k
-        return names, binary, classification
+            if "shared_memory_region" in params:
+                shm[item["name"]] = params
+        return names, binary, classification, shm
 
     def _decode_raw(self, body: Any, specs: tuple[TensorSpec, ...]
                     ) -> tuple[InferRequest, _OutputOptions]:
@@ -270,6 +301,20 @@ class KServeV2Frontend:
             arr = array_from_buffer(spec.name, memoryview(body), spec.datatype, tuple(shape))
         return InferRequest("", None, {spec.name: arr}), _OutputOptions(True, {})
 
+    def _write_shared(self, name: str, arr: np.ndarray, datatype: DataType,
+                      params: dict[str, Any]) -> dict[str, Any]:
+        """Write an output into the client's region; the JSON names the region instead."""
+        view = self.dataplane.shared_memory.view(f"output '{name}'", params)
+        raw = _raw_bytes(arr, datatype)
+        n = len(raw)
+        if n > view.nbytes:
+            raise InvalidInputError(f"output '{name}' needs {n} bytes but shared memory "
+                                    f"region '{params['shared_memory_region']}' offers "
+                                    f"{view.nbytes}")
+        view[:n] = raw
+        return {"shared_memory_region": params["shared_memory_region"],
+                "shared_memory_byte_size": n}
+
     def encode(self, response: InferResponse, options: _OutputOptions,
                specs: tuple[TensorSpec, ...]) -> Response:
         by_name = {s.name: s for s in specs}
@@ -279,11 +324,11 @@ class KServeV2Frontend:
             datatype = datatype_of(arr, by_name.get(name))
             entry: dict[str, Any] = {"name": name, "datatype": datatype.wire,
                                      "shape": list(arr.shape)}
-            if options.binary.get(name, options.binary_default):
-                if datatype is DataType.BYTES:
-                    buf: Any = codec.encode_bytes_tensor(arr.ravel())
-                else:
-                    buf = memoryview(np.ascontiguousarray(arr)).cast("B")
+            shm = options.shared_memory.get(name)
+            if shm is not None:
+                entry["parameters"] = self._write_shared(name, arr, datatype, shm)
+            elif options.binary.get(name, options.binary_default):
+                buf = _raw_bytes(arr, datatype)
                 entry["parameters"] = {"binary_data_size": len(buf)}
                 buffers.append(buf)
             else:
@@ -298,6 +343,12 @@ class KServeV2Frontend:
             return Response(header)
         return Response(header, content_type=OCTET_STREAM, buffers=buffers,
                         headers=[(INFERENCE_HEADER_CONTENT_LENGTH, str(len(header)).encode())])
+
+
+def _raw_bytes(arr: np.ndarray, datatype: DataType) -> Any:
+    if datatype is DataType.BYTES:
+        return codec.encode_bytes_tensor(arr.ravel())
+    return memoryview(np.ascontiguousarray(arr)).cast("B")
 
 
 def json_data(arr: np.ndarray, datatype: DataType) -> Any:
