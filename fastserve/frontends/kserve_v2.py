@@ -15,6 +15,7 @@ import orjson
 
 from .. import codec
 from ..core.dataplane import DataPlane
+from ..core.image import preprocess_images
 from ..core.tensors import (
     array_from_buffer,
     array_from_json,
@@ -24,7 +25,7 @@ from ..core.tensors import (
     datatype_of,
     element_count,
 )
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, UnsupportedError
 from ..http.messages import OCTET_STREAM, Request, Response
 from ..http.router import Router
 from ..types import DataType, InferRequest, InferResponse, TensorSpec
@@ -124,12 +125,23 @@ class KServeV2Frontend:
         p = request.params
         target = self.dataplane.resolve(p["model"], p.get("version"))
         assert target.backend is not None
+        config = self.dataplane.config(target.name)
+        if config.handler == "handler.py":
+            raise UnsupportedError(
+                f"model '{target.name}' has a custom handler.py; it answers on "
+                "/predictions/{model} (TorchServe API), not on the v2 tensor API")
         infer_request, options = self.decode(request, target.backend.inputs)
         infer_request.model, infer_request.version = p["model"], p.get("version")
+        if config.handler == "image_classifier":
+            # BYTES elements are encoded images (as OpenVINO Model Server takes them).
+            for name, arr in infer_request.inputs.items():
+                if arr.dtype == object:
+                    infer_request.inputs[name] = preprocess_images(list(arr.ravel()),
+                                                                   config.image)
         response = await self.dataplane.infer(infer_request)
         if options.classification:
             labels = self.dataplane.labels(target.name)
-            batched = self.dataplane.config(target.name).batched
+            batched = config.batched
             for name, k in options.classification.items():
                 if name in response.outputs:
                     response.outputs[name] = classify(response.outputs[name], k, labels, batched)
@@ -302,8 +314,8 @@ class KServeV2Frontend:
         return InferRequest("", None, {spec.name: arr}), _OutputOptions(True, {})
 
     def _write_shared(self, name: str, arr: np.ndarray, datatype: DataType,
-                      params: dict[str, Any]) -> dict[str, Any]:
-        """Write an output into the client's region; the JSON names the region instead."""
+                      params: dict[str, Any]) -> None:
+        """Write an output into the client's region (the JSON then carries no data)."""
         view = self.dataplane.shared_memory.view(f"output '{name}'", params)
         raw = _raw_bytes(arr, datatype)
         n = len(raw)
@@ -312,8 +324,6 @@ class KServeV2Frontend:
                                     f"region '{params['shared_memory_region']}' offers "
                                     f"{view.nbytes}")
         view[:n] = raw
-        return {"shared_memory_region": params["shared_memory_region"],
-                "shared_memory_byte_size": n}
 
     def encode(self, response: InferResponse, options: _OutputOptions,
                specs: tuple[TensorSpec, ...]) -> Response:
@@ -326,7 +336,9 @@ class KServeV2Frontend:
                                      "shape": list(arr.shape)}
             shm = options.shared_memory.get(name)
             if shm is not None:
-                entry["parameters"] = self._write_shared(name, arr, datatype, shm)
+                # As Triton: no data and no parameters (its C++ client reads binary_data_size
+                # from any "parameters" object it finds on an output).
+                self._write_shared(name, arr, datatype, shm)
             elif options.binary.get(name, options.binary_default):
                 buf = _raw_bytes(arr, datatype)
                 entry["parameters"] = {"binary_data_size": len(buf)}
