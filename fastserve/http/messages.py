@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -49,7 +50,7 @@ class Request:
     """
 
     __slots__ = ("method", "path", "query", "headers", "body", "params", "_conn",
-                 "keep_alive", "http10", "canned")
+                 "keep_alive", "http10", "canned", "started")
 
     def __init__(
         self,
@@ -71,6 +72,8 @@ class Request:
         self.keep_alive = True
         self.http10 = False
         self.canned: Response | None = None
+        # time.perf_counter() when the request was complete (access log and metrics latency)
+        self.started = time.perf_counter()
 
     @property
     def disconnected(self) -> bool:

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("fastserve.http")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# status line, date line, content type, length, further header lines
+_HEAD = b"%s%scontent-type: %s\r\ncontent-length: %d\r\n%s\r\n"
+METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
 
 
 class _HeadersTooLarge(Exception):
@@ -117,9 +120,10 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._header_bytes = 0
+        self._header_chunk_bytes = 0
         self._body: Any = None
         self._body_pos = 0
-        self._rejected = False
+        self._rejected: Request | None = None  # the request answered 413 while its body arrives
         self._discarded = 0
 
     # Protocol interface
@@ -140,21 +144,36 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _HeadersTooLarge):
-                self._fail_connection(431, "request headers too large")
-            elif isinstance(cause, _BodyTooLarge):
-                self._fail_connection(413, self._too_large_message())
+        if self.in_headers:
+            # httptools gathers a header's pieces itself and reports it only once whole,
+            # so count what arrives while the headers are still open.
+            self._header_chunk_bytes += len(data)
+        while True:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserCallbackError as exc:
+                cause = exc.__context__
+                if isinstance(cause, _HeadersTooLarge):
+                    self._fail_connection(431, "request headers too large")
+                elif isinstance(cause, _BodyTooLarge):
+                    self._fail_connection(413, self._too_large_message())
+                elif isinstance(cause, httptools.HttpParserInvalidURLError):
+                    self._fail_connection(400, f"malformed HTTP request: {cause}")
+                else:
+                    log.error("error in HTTP parser callback", exc_info=cause)
+                    self._fail_connection(500, "internal error while reading the request")
+            except httptools.HttpParserUpgrade as exc:
+                # A body-less request was answered as plain HTTP/1.1 (RFC 9110 §7.8 lets a
+                # server ignore Upgrade); what follows it is parsed as more HTTP/1.1.
+                data = data[exc.args[0]:] if exc.args else b""
+                if data and not self.closed and not self._declares_body():
+                    continue
+            except httptools.HttpParserError as exc:
+                self._fail_connection(400, f"malformed HTTP request: {exc}")
             else:
-                log.error("error in HTTP parser callback", exc_info=cause)
-                self._fail_connection(500, "internal error while reading the request")
-        except httptools.HttpParserUpgrade:
-            self._fail_connection(400, "protocol upgrade is not supported")
-        except httptools.HttpParserError as exc:
-            self._fail_connection(400, f"malformed HTTP request: {exc}")
+                if self.in_headers and self._header_chunk_bytes > self.limits.max_header_bytes:
+                    self._fail_connection(431, "request headers too large")
+            return
 
     def eof_received(self) -> bool | None:
         return None
@@ -175,9 +194,10 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = {}
         self._header_bytes = 0
+        self._header_chunk_bytes = 0
         self._body = None
         self._body_pos = 0
-        self._rejected = False
+        self._rejected = None
         self._discarded = 0
 
     def on_url(self, url: bytes) -> None:
@@ -234,18 +254,29 @@ class HttpProtocol(asyncio.Protocol):
         keep_alive = self.parser.should_keep_alive()
         if self._rejected:
             # The 413 has gone out (or waits in the queue); the body was discarded.
-            if not keep_alive or self._discarded:
-                self._close_after_pending()
+            self._close_after_pending()
             return
-        url = httptools.parse_url(self._url)
-        path = url.path.decode("latin-1")
+        if self.parser.should_upgrade() and self._declares_body():
+            # httptools stops at an Upgrade request's headers and never reads its body:
+            # refuse it rather than run the handler on an empty buffer.
+            self._fail_connection(400, "Upgrade on a request with a body is not supported")
+            return
+        url = self._url
+        if url[:1] == b"/":  # origin-form, as every client sends: split it ourselves
+            path_bytes, _, query_bytes = url.partition(b"?")
+            path = path_bytes.decode("latin-1")
+            query = query_bytes.partition(b"#")[0].decode("latin-1")
+        else:
+            parsed = httptools.parse_url(url)
+            path = parsed.path.decode("latin-1")
+            query = parsed.query.decode("latin-1") if parsed.query else ""
         if "%" in path:
             path = unquote(path)
-        query = url.query.decode("latin-1") if url.query else ""
         body = self._body
         if type(body) is _CHUNKED_LIST:
             body = bytearray().join(body)
-        request = Request(self.parser.get_method().decode("latin-1"), path, query,
+        method = self.parser.get_method()
+        request = Request(METHODS.get(method) or method.decode("latin-1"), path, query,
                           self._headers, body, self)
         request.keep_alive = keep_alive
         request.http10 = self.parser.get_http_version() == "1.0"
@@ -260,6 +291,10 @@ class HttpProtocol(asyncio.Protocol):
         self._queue_or_run(request, None)
 
     # Request dispatch
+
+    def _declares_body(self) -> bool:
+        headers = self._headers
+        return b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
 
     def _idle(self) -> bool:
         return not self.busy and not self.pipeline
@@ -289,7 +324,7 @@ class HttpProtocol(asyncio.Protocol):
             response = route.handler(request)
         except Exception as exc:
             response = self._error_response(request, exc)
-        self._send(request, response)
+        self._send_checked(request, response)
 
     async def _run_async(self, handler: Any, request: Request) -> None:
         try:
@@ -303,7 +338,7 @@ class HttpProtocol(asyncio.Protocol):
         finally:
             self.busy = False
             self.task = None
-        self._send(request, response)
+        self._send_checked(request, response)
         self._drain_pipeline()
 
     def _drain_pipeline(self) -> None:
@@ -341,49 +376,72 @@ class HttpProtocol(asyncio.Protocol):
             response.headers = (response.headers or []) + extra
         return response
 
+    def _send_checked(self, request: Request, response: Response) -> None:
+        """_send a handler's answer; one it cannot send (not a Response, str headers) is a 500.
+
+        Raised from a task, the error would leave the connection busy forever.
+        """
+        try:
+            self._send(request, response)
+        except Exception as exc:
+            request.keep_alive = False
+            self._send(request, self._error_response(request, exc))
+
     def _send(self, request: Request, response: Response) -> None:
         if self.closed:
             return
         keep_alive = request.keep_alive and not self.state.draining
         body = response.body
         buffers = response.buffers
-        parts = [STATUS_LINE[response.status], self.state.date_header(),
-                 b"content-type: ", response.content_type]
+        extra = b""
         accept = request.headers.get(b"accept-encoding")
         if accept is not None and (body or buffers):
             encoding = _pick_encoding(accept)
             if encoding is not None:
                 raw = b"".join([body, *buffers]) if buffers else body
                 body, buffers = _compress(raw, encoding), None
-                parts += [b"\r\ncontent-encoding: ", encoding, b"\r\nvary: accept-encoding"]
+                extra = b"content-encoding: " + encoding + b"\r\nvary: accept-encoding\r\n"
         length = len(body)
         if buffers:
             length += sum(memoryview(b).nbytes for b in buffers)
-        parts += [b"\r\ncontent-length: ", str(length).encode(), b"\r\n"]
         if response.headers:
-            for name, value in response.headers:
-                parts += [name, b": ", value, b"\r\n"]
+            extra += b"".join(name + b": " + value + b"\r\n" for name, value in response.headers)
         if not keep_alive:
-            parts.append(b"connection: close\r\n")
+            extra += b"connection: close\r\n"
         elif request.http10:
-            parts.append(b"connection: keep-alive\r\n")
-        parts.append(b"\r\n")
+            extra += b"connection: keep-alive\r\n"
+        # NOTE: one %-format for the whole head: cheaper than building and joining a list.
+        parts = [_HEAD % (STATUS_LINE[response.status], self.state.date_header(),
+                          response.content_type, length, extra)]
         if request.method != "HEAD":
             parts.append(body)
         self.transport.write(b"".join(parts))
         if buffers and request.method != "HEAD":
             self.transport.writelines(buffers)
+        if self.state.on_response is not None:
+            try:
+                self.state.on_response(request, response.status,
+                                       time.perf_counter() - request.started)
+            except Exception:  # the answer is out: a hook's bug must not break the connection
+                log.exception("response hook failed")
+        # The keep-alive clock starts when the answer is out, not when the request came.
+        self.last_activity = time.monotonic()
         if not keep_alive:
+            if request is self._rejected and self.in_body:
+                # Our 413 is out but its body is still coming: closing with unread data
+                # makes the kernel send a reset, and the client may never read the 413.
+                # on_message_complete (or the discard cap) closes instead.
+                return
             self.closed = True
             self.transport.close()
 
     def _reject_too_large(self) -> None:
         """Answer 413 now, before reading the body, and discard what still arrives."""
-        self._rejected = True
         self._body = None
         request = Request(self.parser.get_method().decode("latin-1"),
                           httptools.parse_url(self._url).path.decode("latin-1"), "",
                           self._headers, b"", self)
+        self._rejected = request
         request.keep_alive = False
         request.http10 = False
         exc = RequestTooLargeError(self._too_large_message())
@@ -397,6 +455,12 @@ class HttpProtocol(asyncio.Protocol):
         """A request we cannot parse: answer it (after what is queued) and close."""
         if self.closed:
             return
+        self.transport.pause_reading()
+        if self._rejected is not None:
+            # This request already has its 413 (sent or queued): just stop reading it.
+            self.in_headers = self.in_body = False
+            self._close_after_pending()
+            return
         path = ""
         try:
             path = httptools.parse_url(self._url).path.decode("latin-1") if self._url else ""
@@ -406,7 +470,8 @@ class HttpProtocol(asyncio.Protocol):
         request.keep_alive = False
         request.http10 = False
         response = self.router.error_formatter(path)(status, message, None)
-        self.transport.pause_reading()
+        # Nothing more is parsed on this connection: no second 408 from the sweep.
+        self.in_headers = self.in_body = False
         if self.busy or self.pipeline:
             request.canned = response
             self.pipeline.append(request)
@@ -426,7 +491,12 @@ class HttpProtocol(asyncio.Protocol):
         if self.in_headers:
             if now - self.headers_started > self.limits.header_timeout:
                 self._fail_connection(408, "request headers not received in time")
-        elif (self._idle() and not self.in_body
+        elif self.in_body:
+            # A body that stops arriving would hold its preallocated buffer forever.
+            if (now - self.last_activity > self.limits.header_timeout
+                    and self.transport.is_reading()):
+                self._fail_connection(408, "request body not received in time")
+        elif (self._idle()
               and now - self.last_activity > self.limits.keepalive_timeout):
             self.closed = True
             self.transport.close()

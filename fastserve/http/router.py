@@ -89,7 +89,9 @@ class Router:
 
     def error_formatter(self, path: str) -> ErrorFormatter:
         for prefix, formatter in self._formatters:
-            if path.startswith(prefix):
+            # Whole segments only: "/ping" covers "/ping" and "/ping/x", not "/pingx".
+            if path.startswith(prefix) and (len(path) == len(prefix) or prefix.endswith("/")
+                                            or path[len(prefix)] == "/"):
                 return formatter
         return default_error_formatter
 
@@ -102,11 +104,14 @@ class Router:
             for key in (head, ""):
                 for pattern, candidates in self._dynamic.get(key, ()):
                     m = pattern.match(path)
-                    if m is not None:
+                    if m is None:
+                        continue
+                    if methods is None:
                         methods, params = candidates, m.groupdict()
-                        break
-                if methods is not None:
-                    break
+                    # Templates can overlap ("/m/{model}" also matches "/m/x:predict"):
+                    # the first one that has this method wins; else the first match's 405.
+                    if method in candidates:
+                        return candidates[method], m.groupdict()
         if methods is None:
             if self.fallback is not None:
                 return Route(method, path, self.fallback), params

@@ -15,6 +15,9 @@ from .router import Router
 
 SWEEP_INTERVAL = 1.0
 
+# (request, status, seconds since the request was complete) -> None; must not raise.
+ResponseHook = Callable[[Request, int, float], None]
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -42,12 +45,15 @@ class ServerState:
         limits: Limits,
         loop: asyncio.AbstractEventLoop,
         guard: Callable[[Request], None] | None = None,
+        on_response: ResponseHook | None = None,
     ) -> None:
         self.router = router
         self.limits = limits
         self.loop = loop
         # Called before every handler; raises to refuse the request (auth).
         self.guard = guard
+        # Called after every answer is written (access log, metrics).
+        self.on_response = on_response
         self.connections: set[HttpProtocol] = set()
         self.draining = False
         self._date_second = 0
@@ -70,10 +76,12 @@ class HttpServer:
         router: Router,
         limits: Limits | None = None,
         guard: Callable[[Request], None] | None = None,
+        on_response: ResponseHook | None = None,
     ) -> None:
         self.router = router
         self.limits = limits or Limits()
         self.guard = guard
+        self.on_response = on_response
         self.state: ServerState | None = None
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -83,7 +91,7 @@ class HttpServer:
     ) -> int:
         """Bind and start accepting; return the bound port (useful with port 0)."""
         loop = asyncio.get_running_loop()
-        self.state = ServerState(self.router, self.limits, loop, self.guard)
+        self.state = ServerState(self.router, self.limits, loop, self.guard, self.on_response)
         state = self.state
         if sock is not None:
             self._server = await loop.create_server(lambda: HttpProtocol(state), sock=sock,
@@ -99,7 +107,7 @@ class HttpServer:
     async def listen_unix(self, path: str) -> None:
         """Listen on a unix socket (a worker's private control channel)."""
         loop = asyncio.get_running_loop()
-        self.state = ServerState(self.router, self.limits, loop, self.guard)
+        self.state = ServerState(self.router, self.limits, loop, self.guard, self.on_response)
         state = self.state
         self._server = await loop.create_unix_server(lambda: HttpProtocol(state), path)
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
