@@ -6,8 +6,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from tests._server import ServerProcess
+from _server import ServerProcess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "models"
 TOKEN = "s3cr3t-inference-token"

@@ -6,13 +6,11 @@ import socket
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import orjson
 import pytest
 import torch
-
-from tests._server import ServerProcess
+from _server import ServerProcess
 
 ROWS_SLOW = 300  # about a second of matmuls on one thread
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from tests._server import ServerProcess
+from _server import ServerProcess
 
 shm = pytest.importorskip("tritonclient.utils.shared_memory")
 httpclient = pytest.importorskip("tritonclient.http")

@@ -11,8 +11,7 @@ import numpy as np
 import orjson
 import pytest
 import torch
-
-from tests._server import ServerProcess
+from _server import ServerProcess
 
 pytestmark = pytest.mark.slow
 
