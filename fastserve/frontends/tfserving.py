@@ -1,0 +1,329 @@
+"""TF Serving REST API (and KServe v1, which shares its paths and predict format).
+
+    GET  /v1/models/{m}[/versions/{v}|/labels/{l}]              status (+ KServe v1 name, ready)
+    GET  /v1/models/{m}[/versions/{v}|/labels/{l}]/metadata     signature_def, as TF writes it
+    POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict      row (instances) or columnar (inputs)
+    POST /v1/models/{m}[/versions/{v}|/labels/{l}]:classify     examples (+ context) -> results
+    POST /v1/models/{m}[/versions/{v}|/labels/{l}]:regress      examples (+ context) -> results
+
+The same under /model-serving/{m}... (Paperspace Gradient's path). Errors are
+{"error": "<message>"}. JSON follows TF Serving's ``util/json_tensor.cc``; see _tfjson.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+
+from ..core.dataplane import DataPlane
+from ..core.repository import ModelEntry, ModelVersion, State
+from ..core.tensors import bf16_to_float
+from ..errors import (
+    InvalidInputError,
+    MethodNotAllowedError,
+    ModelNotReadyError,
+    UnsupportedError,
+    VersionNotFoundError,
+)
+from ..http.messages import Request, Response
+from ..http.router import Router
+from ..types import DataType, InferRequest, TensorSpec
+from . import _tfjson
+from ._base import error_body, json_response
+
+DEFAULT_SIGNATURE = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+LABELS = ("latest", "default")
+VERBS = ("predict", "classify", "regress", "explain")
+
+# DataType -> TF's DataType enum names (tensorflow/core/framework/types.proto).
+TF_DTYPES = {
+    DataType.BOOL: "DT_BOOL", DataType.UINT8: "DT_UINT8", DataType.UINT16: "DT_UINT16",
+    DataType.UINT32: "DT_UINT32", DataType.UINT64: "DT_UINT64", DataType.INT8: "DT_INT8",
+    DataType.INT16: "DT_INT16", DataType.INT32: "DT_INT32", DataType.INT64: "DT_INT64",
+    DataType.FP16: "DT_HALF", DataType.BF16: "DT_BFLOAT16", DataType.FP32: "DT_FLOAT",
+    DataType.FP64: "DT_DOUBLE", DataType.BYTES: "DT_STRING",
+}
+# State -> get_model_status.proto ModelVersionStatus.State.
+TF_STATES = {State.LOADING: "LOADING", State.READY: "AVAILABLE", State.FAILED: "END",
+             State.UNLOADING: "UNLOADING"}
+
+
+class TFServingFrontend:
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    def register(self, router: Router) -> None:
+        add = router.add
+        tag = ("TF Serving / KServe v1",)
+        for prefix in ("/v1/models/{model}", "/model-serving/{model}"):
+            for base in (prefix, prefix + "/versions/{version}", prefix + "/labels/{label}"):
+                # NOTE: the bare template also matches 'm:predict' (a GET lands there: 405).
+                add("POST", base + ":predict", self.predict,
+                    "Predict, row (instances) or columnar (inputs) format", tag)
+                add("POST", base + ":classify", self.classify, "Classify tf.Example-style "
+                    "examples", tag)
+                add("POST", base + ":regress", self.regress, "Regress tf.Example-style "
+                    "examples", tag)
+                add("GET", base + "/metadata", self.metadata, "Model metadata (signature_def)",
+                    tag)
+                add("GET", base, self.status, "Model version status", tag)
+        router.set_error_formatter("/v1", error_body)
+        router.set_error_formatter("/model-serving", error_body)
+
+    # Versions and labels
+
+    def _target(self, request: Request) -> tuple[str, str | None]:
+        """(model, version or None for the default) from a path with a version or a label."""
+        p = request.params
+        name = p["model"]
+        last = next(v for v in (p.get("label"), p.get("version"), name) if v is not None)
+        if request.method != "POST" and last.rpartition(":")[2] in VERBS:
+            # A GET on ".../m:predict" lands on the status template ("m:predict" as the name).
+            exc = MethodNotAllowedError(f"{request.method} is not allowed on {request.path}; "
+                                        "allowed: POST")
+            exc.allow = "POST"  # type: ignore[attr-defined]  # becomes the Allow header
+            raise exc
+        label = p.get("label")
+        if label is None:
+            return name, p.get("version")
+        entry = self.dataplane.model_entry(name)
+        if label == "latest":
+            versions = entry.sorted_versions()
+            found = versions[-1] if versions else None
+        elif label == "default":
+            found = entry.default
+        else:
+            raise VersionNotFoundError(
+                f"model '{name}' has no version label '{label}'; the labels are "
+                f"{' and '.join(LABELS)}")
+        if found is None:
+            raise ModelNotReadyError(f"model '{name}' failed to load: {entry.error}")
+        return name, found.version
+
+    def _version(self, entry: ModelEntry, version: str | None) -> ModelVersion:
+        """The named version or the default one, in whatever state it is."""
+        if version is None:
+            found = entry.default
+            if found is None:
+                raise ModelNotReadyError(f"model '{entry.name}' failed to load: {entry.error}")
+            return found
+        found = entry.versions.get(version)
+        if found is None:
+            raise VersionNotFoundError(f"model '{entry.name}' has no version '{version}'")
+        return found
+
+    # Status and metadata
+
+    def status(self, request: Request) -> Response:
+        name, version = self._target(request)
+        entry = self.dataplane.model_entry(name)
+        if version is None:
+            versions = entry.sorted_versions()
+            if not versions:
+                raise ModelNotReadyError(f"model '{name}' failed to load: {entry.error}")
+        else:
+            versions = [self._version(entry, version)]
+        return json_response({
+            "name": entry.name,
+            "ready": self.dataplane.model_ready(name, version),
+            "model_version_status": [_version_status(v) for v in versions],
+        })
+
+    def metadata(self, request: Request) -> Response:
+        name, version = self._target(request)
+        found = self._version(self.dataplane.model_entry(name), version)
+        inputs, outputs = self.dataplane.specs(name, found.version)
+        signature = {
+            "inputs": {s.name: _tensor_info(s) for s in inputs},
+            "outputs": {s.name: _tensor_info(s) for s in outputs},
+            "method_name": PREDICT_METHOD,
+            "defaults": {},
+        }
+        return json_response({
+            "model_spec": {"name": name, "signature_name": "", "version": found.version},
+            # NOTE: doubled on purpose: TF wraps the SignatureDefMap in an Any.
+            "metadata": {"signature_def": {"signature_def": {DEFAULT_SIGNATURE: signature}}},
+        })
+
+    # Predict
+
+    async def predict(self, request: Request) -> Response:
+        name, version = self._target(request)
+        target = self.dataplane.resolve(name, version)
+        doc = _load_object(request.body)
+        signature = _signature_name(doc)
+        if signature not in ("", DEFAULT_SIGNATURE):
+            raise InvalidInputError(
+                f"Serving signature name: \"{signature}\" not found in signature def; this "
+                f"model has one signature, \"{DEFAULT_SIGNATURE}\" (or leave signature_name out)")
+        has_rows, has_columns = "instances" in doc, "inputs" in doc
+        if has_rows and has_columns:
+            raise InvalidInputError("the request has both 'instances' and 'inputs'; send one: "
+                                    "'instances' (row format) or 'inputs' (columnar format)")
+        if not has_rows and not has_columns:
+            raise InvalidInputError("Missing 'inputs' or 'instances' key")
+        config = self.dataplane.config(name)
+        if config.handler != "tensor":
+            return await self._predict_handler(name, target.version, config.handler, doc)
+        backend = target.backend
+        assert backend is not None
+        specs = _tfjson.InputSpecs(backend.inputs, getattr(backend, "declared", True))
+        if has_rows:
+            inputs = _tfjson.decode_rows(doc["instances"], specs)
+        else:
+            inputs = _tfjson.decode_columns(doc["inputs"], specs)
+        response = await self.dataplane.infer(InferRequest(name, target.version, inputs))
+        out_specs = {s.name: s for s in backend.outputs}
+        if has_rows:
+            body = {"predictions": _tfjson.encode_rows(response.outputs, out_specs)}
+        else:
+            body = {"outputs": _tfjson.encode_columns(response.outputs, out_specs)}
+        return Response(_tfjson.dumps(body))
+
+    async def _predict_handler(self, name: str, version: str, handler: str,
+                               doc: dict[str, Any]) -> Response:
+        """Image and handler.py models: each instance goes through the handler (KServe v1)."""
+        run = getattr(self.dataplane, "predict_handler", None)
+        if run is None:
+            raise UnsupportedError(
+                f"model '{name}' uses the {handler} handler; :predict serves only tensor models "
+                "in this build (use /predictions/{model} for it)")
+        instances = doc.get("instances")
+        if not isinstance(instances, list) or not instances:
+            raise InvalidInputError(
+                f"model '{name}' uses the {handler} handler: send a non-empty 'instances' list, "
+                "one item per input (e.g. {\"b64\": \"<base64 image>\"})")
+        result = run(name, version, instances)
+        if inspect.isawaitable(result):
+            result = await result
+        return Response(_tfjson.dumps({"predictions": result}))
+
+    # Classify and regress
+
+    async def classify(self, request: Request) -> Response:
+        name, outputs, rows, spec = await self._run_examples(request, "classify", "scores")
+        arr = _as_float(outputs, spec)
+        scores = arr.reshape(rows, -1) if arr.size else arr.reshape(rows, 0)
+        if scores.shape[1] == 0:
+            raise InvalidInputError("Cannot convert empty ClassificationResults to JSON")
+        labels = self.dataplane.labels(name)
+        names = [labels.get(str(i), "") for i in range(scores.shape[1])]
+        finite = bool(np.isfinite(scores).all())
+        results = [[[label, score if finite else _tfjson.float_json(score)]
+                    for label, score in zip(names, row, strict=True)] for row in scores]
+        return Response(_tfjson.dumps({"results": results, "result": results}))
+
+    async def regress(self, request: Request) -> Response:
+        name, outputs, rows, spec = await self._run_examples(request, "regress", "outputs")
+        arr = _as_float(outputs, spec)
+        if arr.size != rows:
+            raise InvalidInputError(
+                f"regress needs one value per example, but model '{name}' output "
+                f"'{spec.name}' has shape {list(arr.shape)} for {rows} examples")
+        results = _tfjson.float_json(arr.reshape(rows))
+        return Response(_tfjson.dumps({"results": results, "result": results}))
+
+    async def _run_examples(self, request: Request, method: str, preferred: str
+                            ) -> tuple[str, np.ndarray, int, TensorSpec]:
+        """Examples -> one batch through the model; the output the method reads, and rows."""
+        name, version = self._target(request)
+        target = self.dataplane.resolve(name, version)
+        config = self.dataplane.config(name)
+        if config.handler != "tensor":
+            raise UnsupportedError(f"model '{name}' uses the {config.handler} handler; :{method} "
+                                   "needs a tensor model")
+        doc = _load_object(request.body)
+        _signature_name(doc)  # NOTE: any name: a fastserve model has one signature
+        backend = target.backend
+        assert backend is not None
+        out_specs = backend.outputs
+        chosen = _pick_output(name, method, preferred, out_specs)
+        specs = _tfjson.InputSpecs(backend.inputs, getattr(backend, "declared", True))
+        inputs, rows = _tfjson.decode_examples(doc, method, specs)
+        response = await self.dataplane.infer(InferRequest(name, target.version, inputs))
+        outputs = response.outputs
+        if chosen is None:  # undeclared outputs: the model's first
+            key = next(iter(outputs))
+            chosen = TensorSpec(key, DataType.FP32, (-1,))
+        arr = outputs.get(chosen.name)
+        if arr is None:
+            raise InvalidInputError(f"model '{name}' returned no output '{chosen.name}'")
+        if arr.ndim == 0 or arr.shape[0] != rows:
+            raise InvalidInputError(
+                f":{method} needs one row per example, but model '{name}' output "
+                f"'{chosen.name}' has shape {list(arr.shape)} for {rows} examples")
+        return name, arr, rows, chosen
+
+
+# Status and metadata helpers
+
+
+def _version_status(v: ModelVersion) -> dict[str, Any]:
+    failed = v.state is State.FAILED
+    return {
+        "version": v.version,
+        "state": TF_STATES[v.state],
+        "status": {"error_code": "UNKNOWN" if failed else "OK",
+                   "error_message": v.error if failed else ""},
+    }
+
+
+def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
+    return {
+        "dtype": TF_DTYPES[spec.datatype],
+        "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in spec.shape],
+                         "unknown_rank": False},
+        "name": spec.name,
+    }
+
+
+# Request helpers
+
+
+def _load_object(body: Any) -> dict[str, Any]:
+    doc = _tfjson.loads(body)
+    if not isinstance(doc, dict):
+        raise InvalidInputError("the request body must be a JSON object")
+    return doc
+
+
+def _signature_name(doc: dict[str, Any]) -> str:
+    signature = doc.get("signature_name")
+    if signature is None:
+        return ""
+    if not isinstance(signature, str):
+        raise InvalidInputError("'signature_name' key must be a string value")
+    return signature
+
+
+def _pick_output(name: str, method: str, preferred: str, specs: tuple[TensorSpec, ...]
+                 ) -> TensorSpec | None:
+    """The output a classify/regress reads: the one named like TF's, else the only one."""
+    by_name = {s.name: s for s in specs}
+    if preferred in by_name:
+        chosen = by_name[preferred]
+    elif len(specs) == 1:
+        chosen = specs[0]
+    elif not specs:
+        return None
+    else:
+        raise InvalidInputError(
+            f"model '{name}' has {len(specs)} outputs ({', '.join(by_name)}): :{method} needs "
+            f"a model with one output, or an output named '{preferred}'")
+    if chosen.datatype is DataType.BYTES:
+        raise InvalidInputError(f":{method} needs a numeric output, but model '{name}' output "
+                                f"'{chosen.name}' is BYTES")
+    return chosen
+
+
+def _as_float(arr: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if spec.datatype is DataType.BF16 and arr.dtype == np.uint16:
+        return bf16_to_float(arr)
+    if arr.dtype.kind == "f":
+        return arr
+    if arr.dtype == object:
+        raise InvalidInputError(f"output '{spec.name}' is not numeric")
+    return arr.astype(np.float64)
