@@ -32,6 +32,17 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+def _wait_all_workers_ready(server: ServerProcess) -> None:
+    """Each new connection may reach either worker: wait until 20 in a row say ready."""
+    streak = 0
+    deadline = time.monotonic() + 90
+    while streak < 20:
+        assert time.monotonic() < deadline, "workers never all ready"
+        streak = streak + 1 if server.request("GET", "/v2/health/ready")[0] == 200 else 0
+        if not streak:
+            time.sleep(0.1)
+
+
 def _sample() -> tuple[bytes, np.ndarray]:
     body = (EXAMPLES / "samples" / "digits_v2.json").read_bytes()
     x = np.asarray(orjson.loads(body)["inputs"][0]["data"], dtype=np.float32).reshape(1, 64)
@@ -47,6 +58,7 @@ def test_workers_share_port_restart_and_drain() -> None:
         assert server.proc is not None
         workers = _children(server.proc.pid)
         assert len(workers) == 2
+        _wait_all_workers_ready(server)
         # Every answer is right, whichever worker the kernel picked.
         for _ in range(20):
             status, _, data = server.request("POST", "/v2/models/digits/infer", body)
@@ -64,7 +76,9 @@ def test_workers_share_port_restart_and_drain() -> None:
                   and len(_children(server.proc.pid)) == 2)
         replacement = (_children(server.proc.pid) - workers).pop()
         assert replacement != victim
-        server.wait_until_ready()
+        _wait_all_workers_ready(server)
+        status, _, data = server.request("POST", "/v2/models/digits/infer", body)
+        assert status == 200, data
         # SIGTERM: the parent forwards it, the workers drain, everyone exits 0.
         assert server.stop() == 0
         for pid in _children_safe(replacement):

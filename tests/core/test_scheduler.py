@@ -1,0 +1,673 @@
+"""DynamicBatcher driven by a fake backend (tier 1: no torch, no sockets).
+
+Delay logic is driven by a fake clock: the batch delay is set far beyond the test's
+runtime so the loop's real timer never fires, and the test advances the clock and calls
+the dispatch path itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fastserve.core.model_config import ModelConfig
+from fastserve.core.scheduler import DynamicBatcher
+from fastserve.core.stats import ModelStats
+from fastserve.errors import (
+    BackendError,
+    DeadlineExceededError,
+    ModelNotReadyError,
+    QueueFullError,
+)
+
+FOREVER_MS = 3_600_000.0  # a batch delay the real timer never reaches during a test
+
+
+def make(backend: Any, clock: Any = None, **config: Any) -> DynamicBatcher:
+    cfg = ModelConfig(name="m", **config)
+    kwargs = {"clock": clock} if clock is not None else {}
+    batcher = DynamicBatcher("m", "1", backend, cfg, asyncio.get_running_loop(), **kwargs)
+    batcher.start()
+    return batcher
+
+
+def request(rows: int, value: float, features: int = 3, dtype: Any = np.float32) -> np.ndarray:
+    return np.full((rows, features), value, dtype=dtype)
+
+
+def answer(x: np.ndarray) -> dict[str, np.ndarray]:
+    """What the fake backend computes for a batched request."""
+    return {"y": x * 2 + 1, "s": x.reshape(len(x), -1).sum(axis=1)}
+
+
+def assert_answer(outputs: dict[str, np.ndarray], x: np.ndarray) -> None:
+    want = answer(x)
+    assert set(outputs) == set(want)
+    for name, value in want.items():
+        assert outputs[name].dtype == value.dtype
+        np.testing.assert_array_equal(outputs[name], value)
+
+
+async def blocked(batcher: DynamicBatcher, backend: Any, wait_until: Any,
+                  rows: int) -> asyncio.Future[Any]:
+    """Occupy the only instance with a full batch that waits on ``backend.gate``."""
+    future = batcher.submit({"x": request(rows, -1.0)}, rows)
+    await wait_until(lambda: backend.active == 1)
+    return future
+
+
+# Batching
+
+
+def test_concurrent_requests_each_get_their_own_answer(run_async, fake_backend) -> None:
+    backend = fake_backend()
+    rng = np.random.default_rng(42)
+    rows = rng.integers(1, 6, size=300)
+    sent = [rng.standard_normal((int(n), 3)).astype(np.float32) for n in rows]
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=8, batch_delay_ms=2.0)
+        try:
+            async def one(x: np.ndarray) -> dict[str, np.ndarray]:
+                await asyncio.sleep(0)
+                return await batcher.submit({"x": x}, len(x))
+
+            results = await asyncio.gather(*(one(x) for x in sent))
+        finally:
+            batcher.close()
+        for x, outputs in zip(sent, results, strict=True):
+            assert_answer(outputs, x)
+
+    run_async(main)
+    sizes = backend.batch_sizes
+    assert max(sizes) <= 8
+    assert max(sizes) > 1 and len(sizes) < len(sent)  # batches really formed
+    assert sum(sizes) == int(rows.sum())  # every row ran once: no re-runs
+    assert all(b <= 8 for b in sizes)
+
+
+def test_stats_count_rows_batches_and_successes(run_async, fake_backend) -> None:
+    backend = fake_backend()
+    stats = ModelStats()
+
+    async def main() -> None:
+        cfg = ModelConfig(name="m", max_batch_size=4, batch_delay_ms=1.0)
+        batcher = DynamicBatcher("m", "1", backend, cfg, asyncio.get_running_loop(),
+                                 stats=stats)
+        batcher.start()
+        try:
+            await asyncio.gather(*(batcher.submit({"x": request(2, i)}, 2) for i in range(6)))
+        finally:
+            batcher.close()
+
+    run_async(main)
+    assert stats.success == 6 and stats.fail == 0 and stats.cancelled == 0
+    assert stats.inference_count == 12
+    assert stats.execution_count == len(backend.calls)
+    assert sum(b.count for b in stats.batches.values()) == stats.execution_count
+    assert sum(size * b.count for size, b in stats.batches.items()) == 12
+    assert stats.last_inference_ms > 0 and stats.compute_ns > 0
+
+
+def test_full_batch_is_sent_without_waiting_for_the_delay(
+        run_async, fake_backend, fake_clock) -> None:
+    backend = fake_backend()
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        try:
+            futures = [batcher.submit({"x": request(1, i)}, 1) for i in range(4)]
+            results = await asyncio.gather(*futures)  # the clock never moved
+        finally:
+            batcher.close()
+        for i, outputs in enumerate(results):
+            assert_answer(outputs, request(1, i))
+
+    run_async(main)
+    assert backend.batch_sizes == [4]
+
+
+def test_delay_honoured_with_the_injected_clock(run_async, fake_backend, fake_clock,
+                                               wait_until) -> None:
+    backend = fake_backend()
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=8, batch_delay_ms=50.0)
+        try:
+            first = batcher.submit({"x": request(1, 1.0)}, 1)
+            fake_clock.advance(0.030)
+            second = batcher.submit({"x": request(2, 2.0)}, 2)
+            batcher._dispatch()
+            await asyncio.sleep(0.01)
+            assert backend.calls == [] and not first.done()
+            assert batcher.queue_depth == 2
+            fake_clock.advance(0.0199)  # 49.9 ms after the first request
+            batcher._dispatch()
+            await asyncio.sleep(0.01)
+            assert backend.calls == []
+            fake_clock.advance(0.0002)  # 50.1 ms: the oldest request's delay is over
+            batcher._dispatch()
+            assert batcher.queue_depth == 0
+            assert_answer(await first, request(1, 1.0))
+            assert_answer(await second, request(2, 2.0))
+        finally:
+            batcher.close()
+
+    run_async(main)
+    assert backend.batch_sizes == [3]  # both requests went together
+
+
+def test_delay_timer_fires_on_the_loop(run_async, fake_backend, fake_clock) -> None:
+    # The timer the batcher arms on the loop is what calls the dispatch path.
+    backend = fake_backend()
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=8, batch_delay_ms=20.0)
+        try:
+            future = batcher.submit({"x": request(1, 3.0)}, 1)
+            timer = batcher._timer
+            assert timer is not None
+            assert timer.when() - asyncio.get_running_loop().time() == pytest.approx(0.020,
+                                                                                     abs=0.005)
+            fake_clock.advance(0.021)
+            timer.cancel()
+            batcher._on_timer()  # what the loop calls when the timer is due
+            assert_answer(await future, request(1, 3.0))
+            assert batcher._timer is None
+        finally:
+            batcher.close()
+
+    run_async(main)
+    assert backend.batch_sizes == [1]
+
+
+def test_real_clock_delay_sends_a_lone_request(run_async, fake_backend) -> None:
+    backend = fake_backend()
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=64, batch_delay_ms=5.0)
+        try:
+            assert_answer(await batcher.submit({"x": request(1, 7.0)}, 1), request(1, 7.0))
+        finally:
+            batcher.close()
+
+    run_async(main)
+    assert backend.batch_sizes == [1]
+
+
+def test_large_request_is_split_and_joined(run_async, fake_backend) -> None:
+    backend = fake_backend()
+    x = np.arange(30, dtype=np.float32).reshape(10, 3)
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=4, batch_delay_ms=1.0)
+        try:
+            assert_answer(await batcher.submit({"x": x}, 10), x)
+        finally:
+            batcher.close()
+
+    run_async(main)
+    assert sorted(backend.batch_sizes) == [2, 4, 4]
+    np.testing.assert_array_equal(np.concatenate([c["x"] for c in backend.calls]), x)
+
+
+def test_split_chunks_share_batches_with_other_requests(run_async, fake_backend) -> None:
+    backend = fake_backend()
+    rng = np.random.default_rng(3)
+    sent = [rng.standard_normal((n, 2)).astype(np.float32) for n in (9, 1, 6, 2, 3, 1, 13)]
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=4, batch_delay_ms=1.0)
+        try:
+            results = await asyncio.gather(*(batcher.submit({"x": x}, len(x)) for x in sent))
+        finally:
+            batcher.close()
+        for x, outputs in zip(sent, results, strict=True):
+            assert_answer(outputs, x)
+
+    run_async(main)
+    assert max(backend.batch_sizes) <= 4
+    assert sum(backend.batch_sizes) == sum(len(x) for x in sent)
+
+
+def test_different_feature_shapes_never_share_a_batch(
+        run_async, fake_backend, fake_clock, wait_until) -> None:
+    gate = threading.Event()
+    backend = fake_backend(gate=gate)
+    kinds = [(3, np.float32), (5, np.float32), (3, np.float64)]
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        try:
+            first = await blocked(batcher, backend, wait_until, rows=4)
+            sent = [request(1, i, features, dtype)
+                    for i in range(4) for features, dtype in kinds]  # interleaved kinds
+            futures = [batcher.submit({"x": x}, 1) for x in sent]
+            gate.set()
+            await first
+            results = await asyncio.gather(*futures)
+            for x, outputs in zip(sent, results, strict=True):
+                assert_answer(outputs, x)
+        finally:
+            gate.set()
+            batcher.close()
+
+    run_async(main)
+    # the blocker, then one full batch per kind, each of a single shape and dtype
+    assert backend.batch_sizes == [4, 4, 4, 4]
+    assert [(c["shape"], c["dtype"]) for c in backend.calls[1:]] == [
+        ((4, 3), np.float32), ((4, 5), np.float32), ((4, 3), np.float64)]
+
+
+def test_batches_keep_arrival_order_within_a_shape(
+        run_async, fake_backend, fake_clock, wait_until) -> None:
+    gate = threading.Event()
+    backend = fake_backend(gate=gate)
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        try:
+            first = await blocked(batcher, backend, wait_until, rows=4)
+            futures = [batcher.submit({"x": request(1, i)}, 1) for i in range(8)]
+            gate.set()
+            await asyncio.gather(first, *futures)
+        finally:
+            gate.set()
+            batcher.close()
+
+    run_async(main)
+    assert [c["x"][:, 0].tolist() for c in backend.calls[1:]] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_max_batch_size_zero_runs_one_by_one(run_async, fake_backend) -> None:
+    backend = fake_backend(batched=False)
+    sent = [np.full((2, 2), 1.0), np.arange(3.0), np.ones((1, 4, 2)), np.float64(5.0) * np.ones(())]
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=0, batch_delay_ms=FOREVER_MS)
+        try:
+            results = await asyncio.gather(*(batcher.submit({"x": x}, 99) for x in sent))
+        finally:
+            batcher.close()
+        for x, outputs in zip(sent, results, strict=True):
+            np.testing.assert_array_equal(outputs["y"], x * 2 + 1)  # passed as sent
+            assert outputs["s"] == x.sum()
+
+    run_async(main)
+    assert len(backend.calls) == len(sent)
+    assert [c["shape"] for c in backend.calls] == [x.shape for x in sent]
+
+
+# Failures
+
+
+def test_failure_is_isolated_to_the_culprit(
+        run_async, fake_backend, fake_clock, wait_until) -> None:
+    gate = threading.Event()
+    backend = fake_backend(gate=gate, fail_marker=13.0)
+    stats_box: list[ModelStats] = []
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=8, batch_delay_ms=FOREVER_MS)
+        stats_box.append(batcher.stats)
+        try:
+            first = await blocked(batcher, backend, wait_until, rows=8)
+            values = [0.0, 1.0, 2.0, 13.0, 4.0, 5.0, 6.0, 7.0]
+            futures = [batcher.submit({"x": request(1, v)}, 1) for v in values]
+            gate.set()
+            await first
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            gate.set()
+            batcher.close()
+        for v, result in zip(values, results, strict=True):
+            if v == 13.0:
+                assert isinstance(result, BackendError)
+                assert "ValueError: marker 13.0 in the batch" in result.message
+                assert isinstance(result.__cause__, ValueError)
+            else:
+                assert_answer(result, request(1, v))
+
+    run_async(main)
+    # the blocker, the failed batch of 8, then each member alone
+    assert backend.batch_sizes == [8, 8] + [1] * 8
+    stats = stats_box[0]
+    assert stats.fail == 1 and stats.success == 8
+
+
+def test_failing_lone_request(run_async, fake_backend) -> None:
+    backend = fake_backend(fail_marker=1.0)
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=4, batch_delay_ms=0.0)
+        try:
+            with pytest.raises(BackendError, match=r"model 'm' raised ValueError"):
+                await batcher.submit({"x": request(1, 1.0)}, 1)
+            assert_answer(await batcher.submit({"x": request(1, 2.0)}, 1), request(1, 2.0))
+        finally:
+            batcher.close()
+
+    run_async(main)
+    assert backend.batch_sizes == [1, 1]  # not re-run alone: it was alone
+
+
+def test_failing_chunk_fails_the_whole_split_request(run_async, fake_backend) -> None:
+    backend = fake_backend(fail_marker=99.0)
+    x = np.arange(24, dtype=np.float32).reshape(8, 3)
+    x[5, 1] = 99.0
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=2, batch_delay_ms=0.0)
+        try:
+            with pytest.raises(BackendError, match=r"marker 99.0"):
+                await batcher.submit({"x": x}, 8)
+            await batcher.drain()
+        finally:
+            batcher.close()
+
+    run_async(main)
+
+
+class WrongRows:
+    """A backend breaking the batch contract: one row too few, or no dict at all."""
+
+    platform, device, inputs, outputs = "fake", "cpu", (), ()
+
+    def __init__(self, result: str) -> None:
+        self.result = result
+
+    def infer(self, inputs: dict[str, Any], instance: int) -> Any:
+        if self.result == "rows":
+            return {"y": inputs["x"][1:]}
+        if self.result == "scalar":
+            return {"y": np.float32(1.0)}
+        return inputs["x"]
+
+
+@pytest.mark.parametrize(("result", "message"), [
+    ("rows", r"output 'y' has shape \[1, 3\] for a batch of 2 rows"),
+    ("scalar", r"output 'y' has shape \[\] for a batch of 2 rows"),
+    ("array", r"returned no outputs"),
+])
+def test_backend_breaking_the_batch_contract(run_async, result: str, message: str) -> None:
+    async def main() -> None:
+        batcher = make(WrongRows(result), max_batch_size=4, batch_delay_ms=0.0)
+        try:
+            with pytest.raises(BackendError, match=message):
+                await batcher.submit({"x": request(2, 1.0)}, 2)
+        finally:
+            batcher.close()
+
+    run_async(main)
+
+
+def test_queue_full(run_async, fake_backend, fake_clock, wait_until) -> None:
+    gate = threading.Event()
+    backend = fake_backend(gate=gate)
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS,
+                       max_queue_size=3)
+        try:
+            first = await blocked(batcher, backend, wait_until, rows=4)
+            queued = [batcher.submit({"x": request(1, i)}, 1) for i in range(3)]
+            with pytest.raises(QueueFullError, match=r"has 3 requests waiting"):
+                batcher.submit({"x": request(1, 9.0)}, 1)
+            assert batcher.queue_depth == 3
+            gate.set()
+            await first
+            fake_clock.advance(FOREVER_MS / 1000)  # three rows of four: let the delay pass
+            batcher._dispatch()
+            for i, outputs in enumerate(await asyncio.gather(*queued)):
+                assert_answer(outputs, request(1, i))
+            # room again
+            assert_answer(await batcher.submit({"x": request(4, 5.0)}, 4), request(4, 5.0))
+        finally:
+            gate.set()
+            batcher.close()
+
+    run_async(main)
+    assert not backend.seen(9.0)
+
+
+def test_timeout_fails_a_request_that_waited_and_never_runs_it(
+        run_async, fake_backend, fake_clock, wait_until) -> None:
+    gate = threading.Event()
+    backend = fake_backend(gate=gate)
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=2, batch_delay_ms=FOREVER_MS,
+                       timeout_ms=100.0)
+        try:
+            first = await blocked(batcher, backend, wait_until, rows=2)
+            stale = batcher.submit({"x": request(1, 7.0)}, 1)
+            fake_clock.advance(0.060)
+            fresh = [batcher.submit({"x": request(1, v)}, 1) for v in (8.0, 9.0)]
+            fake_clock.advance(0.050)  # stale waited 110 ms, the others 50 ms
+            gate.set()
+            await first
+            with pytest.raises(DeadlineExceededError,
+                               match=r"waited 110 ms in the queue, more than timeout_ms=100"):
+                await stale
+            assert_answer(await fresh[0], request(1, 8.0))
+            assert_answer(await fresh[1], request(1, 9.0))
+        finally:
+            gate.set()
+            batcher.close()
+
+    run_async(main)
+    assert not backend.seen(7.0)
+    assert backend.seen(8.0)
+
+
+def test_timeout_applies_to_unbatched_models(
+        run_async, fake_backend, fake_clock, wait_until) -> None:
+    gate = threading.Event()
+    backend = fake_backend(gate=gate, batched=False)
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=0, timeout_ms=10.0)
+        try:
+            first = batcher.submit({"x": np.ones(2)}, 1)
+            await wait_until(lambda: backend.active == 1)
+            stale = batcher.submit({"x": np.full(2, 7.0)}, 1)
+            fake_clock.advance(0.011)
+            gate.set()
+            await first
+            with pytest.raises(DeadlineExceededError):
+                await stale
+        finally:
+            gate.set()
+            batcher.close()
+
+    run_async(main)
+    assert not backend.seen(7.0)
+
+
+def test_cancelled_future_is_skipped_and_counted(
+        run_async, fake_backend, fake_clock, wait_until) -> None:
+    gate = threading.Event()
+    backend = fake_backend(gate=gate)
+    stats_box: list[ModelStats] = []
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=2, batch_delay_ms=FOREVER_MS)
+        stats_box.append(batcher.stats)
+        try:
+            first = await blocked(batcher, backend, wait_until, rows=2)
+            gone = batcher.submit({"x": request(1, 7.0)}, 1)
+            kept = batcher.submit({"x": request(1, 8.0)}, 1)
+            split = batcher.submit({"x": request(5, 6.0)}, 5)  # three chunks, all skipped
+            gone.cancel()
+            split.cancel()
+            gate.set()
+            await first
+            assert_answer(await kept, request(1, 8.0))
+            await batcher.drain()
+        finally:
+            gate.set()
+            batcher.close()
+
+    run_async(main)
+    assert not backend.seen(7.0) and not backend.seen(6.0)
+    assert stats_box[0].cancelled == 4  # one request and three chunks
+    assert backend.batch_sizes == [2, 1]
+
+
+def test_drain_finishes_queued_work_and_refuses_new(
+        run_async, fake_backend, fake_clock, wait_until) -> None:
+    gate = threading.Event()
+    backend = fake_backend(gate=gate)
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        try:
+            first = await blocked(batcher, backend, wait_until, rows=4)
+            queued = [batcher.submit({"x": request(1, i)}, 1) for i in range(3)]
+            drain = asyncio.ensure_future(batcher.drain())
+            await asyncio.sleep(0.01)
+            assert not drain.done()
+            with pytest.raises(ModelNotReadyError, match=r"model 'm' version 1 is unloading"):
+                batcher.submit({"x": request(1, 9.0)}, 1)
+            gate.set()
+            # queued work goes out without waiting for the (endless) batch delay
+            await asyncio.wait_for(drain, 10)
+            assert first.done() and all(f.done() for f in queued)
+            for i, f in enumerate(queued):
+                assert_answer(f.result(), request(1, i))
+        finally:
+            gate.set()
+            batcher.close()
+
+    run_async(main)
+    assert backend.batch_sizes == [4, 3]
+
+
+def test_drain_when_idle_returns_at_once(run_async, fake_backend) -> None:
+    async def main() -> None:
+        batcher = make(fake_backend(), max_batch_size=4)
+        try:
+            await asyncio.wait_for(batcher.drain(), 1)
+        finally:
+            batcher.close()
+
+    run_async(main)
+
+
+def test_fail_pending(run_async, fake_backend, fake_clock, wait_until) -> None:
+    gate = threading.Event()
+    backend = fake_backend(gate=gate)
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        try:
+            first = await blocked(batcher, backend, wait_until, rows=4)
+            queued = [batcher.submit({"x": request(1, 9.0)}, 1) for _ in range(2)]
+            batcher.fail_pending(ModelNotReadyError("shutting down"))
+            for f in queued:
+                with pytest.raises(ModelNotReadyError, match="shutting down"):
+                    await f
+            with pytest.raises(ModelNotReadyError):
+                batcher.submit({"x": request(1, 1.0)}, 1)
+            gate.set()
+            await first  # the running batch still finishes
+        finally:
+            gate.set()
+            batcher.close()
+
+    run_async(main)
+    assert not backend.seen(9.0)
+
+
+class Crash(BaseException):
+    """Escapes the scheduler's per-batch ``except Exception``: a bug, not a model error."""
+
+
+def test_crashed_worker_fails_pending_instead_of_hanging(
+        run_async, fake_backend, fake_clock, wait_until, caplog) -> None:
+    gate = threading.Event()
+    backend = fake_backend(gate=gate, crash_marker=-1.0, crash=Crash("boom"))
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        try:
+            first = await blocked(batcher, backend, wait_until, rows=4)
+            queued = [batcher.submit({"x": request(1, i)}, 1) for i in range(3)]
+            drain = asyncio.ensure_future(batcher.drain())
+            gate.set()
+            for f in [first, *queued]:
+                with pytest.raises(BackendError, match=r"scheduler of model 'm' crashed: Crash"):
+                    await asyncio.wait_for(f, 10)
+            await asyncio.wait_for(drain, 10)  # a drain does not hang on a dead worker
+        finally:
+            gate.set()
+            batcher.close()
+        with pytest.raises(ModelNotReadyError):
+            batcher.submit({"x": request(1, 1.0)}, 1)
+
+    run_async(main)
+    assert "scheduler of model 'm' crashed" in caplog.text
+    assert backend.batch_sizes == [4]
+
+
+def test_two_instances_run_two_batches_at_once(run_async, fake_backend) -> None:
+    # Each batch waits at a two-party barrier: it only passes if both run concurrently.
+    barrier = threading.Barrier(2, timeout=10)
+    backend = fake_backend(barrier=barrier)
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=2, batch_delay_ms=0.0, instances=2)
+        try:
+            results = await asyncio.gather(batcher.submit({"x": request(2, 1.0)}, 2),
+                                           batcher.submit({"x": request(2, 2.0)}, 2))
+        finally:
+            batcher.close()
+        assert_answer(results[0], request(2, 1.0))
+        assert_answer(results[1], request(2, 2.0))
+
+    run_async(main)
+    assert backend.max_active == 2
+    assert len(backend.threads) == 2
+    assert sorted(c["instance"] for c in backend.calls) == [0, 1]
+
+
+def test_one_instance_runs_one_batch_at_a_time(run_async, fake_backend) -> None:
+    backend = fake_backend()
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=2, batch_delay_ms=0.0)
+        try:
+            await asyncio.gather(*(batcher.submit({"x": request(2, i)}, 2) for i in range(10)))
+        finally:
+            batcher.close()
+
+    run_async(main)
+    assert backend.max_active == 1 and len(backend.threads) == 1
+
+
+def test_close_fails_what_is_queued_and_refuses_new(
+        run_async, fake_backend, fake_clock, wait_until) -> None:
+    gate = threading.Event()
+    backend = fake_backend(gate=gate)
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        try:
+            first = await blocked(batcher, backend, wait_until, rows=4)
+            queued = batcher.submit({"x": request(1, 9.0)}, 1)
+            batcher.close()
+            with pytest.raises(ModelNotReadyError, match=r"unloading; the request was not run"):
+                await asyncio.wait_for(queued, 5)
+            with pytest.raises(ModelNotReadyError):
+                batcher.submit({"x": request(1, 1.0)}, 1)
+            gate.set()
+            assert_answer(await first, request(4, -1.0))  # the running batch finishes
+        finally:
+            gate.set()
+
+    run_async(main)
+    assert not backend.seen(9.0)
