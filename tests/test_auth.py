@@ -6,6 +6,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from _server import ServerProcess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "models"

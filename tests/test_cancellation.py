@@ -10,6 +10,7 @@ import warnings
 import orjson
 import pytest
 import torch
+
 from _server import ServerProcess
 
 ROWS_SLOW = 300  # about a second of matmuls on one thread

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from _server import ServerProcess
 
 shm = pytest.importorskip("tritonclient.utils.shared_memory")

@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 import pytest
 import torch
+
 from _server import ServerProcess
 
 pytestmark = pytest.mark.slow

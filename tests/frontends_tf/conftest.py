@@ -30,8 +30,9 @@ from typing import Any
 
 import pytest
 import torch
-from _server import ServerProcess  # tests/ is on sys.path (tests/conftest.py)
 from torch import nn
+
+from _server import ServerProcess  # tests/ is on sys.path (tests/conftest.py)
 
 
 class HalfPlus(nn.Module):
