@@ -72,12 +72,13 @@ def free_port() -> int:
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None,
-            timeout: float = 2.0) -> tuple[int, bytes]:
+            timeout: float = 2.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """One HTTP request on a fresh connection; (status, body)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
+        sent = {"Content-Type": "application/json"} if body is not None else {}
+        sent.update(headers or {})
+        conn.request(method, path, body=body, headers=sent)
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -188,7 +189,7 @@ def _vmrss_kb(pid: int) -> int:
 
 
 def wrk(port: int, path: str, seconds: int, body_file: Path | None = None,
-        conns: int = 32) -> dict:
+        conns: int = 32, headers: dict[str, str] | None = None) -> dict:
     """One wrk run pinned to WRK_CORE (GET, or POST of `body_file`); rps counts only
     responses below 400, as wrk's status errors are those of 400 and above."""
     if shutil.which("wrk") is None:
@@ -196,6 +197,8 @@ def wrk(port: int, path: str, seconds: int, body_file: Path | None = None,
     body = f'wrk.body = io.open({json.dumps(str(body_file))}, "rb"):read("*a")'
     script = _LUA % {"method": "POST" if body_file else "GET",
                      "body": body if body_file else ""}
+    for name, value in (headers or {}).items():
+        script += f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n"
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
         lua.write(script)
         lua.flush()
