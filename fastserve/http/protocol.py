@@ -96,7 +96,17 @@ def _compress(data: bytes, encoding: bytes) -> bytes:
     return c.compress(data) + c.flush()
 
 
-class HttpProtocol(asyncio.Protocol):
+# Bodies at least this large are read straight into their buffer, not through httptools.
+RAW_BODY_MIN = 64 * 1024
+READ_BUFFER = 64 * 1024
+
+
+class HttpProtocol(asyncio.BufferedProtocol):
+    """One connection. As a BufferedProtocol the loop reads into our buffers: headers into
+    a scratch buffer fed to httptools, a large body straight into its own bytearray (the
+    only user-space copy is the kernel's). ``data_received`` serves the same logic for
+    callers that hand over bytes."""
+
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.router = state.router
@@ -125,6 +135,14 @@ class HttpProtocol(asyncio.Protocol):
         self._body_pos = 0
         self._rejected: Request | None = None  # the request answered 413 while its body arrives
         self._discarded = 0
+        # Direct body intake: the remaining body is read into ``_raw`` without httptools.
+        self._scratch = memoryview(bytearray(READ_BUFFER))
+        self._raw: memoryview | None = None
+        self._raw_ready = False
+        self._method = b""
+        self._keep_alive = True
+        self._http10 = False
+        self._upgrade = False
 
     # Protocol interface
 
@@ -142,8 +160,33 @@ class HttpProtocol(asyncio.Protocol):
             # The client left: its answer would go nowhere, so stop the work behind it.
             self.task.cancel()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._raw is not None:
+            return self._raw[self._body_pos:]
+        return self._scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._raw is not None:
+            # The kernel wrote straight into the body: nothing to copy.
+            self.last_activity = time.monotonic()
+            self._body_pos += nbytes
+            if self._body_pos == len(self._raw):
+                self._finish_raw_body()
+            return
+        self.data_received(self._scratch[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         self.last_activity = time.monotonic()
+        if self._raw is not None:
+            n = min(len(data), len(self._raw) - self._body_pos)
+            self._raw[self._body_pos:self._body_pos + n] = data[:n]
+            self._body_pos += n
+            if self._body_pos < len(self._raw):
+                return
+            self._finish_raw_body()
+            data = data[n:]
+            if not data:
+                return
         if self.in_headers:
             # httptools gathers a header's pieces itself and reports it only once whole,
             # so count what arrives while the headers are still open.
@@ -173,6 +216,10 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 if self.in_headers and self._header_chunk_bytes > self.limits.max_header_bytes:
                     self._fail_connection(431, "request headers too large")
+                elif self._raw_ready and self.in_body and not self.closed:
+                    # The rest of this body bypasses the parser (see get_buffer).
+                    self._raw_ready = False
+                    self._raw = memoryview(self._body)
             return
 
     def eof_received(self) -> bool | None:
@@ -217,6 +264,11 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_headers = False
         self.in_body = True
+        parser = self.parser
+        self._method = parser.get_method()
+        self._keep_alive = parser.should_keep_alive()
+        self._http10 = parser.get_http_version() == "1.0"
+        self._upgrade = parser.should_upgrade()
         headers = self._headers
         length = headers.get(b"content-length")
         if length is not None:
@@ -225,6 +277,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._reject_too_large()
                 return
             self._body = bytearray(size) if size else b""
+            self._raw_ready = size >= RAW_BODY_MIN and not self._upgrade
         else:
             # No Content-Length: chunked (httptools decodes it), else no body at all.
             self._body = _CHUNKED_LIST() if b"transfer-encoding" in headers else b""
@@ -251,12 +304,13 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.in_body = False
-        keep_alive = self.parser.should_keep_alive()
+        self._raw_ready = False
+        keep_alive = self._keep_alive
         if self._rejected:
             # The 413 has gone out (or waits in the queue); the body was discarded.
             self._close_after_pending()
             return
-        if self.parser.should_upgrade() and self._declares_body():
+        if self._upgrade and self._declares_body():
             # httptools stops at an Upgrade request's headers and never reads its body:
             # refuse it rather than run the handler on an empty buffer.
             self._fail_connection(400, "Upgrade on a request with a body is not supported")
@@ -275,11 +329,11 @@ class HttpProtocol(asyncio.Protocol):
         body = self._body
         if type(body) is _CHUNKED_LIST:
             body = bytearray().join(body)
-        method = self.parser.get_method()
+        method = self._method
         request = Request(METHODS.get(method) or method.decode("latin-1"), path, query,
                           self._headers, body, self)
         request.keep_alive = keep_alive
-        request.http10 = self.parser.get_http_version() == "1.0"
+        request.http10 = self._http10
         encoding = self._headers.get(b"content-encoding")
         if encoding is not None and body and encoding.lower() != b"identity":
             try:
@@ -289,6 +343,13 @@ class HttpProtocol(asyncio.Protocol):
                 self._queue_or_run(request, self._error_response(request, exc))
                 return
         self._queue_or_run(request, None)
+
+    def _finish_raw_body(self) -> None:
+        """The body read past the parser is complete: a fresh parser takes the next request."""
+        self._raw = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.on_message_complete()
 
     # Request dispatch
 
