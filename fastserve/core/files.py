@@ -1,0 +1,134 @@
+"""What DIR holds on disk: model and version folders, and fingerprints of their files.
+
+A fingerprint is the sorted ``(relative path, size, mtime_ns)`` of the files below a
+folder: it changes when a file is written, replaced, added or removed. The poller
+loads a folder only once its fingerprint held still for one poll interval (so a copy
+in progress is not loaded half-written), and retries a FAILED version when it changes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from ..errors import ConfigError, ForbiddenError, InvalidInputError, ModelNotFoundError
+from .model_config import parse_model_config
+
+VERSION_RE = re.compile(r"[1-9][0-9]*\Z")
+# Model-level files: a change to one of them retries a model whose config was broken.
+MODEL_LEVEL_FILES = ("config.toml", "labels.json", "index_to_name.json", "handler.py")
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def fingerprint(folder: Path, names: Iterable[str] | None = None) -> Fingerprint:
+    """Every file below ``folder`` (or only the listed ``names`` in it), with size and mtime."""
+    found: list[tuple[str, int, int]] = []
+    if names is not None:
+        for name in names:
+            try:
+                st = (folder / name).stat()
+            except OSError:
+                continue
+            found.append((name, st.st_size, st.st_mtime_ns))
+        return tuple(found)
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError:  # removed while we looked
+                continue
+            found.append((os.path.relpath(path, folder), st.st_size, st.st_mtime_ns))
+    return tuple(found)
+
+
+def model_folders(root: Path) -> list[Path]:
+    """The model folders of DIR, as the initial scan sees them."""
+    try:
+        return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def version_names(folder: Path) -> list[str]:
+    """The version folders of a model folder (1, 2, ...), as the scan loads them."""
+    try:
+        subs = list(folder.iterdir())
+    except OSError:
+        return []
+    return sorted((p.name for p in subs if p.is_dir() and VERSION_RE.match(p.name)), key=int)
+
+
+def model_name(folder: Path) -> str:
+    """The name a model folder serves under: config.toml's ``name``, else the folder name."""
+    try:
+        return parse_model_config(folder).name
+    except ConfigError:
+        return folder.name
+
+
+@dataclass(frozen=True)
+class FolderFiles:
+    """One model folder at one poll."""
+
+    name: str
+    files: Fingerprint  # the model-level files
+    versions: dict[str, Fingerprint]
+
+
+def snapshot(root: Path) -> dict[Path, FolderFiles]:
+    """Every model folder of DIR with its fingerprints (blocking: run it off the loop)."""
+    snap = {}
+    for folder in model_folders(root):
+        versions = {v: fingerprint(folder / v) for v in version_names(folder)}
+        snap[folder] = FolderFiles(model_name(folder), fingerprint(folder, MODEL_LEVEL_FILES),
+                                   versions)
+    return snap
+
+
+def resolve_model_folder(root: Path, url: str) -> Path:
+    """The model folder of DIR that ``url`` names: a folder name, a path or a file:// URL.
+
+    Raises:
+        InvalidInputError: not a folder of DIR (a remote URL, an archive, a subfolder) (400).
+        ForbiddenError: a path outside DIR (403).
+        ModelNotFoundError: no such folder in DIR (404).
+    """
+    text = url.strip()
+    if not text:
+        raise InvalidInputError("'url' is required: the name of a model folder in the model "
+                                f"repository {root}")
+    if text.lower().startswith("file://"):
+        text = unquote(urlparse(text).path)
+    elif "://" in text:
+        raise InvalidInputError(
+            f"url {url!r}: only folders inside the model repository {root} can be registered; "
+            "download the model into a folder there first")
+    if text.endswith(".mar"):
+        raise InvalidInputError(
+            f"url {url!r}: model archives (.mar) are not supported; put the model in a folder "
+            f"of {root} (<name>/1/model.pt2) and register that folder")
+    path = Path(text)
+    if not path.is_absolute():
+        path = root / path
+    # Lexical: '..' cannot climb out; the folder must be one the scan itself would serve.
+    folder = Path(os.path.normpath(path))
+    if folder.parent != root:
+        if folder == root or root in folder.parents:
+            raise InvalidInputError(
+                f"url {url!r} names {folder}, not a model folder: give a folder directly "
+                f"inside the model repository {root}")
+        raise ForbiddenError(f"url {url!r} is outside the model repository {root}; only its "
+                             "folders can be registered")
+    if folder.name.startswith("."):
+        raise InvalidInputError(f"url {url!r}: hidden folders are not model folders")
+    if not folder.is_dir():
+        raise ModelNotFoundError(f"no model folder {folder.name!r} in the model repository "
+                                 f"{root}")
+    return folder

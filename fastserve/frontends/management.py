@@ -1,0 +1,334 @@
+"""The management port: TorchServe's management API and KServe v2's repository extension.
+
+TorchServe (docs/management_api.md), with its JSON keys:
+    GET    /models[?limit=100&next_page_token=N]      list, paginated
+    GET    /models/{m}[/{v}|/all]                     describe (default version, one, all)
+    POST   /models?url=<folder in DIR>[&batch_size&max_batch_delay&initial_workers]
+    PUT    /models/{m}[/{v}]?min_worker=N             instances
+    DELETE /models/{m}[/{v}]                          unload (drains first)
+    PUT    /models/{m}/{v}/set-default                pin the default version
+KServe v2 / Triton repository extension:
+    POST   /v2/repository/index                       [{"name", "version", "state", "reason"}]
+    POST   /v2/repository/models/{m}/load             load, or reload when loaded
+    POST   /v2/repository/models/{m}/unload
+
+Every error is ``{"error": "..."}``. Calls act on this process's repository only:
+``apply`` runs one without HTTP, for a parent that forwards calls to its workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..core.files import resolve_model_folder
+from ..core.repository import ModelEntry, ModelRepository, ModelVersion, State
+from ..errors import BackendError, FastServeError, InvalidInputError
+from ..http.messages import Request, Response, status_for
+from ..http.router import Router
+from ._base import error_body, json_response, load_json
+
+log = logging.getLogger("fastserve.management")
+
+PAGE_LIMIT = 100  # TorchServe: default and largest page
+# TorchServe's query parameters -> config.toml keys (and the type they take)
+REGISTER_KEYS = {"batch_size": ("max_batch_size", int),
+                 "max_batch_delay": ("batch_delay_ms", float),
+                 "initial_workers": ("instances", int)}
+# Triton's index states
+V2_STATE = {State.READY: "READY", State.LOADING: "LOADING", State.UNLOADING: "UNLOADING",
+            State.FAILED: "UNAVAILABLE"}
+
+
+def _query(request: Request) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(request.query, keep_blank_values=True).items()}
+
+
+def _number(query: dict[str, str], name: str, kind: type = int) -> Any:
+    text = query.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise InvalidInputError(f"query parameter '{name}' must be "
+                                f"{'an integer' if kind is int else 'a number'}, got {text!r}"
+                                ) from None
+
+
+def _flag(query: dict[str, str], name: str, default: bool) -> bool:
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise InvalidInputError(f"query parameter '{name}' must be true or false, got {text!r}")
+
+
+def _status(message: str, status: int = 200) -> Response:
+    return json_response({"status": message}, status)
+
+
+def _iso(seconds: float) -> str:
+    whole = int(seconds)
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            + f".{int((seconds - whole) * 1000):03d}Z")
+
+
+class ManagementFrontend:
+    def __init__(self, repository: ModelRepository) -> None:
+        self.repository = repository
+        self.router: Router | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def register(self, router: Router) -> None:
+        self.router = router
+        add = router.add
+        tag = ("Management",)
+        add("GET", "/models", self.list_models, "List models (paginated)", tag)
+        add("POST", "/models", self.register_model, "Register a model folder of DIR", tag)
+        add("GET", "/models/{model}", self.describe, "Describe the default version", tag)
+        add("GET", "/models/{model}/{version}", self.describe,
+            "Describe a version ('all': every version)", tag)
+        add("PUT", "/models/{model}", self.scale, "Set the instances of a model", tag)
+        add("PUT", "/models/{model}/{version}", self.scale, "Set the instances of a version",
+            tag)
+        add("DELETE", "/models/{model}", self.unregister, "Unload a model", tag)
+        add("DELETE", "/models/{model}/{version}", self.unregister, "Unload a version", tag)
+        add("PUT", "/models/{model}/{version}/set-default", self.set_default,
+            "Make a version the default", tag)
+        tag = ("KServe v2 repository",)
+        add("POST", "/v2/repository/index", self.v2_index, "Models of the repository", tag)
+        add("POST", "/v2/repository/models/{model}/load", self.v2_load,
+            "Load (or reload) a model", tag)
+        add("POST", "/v2/repository/models/{model}/unload", self.v2_unload, "Unload a model",
+            tag)
+        router.set_error_formatter("/models", error_body)
+        router.set_error_formatter("/v2", error_body)
+
+    async def apply(self, method: str, path: str, query: str = "", body: bytes = b""
+                    ) -> Response:
+        """Run one management call on this process, without HTTP; errors become answers."""
+        assert self.router is not None, "register() first"
+        request = Request(method, path, query, {}, body)
+        try:
+            route, request.params = self.router.resolve(method, path)
+            result = route.handler(request)
+            return await result if route.is_async else result
+        except Exception as exc:
+            message = exc.message if isinstance(exc, FastServeError) else (
+                f"internal error: {type(exc).__name__}: {exc}")
+            return error_body(status_for(exc), message, exc)
+
+    # TorchServe
+
+    def list_models(self, request: Request) -> Response:
+        query = _query(request)
+        limit = _number(query, "limit")
+        if limit is None or not 0 < limit <= PAGE_LIMIT:
+            limit = PAGE_LIMIT  # as TorchServe: out of range means the default
+        start = _number(query, "next_page_token") or 0
+        if start < 0:
+            raise InvalidInputError(f"next_page_token must be >= 0, got {start}")
+        names = sorted(self.repository.models)
+        page = names[start:start + limit]
+        doc: dict[str, Any] = {}
+        if start + limit < len(names):
+            doc["nextPageToken"] = str(start + limit)
+        doc["models"] = [{"modelName": n, "modelUrl": self.repository.models[n].folder.name}
+                         for n in page]
+        return json_response(doc)
+
+    def describe(self, request: Request) -> Response:
+        p = request.params
+        entry = self.repository.entry(p["model"])
+        version = p.get("version")
+        if version == "all":
+            versions = entry.sorted_versions()
+        elif version is None:
+            default = entry.default
+            versions = [default] if default is not None else []
+        else:
+            versions = [self.repository.version(entry.name, version)]
+        if not versions:
+            return json_response([self._describe_entry(entry)])
+        return json_response([self._describe(entry, v) for v in versions])
+
+    async def register_model(self, request: Request) -> Response:
+        query = _query(request)
+        folder = resolve_model_folder(self.repository.root, query.get("url", ""))
+        overrides = {}
+        for key, (config_key, kind) in REGISTER_KEYS.items():
+            value = _number(query, key, kind)
+            if value is not None and not (key == "initial_workers" and value == 0):
+                overrides[config_key] = value  # initial_workers=0: TorchServe's default
+        name = query.get("model_name")
+        if name:
+            known = await asyncio.to_thread(self.repository.available)
+            if known.get(name) != folder:
+                raise InvalidInputError(
+                    f"model_name {name!r} does not match folder {folder.name!r} (a model serves "
+                    "under its folder's name, or config.toml's name)")
+        if not _flag(query, "synchronous", True):
+            task = asyncio.get_running_loop().create_task(self._register_later(folder, overrides))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return _status(f"Registering model folder \"{folder.name}\"; GET /models/"
+                           f"{name or folder.name} shows its state", 202)
+        entry = await self.repository.load_model(folder, overrides)
+        ready = [v.version for v in entry.sorted_versions() if v.ready]
+        failed = [f"version {v.version}: {v.error}" for v in entry.sorted_versions()
+                  if v.state is State.FAILED]
+        if not ready:
+            raise BackendError(f"model \"{entry.name}\" failed to load: "
+                               + ("; ".join(failed) or entry.error))
+        message = (f"Model \"{entry.name}\" Version: {', '.join(ready)} registered with "
+                   f"{self._instances(entry)} initial workers")
+        if failed:
+            message += "; failed: " + "; ".join(failed)
+        return _status(message)
+
+    async def _register_later(self, folder: Any, overrides: dict[str, Any]) -> None:
+        try:
+            await self.repository.load_model(folder, overrides)
+        except FastServeError as exc:
+            log.error("registering %s failed: %s", folder, exc.message)
+
+    async def scale(self, request: Request) -> Response:
+        p = request.params
+        query = _query(request)
+        low, high = _number(query, "min_worker"), _number(query, "max_worker")
+        if low is None and high is None:
+            raise InvalidInputError("give min_worker=N (the model's instances; max_worker is "
+                                    "accepted and must not be lower)")
+        if low is not None and high is not None and high < low:
+            raise InvalidInputError(f"max_worker ({high}) is lower than min_worker ({low})")
+        instances = low if low is not None else high
+        version = p.get("version")
+        if not _flag(query, "synchronous", True):
+            self.repository.entry(p["model"])
+            task = asyncio.get_running_loop().create_task(
+                self.repository.set_instances(p["model"], instances, version))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return _status("Processing worker updates...", 202)
+        errors = await self.repository.set_instances(p["model"], instances, version)
+        if errors:
+            raise BackendError(f"model \"{p['model']}\" could not run {instances} instances "
+                               f"(the loaded ones keep serving): {'; '.join(errors)}")
+        what = f"model: {p['model']}" + (f" version: {version}" if version else "")
+        return _status(f"Workers scaled to {instances} for {what}")
+
+    async def unregister(self, request: Request) -> Response:
+        p = request.params
+        version = p.get("version")
+        await self.repository.unload_model(p["model"], version)
+        if version is None:
+            return _status(f"Model \"{p['model']}\" unregistered")
+        return _status(f"Model \"{p['model']}\" version: {version} unregistered")
+
+    def set_default(self, request: Request) -> Response:
+        p = request.params
+        found = self.repository.set_default(p["model"], p["version"])
+        return _status(f"Default version successfully updated for model \"{found.name}\" to "
+                       f"\"{found.version}\"")
+
+    # KServe v2 repository extension
+
+    async def v2_index(self, request: Request) -> Response:
+        body = load_json(request.body) if request.body else {}
+        if not isinstance(body, dict):
+            raise InvalidInputError("the index request must be a JSON object")
+        ready_only = bool(body.get("ready", False))
+        rows: list[dict[str, Any]] = []
+        models = self.repository.models
+        for name in sorted(models):
+            entry = models[name]
+            if not entry.versions:
+                rows.append({"name": name, "state": "UNAVAILABLE", "reason": entry.error})
+            for v in entry.sorted_versions():
+                rows.append({"name": name, "version": v.version, "state": V2_STATE[v.state],
+                             "reason": v.error})
+        on_disk = await asyncio.to_thread(self.repository.available)
+        for name in sorted(set(on_disk) - set(models)):
+            rows.append({"name": name, "state": "UNAVAILABLE", "reason": "unloaded"})
+        if ready_only:
+            rows = [r for r in rows if r["state"] == "READY"]
+        return json_response(rows)
+
+    async def v2_load(self, request: Request) -> Response:
+        name = request.params["model"]
+        body = load_json(request.body) if request.body else {}
+        if not isinstance(body, dict):
+            raise InvalidInputError("the load request must be a JSON object")
+        if body.get("parameters"):
+            raise InvalidInputError("load parameters (config or file overrides) are not "
+                                    "supported: change the model's folder, then load it")
+        folder = await asyncio.to_thread(self.repository.find_folder, name)
+        entry = await self.repository.load_model(folder, reload=True)
+        if not any(v.ready for v in entry.versions.values()):
+            errors = [f"version {v.version}: {v.error}" for v in entry.sorted_versions()]
+            raise InvalidInputError(f"failed to load '{entry.name}': "
+                                    + ("; ".join(errors) or entry.error))
+        return json_response({"name": entry.name, "load": True})
+
+    async def v2_unload(self, request: Request) -> Response:
+        name = request.params["model"]
+        if name in self.repository.models:
+            await self.repository.unload_model(name)
+        else:
+            # Not loaded, but in DIR: keep it so (the poller would otherwise load it).
+            await asyncio.to_thread(self.repository.find_folder, name)
+            self.repository.unloaded.add(name)
+        return json_response({"name": name, "unload": True})
+
+    # Describe
+
+    @staticmethod
+    def _instances(entry: ModelEntry) -> int:
+        return entry.config.instances if entry.config is not None else 0
+
+    def _describe(self, entry: ModelEntry, version: ModelVersion) -> dict[str, Any]:
+        config = entry.config
+        batcher, backend = version.batcher, version.backend
+        instances = batcher.instances if batcher is not None else self._instances(entry)
+        device = backend.device if backend is not None else (config.device if config else "")
+        delay = config.batch_delay_ms if config is not None else 0.0
+        doc: dict[str, Any] = {
+            "modelName": entry.name,
+            "modelVersion": version.version,
+            "modelUrl": entry.folder.name,
+            "engine": "Torch",
+            "runtime": "python",
+            "minWorkers": instances,
+            "maxWorkers": instances,
+            "batchSize": config.max_batch_size if config is not None else 0,
+            "maxBatchDelay": int(delay) if delay == int(delay) else delay,
+            "jobQueueSize": config.max_queue_size if config is not None else 0,
+            "status": version.state.value,
+            "default": entry.default is version,
+            "versions": [v.version for v in entry.sorted_versions()],
+            "device": device,
+            "platform": backend.platform if backend is not None else "",
+            "queueDepth": batcher.queue_depth if batcher is not None else 0,
+            "workers": [],
+        }
+        if version.state is State.READY:
+            doc["workers"] = [{"id": f"{entry.name}-{version.version}-{i}",
+                               "startTime": _iso(version.loaded_at), "status": "READY",
+                               "gpu": device.startswith("cuda"), "memoryUsage": 0}
+                              for i in range(instances)]
+        if version.error:
+            doc["error"] = version.error
+        return doc
+
+    def _describe_entry(self, entry: ModelEntry) -> dict[str, Any]:
+        """A model with no version to describe: none on disk, or every one unloaded."""
+        return {"modelName": entry.name, "modelVersion": None, "modelUrl": entry.folder.name,
+                "status": "FAILED", "versions": [], "workers": [],
+                "error": entry.error or f"model '{entry.name}' has no version"}

@@ -1,0 +1,250 @@
+"""GET /metrics in Prometheus text format, through prometheus_client (CONTRACT §6).
+
+Where the numbers come from:
+- ``fastserve_requests_total{model,version,api,code}``: ``observe_response``, the
+  transport's per-answer hook, so no front-end has to count. Health and metrics
+  requests are not counted; an unknown model or version counts under "".
+- ``fastserve_request_duration_seconds{stage}`` (queue, compute, total),
+  ``fastserve_batch_size`` and ``fastserve_requests_cancelled_total``: a
+  ``VersionObserver`` that each version's scheduler calls (core/stats.StatsObserver).
+- ``fastserve_queue_depth`` and ``fastserve_model_state``: set from the repository on
+  every state change and every scrape.
+
+Several processes (``--workers N``): when PROMETHEUS_MULTIPROC_DIR is set before
+prometheus_client is first imported, every process writes its values to files there and
+any process's /metrics answers the sum over all of them (prometheus_client's multiprocess
+mode; gauges: queue depth summed over live processes, model state the max). The parent
+empties the folder before starting workers and calls
+``prometheus_client.multiprocess.mark_process_dead(pid)`` when one exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+from urllib.parse import parse_qs
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from ..core.repository import ModelRepository, ModelVersion, State
+from ..http.messages import Request, Response
+from ..http.router import Router
+
+TIME_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+STATES = tuple(s.value for s in State)
+# Not counted: probes and scrapes (model readiness, /v2/models/{m}/ready, too).
+NOT_COUNTED = frozenset({"/metrics", "/ping", "/v2/health/live", "/v2/health/ready"})
+REFRESH_SECONDS = 1.0  # multiprocess: how often a process publishes its gauges
+
+
+def api_of(path: str) -> str:
+    """The API family a path belongs to (the ``api`` label)."""
+    if path.startswith("/v2"):
+        if path.startswith("/v2/repository"):
+            return "management"
+        if path.endswith(("/config", "/stats")) or "sharedmemory" in path:
+            return "triton"
+        return "kserve_v2"
+    if path.startswith(("/predictions", "/explanations")) or path in ("/", "/api-description"):
+        return "torchserve"
+    if path.startswith(("/v1/", "/model-serving/")):
+        return "tfserving"  # TF Serving and KServe v1 share these paths
+    if path.startswith("/models"):
+        return "management"
+    return "other"
+
+
+class Metrics:
+    """The metric families of one process (CONTRACT §6: names, types and labels are fixed)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "fastserve_requests_total", "Requests answered, by model, version, API and status",
+            ["model", "version", "api", "code"], registry=registry)
+        self.duration = Histogram(
+            "fastserve_request_duration_seconds",
+            "Inference time per request: waiting in the queue, running the model, and "
+            "from submission to answer", ["model", "version", "stage"], buckets=TIME_BUCKETS,
+            registry=registry)
+        self.batch_size = Histogram(
+            "fastserve_batch_size", "Rows per batch the model ran", ["model", "version"],
+            buckets=BATCH_BUCKETS, registry=registry)
+        self.queue_depth = Gauge(
+            "fastserve_queue_depth", "Requests waiting in a version's queue",
+            ["model", "version"], registry=registry, multiprocess_mode="livesum")
+        self.model_state = Gauge(
+            "fastserve_model_state", "1 for the version's current state, 0 for the others",
+            ["model", "version", "state"], registry=registry, multiprocess_mode="livemax")
+        self.cancelled = Counter(
+            "fastserve_requests_cancelled_total",
+            "Queued requests dropped because their client went away", ["model", "version"],
+            registry=registry)
+
+
+class VersionObserver:
+    """The scheduler's hooks for one model version (core.stats.StatsObserver)."""
+
+    __slots__ = ("_queue", "_compute", "_total", "_batch", "_cancelled")
+
+    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
+        self._queue = metrics.duration.labels(model, version, "queue")
+        self._compute = metrics.duration.labels(model, version, "compute")
+        self._total = metrics.duration.labels(model, version, "total")
+        self._batch = metrics.batch_size.labels(model, version)
+        self._cancelled = metrics.cancelled.labels(model, version)
+
+    def queued(self, seconds: float) -> None:
+        self._queue.observe(seconds)
+
+    def computed(self, rows: int, items: int, seconds: float) -> None:
+        self._batch.observe(rows)
+        for _ in range(items):  # every request in the batch waited for all of it
+            self._compute.observe(seconds)
+
+    def answered(self, seconds: float) -> None:
+        self._total.observe(seconds)
+
+    def cancelled(self) -> None:
+        self._cancelled.inc()
+
+
+class MetricsFrontend:
+    """``GET /metrics`` plus the hooks that feed it; one per process."""
+
+    def __init__(self, repository: ModelRepository,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.repository = repository
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        disable_created_metrics()  # no *_created series: they double the output for nothing
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        if not self.multiprocess and registry is None:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+        self._requests: dict[tuple[str, str, str, int], Any] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def register(self, router: Router) -> None:
+        router.add("GET", "/metrics", self.scrape, "Prometheus metrics (text format)",
+                   ("Metrics",))
+
+    # GET /metrics
+
+    def scrape(self, request: Request) -> Response:
+        self.refresh()
+        registry = self.registry
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+        names = parse_qs(request.query).get("name[]") if request.query else None
+        if names:
+            registry = registry.restricted_registry(names)  # TorchServe's ?name[]=...
+        accept = request.headers.get(b"accept", b"").decode("latin-1")
+        encoder, content_type = choose_encoder(accept)
+        return Response(encoder(registry), 200, content_type.encode("latin-1"))
+
+    # Hooks
+
+    def response_hook(self, api: str | None = None) -> Any:
+        """The transport's ``on_response`` for one port (``api`` fixes the label)."""
+
+        def observe(request: Request, status: int, seconds: float) -> None:
+            path = request.path
+            if path in NOT_COUNTED or (path.endswith("/ready") and path.startswith("/v2/")):
+                return
+            model, version = self._labels(request.params)
+            key = (model, version, api or api_of(path), status)
+            child = self._requests.get(key)
+            if child is None:
+                child = self._requests[key] = self.metrics.requests.labels(
+                    model, version, key[2], str(status))
+            child.inc()
+
+        return observe
+
+    def _labels(self, params: dict[str, str]) -> tuple[str, str]:
+        # Only names the repository knows: a client cannot grow the label set at will.
+        entry = self.repository.models.get(params.get("model", ""))
+        if entry is None:
+            return "", ""
+        version = params.get("version")
+        if version is None:
+            default = entry.default
+            return entry.name, default.version if default is not None else ""
+        return entry.name, version if version in entry.versions else ""
+
+    def on_model_change(self, version: ModelVersion) -> None:
+        """The repository's ``on_change``: observe new versions, publish the state."""
+        if self._registered(version):
+            if version.stats.observer is None:
+                version.stats.observer = VersionObserver(self.metrics, version.name,
+                                                         version.version)
+            self._publish(version)
+        else:
+            self._forget(version)
+
+    # Gauges
+
+    def refresh(self) -> None:
+        """Publish every version's state and queue depth (each scrape; each second with N)."""
+        for version in self.repository.all_versions():
+            self._publish(version)
+
+    def start(self) -> None:
+        """With several processes, publish this one's gauges every second (others scrape)."""
+        if self.multiprocess and self._timer is None:
+            self._tick()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        self.refresh()
+        self._timer = asyncio.get_running_loop().call_later(REFRESH_SECONDS, self._tick)
+
+    def _registered(self, version: ModelVersion) -> bool:
+        entry = self.repository.models.get(version.name)
+        return entry is not None and entry.versions.get(version.version) is version
+
+    def _publish(self, version: ModelVersion) -> None:
+        m = self.metrics
+        current = version.state.value
+        for state in STATES:
+            m.model_state.labels(version.name, version.version, state).set(
+                1 if state == current else 0)
+        depth = version.batcher.queue_depth if version.batcher is not None else 0
+        m.queue_depth.labels(version.name, version.version).set(depth)
+
+    def _forget(self, version: ModelVersion) -> None:
+        """An unloaded version leaves the gauges (counters and histograms stay)."""
+        m = self.metrics
+        labels = (version.name, version.version)
+        if self.multiprocess:  # files keep every series: zero them instead
+            for state in STATES:
+                m.model_state.labels(*labels, state).set(0)
+            m.queue_depth.labels(*labels).set(0)
+            return
+        for state in STATES:
+            try:
+                m.model_state.remove(*labels, state)
+            except KeyError:
+                pass
+        try:
+            m.queue_depth.remove(*labels)
+        except KeyError:
+            pass

@@ -1,0 +1,146 @@
+"""The management port: TorchServe's management API and the v2 repository extension."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ops_helpers import infer, mgmt, wait_for
+
+ERROR_CASES = [
+    # (url, status, words the message must contain)
+    ("", 400, "url"),
+    ("../../etc", 403, "outside the model repository"),
+    ("/etc", 403, "outside the model repository"),
+    ("versioned/../../x", 403, "outside the model repository"),
+    ("https://example.com/m.mar", 400, "only folders inside"),
+    ("squeezenet.mar", 400, ".mar"),
+    ("versioned/1", 400, "directly inside"),
+    ("no_such_model", 404, "no model folder"),
+    ("versioned", 409, "already loaded"),
+]
+
+
+def test_management_list_paginated(ops):
+    status, everything = mgmt(ops, "GET", "/models")
+    assert status == 200 and "nextPageToken" not in everything
+    names = [m["modelName"] for m in everything["models"]]
+    assert names == sorted(names) and {"digits", "versioned", "slow"} <= set(names)
+    assert {"modelName": "digits", "modelUrl": "digits"} in everything["models"]
+    seen, token = [], "0"
+    while token is not None:
+        status, page = mgmt(ops, "GET", f"/models?limit=2&next_page_token={token}")
+        assert status == 200 and 1 <= len(page["models"]) <= 2
+        seen += [m["modelName"] for m in page["models"]]
+        token = page.get("nextPageToken")
+    assert seen == names
+    assert mgmt(ops, "GET", "/models?limit=x")[0] == 400
+    assert mgmt(ops, "GET", "/models?next_page_token=-1")[0] == 400
+
+
+def test_management_describe(ops):
+    status, doc = mgmt(ops, "GET", "/models/versioned")
+    assert status == 200 and len(doc) == 1
+    d = doc[0]
+    assert (d["modelName"], d["modelVersion"], d["status"], d["default"]) == (
+        "versioned", "2", "READY", True)
+    assert d["batchSize"] == 4 and d["maxBatchDelay"] == 1
+    assert d["minWorkers"] == d["maxWorkers"] == 1 and len(d["workers"]) == 1
+    assert d["versions"] == ["1", "2"] and d["device"] == "cpu" and "error" not in d
+    status, every = mgmt(ops, "GET", "/models/versioned/all")
+    assert [v["modelVersion"] for v in every] == ["1", "2"]
+    status, one = mgmt(ops, "GET", "/models/versioned/1")
+    assert one[0]["modelVersion"] == "1" and one[0]["default"] is False
+    for path in ("/models/versioned/9", "/models/nope"):
+        status, body = mgmt(ops, "GET", path)
+        assert status == 404 and isinstance(body["error"], str), (path, body)
+
+
+def test_management_not_on_inference_port(ops):
+    for method, path in (("GET", "/models"), ("POST", "/models?url=spare"),
+                         ("DELETE", "/models/spare"), ("POST", "/v2/repository/index"),
+                         ("POST", "/v2/repository/models/spare/unload")):
+        status, _, _ = ops.request(method, path)
+        assert status in (404, 405), (method, path, status)
+    assert mgmt(ops, "GET", "/models/spare")[0] == 200  # still loaded
+
+
+@pytest.mark.parametrize(("url", "status", "words"), ERROR_CASES)
+def test_management_register_errors(ops, url, status, words):
+    code, body = mgmt(ops, "POST", f"/models?url={url}")
+    assert code == status, body
+    assert words in body["error"], body
+
+
+def test_management_unload_stays_unloaded_then_register(ops):
+    status, body = mgmt(ops, "DELETE", "/models/spare")
+    assert status == 200 and body == {"status": 'Model "spare" unregistered'}
+    assert infer(ops, "spare")[0] == 404
+    assert mgmt(ops, "DELETE", "/models/spare")[0] == 404
+    time.sleep(1.0)  # four polls: the poller must not bring it back
+    assert infer(ops, "spare")[0] == 404
+    status, index = mgmt(ops, "POST", "/v2/repository/index")
+    assert {"name": "spare", "state": "UNAVAILABLE", "reason": "unloaded"} in index
+
+    status, body = mgmt(ops, "POST", "/models?url=spare&batch_size=8&max_batch_delay=5"
+                                     "&initial_workers=2")
+    assert status == 200, body
+    assert body["status"].startswith('Model "spare" Version: 1 registered with 2')
+    status, (d,) = mgmt(ops, "GET", "/models/spare")
+    assert (d["batchSize"], d["maxBatchDelay"], d["minWorkers"], len(d["workers"])) == (
+        8, 5, 2, 2)
+    assert infer(ops, "spare")[0] == 200
+    status, body = mgmt(ops, "POST", "/models?url=spare")
+    assert status == 409 and "already loaded" in body["error"]
+
+
+def test_management_set_default(ops):
+    status, body = mgmt(ops, "PUT", "/models/pinned/1/set-default")
+    assert status == 200 and "successfully" in body["status"]
+    status, doc = infer(ops, "pinned")
+    assert doc["model_version"] == "1" and doc["outputs"][0]["data"] == [2.0, 3.0, 4.0]
+    assert mgmt(ops, "GET", "/models/pinned")[1][0]["modelVersion"] == "1"
+    assert mgmt(ops, "PUT", "/models/pinned/7/set-default")[0] == 404
+    assert mgmt(ops, "PUT", "/models/nope/1/set-default")[0] == 404
+    # The pin lasts until the version goes: unloading version 1 makes 2 the default.
+    assert mgmt(ops, "DELETE", "/models/pinned/1")[0] == 200
+    assert infer(ops, "pinned")[1]["model_version"] == "2"
+    assert infer(ops, "pinned", "1")[0] == 404
+    time.sleep(0.75)  # three polls: its folder is still there, yet it stays unloaded
+    assert mgmt(ops, "GET", "/models/pinned")[1][0]["versions"] == ["2"]
+
+
+def test_management_scale(ops):
+    status, body = mgmt(ops, "PUT", "/models/digits?min_worker=2")
+    assert status == 200 and body["status"] == "Workers scaled to 2 for model: digits"
+    (d,) = mgmt(ops, "GET", "/models/digits")[1]
+    assert d["minWorkers"] == 2 and len(d["workers"]) == 2 and d["status"] == "READY"
+    assert infer(ops, "digits")[0] == 200
+    for query, status in (("min_worker=0", 400), ("min_worker=x", 400), ("", 400),
+                          ("min_worker=3&max_worker=2", 400)):
+        code, body = mgmt(ops, "PUT", f"/models/digits?{query}")
+        assert code == status and "error" in body, (query, body)
+    assert mgmt(ops, "PUT", "/models/nope?min_worker=1")[0] == 404
+    assert mgmt(ops, "PUT", "/models/digits?min_worker=1")[0] == 200
+
+
+def test_v2_repository_extension(ops):
+    status, index = mgmt(ops, "POST", "/v2/repository/index")
+    assert status == 200
+    assert {"name": "versioned", "version": "2", "state": "READY", "reason": ""} in index
+    status, ready = mgmt(ops, "POST", "/v2/repository/index", {"ready": True})
+    assert all(r["state"] == "READY" for r in ready)
+    assert mgmt(ops, "POST", "/v2/repository/models/nope/load")[0] == 404
+    assert mgmt(ops, "POST", "/v2/repository/models/nope/unload")[0] == 404
+
+    status, body = mgmt(ops, "POST", "/v2/repository/models/spare/unload")
+    assert status == 200 and body == {"name": "spare", "unload": True}
+    assert infer(ops, "spare")[0] == 404
+    status, body = mgmt(ops, "POST", "/v2/repository/models/spare/load")
+    assert status == 200 and body == {"name": "spare", "load": True}
+    assert infer(ops, "spare")[0] == 200
+    # Loading a loaded model reloads it (load, warm up, swap) and keeps serving.
+    status, body = mgmt(ops, "POST", "/v2/repository/models/spare/load")
+    assert status == 200
+    wait_for(lambda: infer(ops, "spare")[0] == 200, 5, "spare answers after a reload")
