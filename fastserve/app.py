@@ -22,9 +22,13 @@ from .config import ServerConfig, available_cores
 from .core.dataplane import DataPlane
 from .core.model_config import ModelConfig
 from .core.repository import ModelRepository
-from .frontends import kserve_v2, tfserving, triton
+from .core.shm import SharedMemoryRegistry
+from .core.watcher import RepositoryWatcher
+from .frontends import kserve_v2, management, metrics, openapi, tfserving, torchserve, triton
+from .http.messages import Request
 from .http.router import Router
-from .http.server import HttpServer, Limits
+from .http.server import HttpServer, Limits, ResponseHook
+from .logs import AccessLog
 
 log = logging.getLogger("fastserve")
 
@@ -50,7 +54,24 @@ class TorchLoader:
             self._backend = torch_backend
         if config.device == "auto" and self.device != "auto":
             config = dataclasses.replace(config, device=self.device)
+        if config.handler == "handler.py":
+            from .backends import custom
+
+            return custom.load(folder, config, labels)
         return self._backend.load(folder, config, labels)
+
+
+def _hooks(*hooks: ResponseHook | None) -> ResponseHook | None:
+    """One on_response hook calling each given one (None when there is none)."""
+    chosen = [h for h in hooks if h is not None]
+    if len(chosen) <= 1:
+        return chosen[0] if chosen else None
+
+    def both(request: Request, status: int, seconds: float) -> None:
+        for hook in chosen:
+            hook(request, status, seconds)
+
+    return both
 
 
 class App:
@@ -69,22 +90,39 @@ class App:
             1, available_cores() // (config.workers * max(instances, 1)))
         self.repository.loader = TorchLoader(config.device, threads)
         self.dataplane = DataPlane(self.repository,
-                                   extensions=kserve_v2.EXTENSIONS + triton.EXTENSIONS)
+                                   extensions=kserve_v2.EXTENSIONS + triton.EXTENSIONS,
+                                   shared_memory=SharedMemoryRegistry(config.allow_shared_memory))
         self.router = Router()
         kserve_v2.KServeV2Frontend(self.dataplane).register(self.router)
-        # NOTE: keep after any other /v1/models/{m}:<verb> routes (TorchServe's :explain):
-        # the router takes the first template that matches, and "/v1/models/{model}" would too.
+        # NOTE: before tfserving: the router takes the first template that matches, and
+        # its "/v1/models/{model}" would also match TorchServe's "/v1/models/m:explain".
+        torchserve.TorchServeFrontend(self.dataplane).register(self.router)
         tfserving.TFServingFrontend(self.dataplane).register(self.router)
         triton.TritonExtensionsFrontend(self.dataplane).register(self.router)
         self.management_router = Router()
+        # Operations (issue #7): management API, /metrics, hot reload, access log.
+        self.management_api = management.ManagementFrontend(self.repository)
+        self.management_api.register(self.management_router)
+        # TorchServe answers OPTIONS / on its management port too: this port's own document.
+        openapi.ApiDescription(self.management_router, "fastserve management API",
+                               self.dataplane.server_metadata()["version"]).register()
+        self.metrics = metrics.MetricsFrontend(self.repository)
+        self.metrics.register(self.router)
+        self.repository.on_change = self.metrics.on_model_change
+        self.repository.drain_timeout = config.drain_timeout
+        self.watcher = (RepositoryWatcher(self.repository, config.poll_interval)
+                        if config.poll_interval else None)
+        access = AccessLog() if config.access_log else None
         limits = Limits(max_body=config.max_request_size)
         inference_guard = management_guard = None
         if config.auth_token_file is not None:
             inference_token, management_token = read_tokens(config.auth_token_file)
             inference_guard = bearer_guard(inference_token)
             management_guard = bearer_guard(management_token)
-        self.inference = HttpServer(self.router, limits, guard=inference_guard)
-        self.management = HttpServer(self.management_router, limits, guard=management_guard)
+        self.inference = HttpServer(self.router, limits, guard=inference_guard,
+                                    on_response=_hooks(self.metrics.response_hook(), access))
+        self.management = HttpServer(self.management_router, limits, guard=management_guard,
+                                     on_response=_hooks(access))
         self.port = 0
         self.management_port = 0
 
@@ -102,11 +140,17 @@ class App:
                      self.config.host, self.port, self.config.management_host,
                      self.management_port)
         self.repository.start_loading(loop)
+        self.metrics.start()
+        if self.watcher is not None:
+            self.watcher.start()
 
     async def shutdown(self) -> None:
         """Drain: not ready at once, no new connections, finish in-flight work, then close."""
         timeout = self.config.drain_timeout
         log.info("shutting down: draining for up to %g s", timeout)
+        if self.watcher is not None:
+            await self.watcher.stop()
+        self.metrics.stop()
         self.dataplane.start_draining()
         self.inference.stop_accepting()
         self.management.stop_accepting()

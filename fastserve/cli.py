@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
 
 from ._version import __version__
 from .config import ServerConfig, parse_size
+from .logs import setup_logging
 
 
 def _size(text: str) -> int:
@@ -91,11 +91,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(argv)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(config.log_level, config.log_format, config.access_log)
     from .app import run
 
     return run(config)

@@ -30,5 +30,18 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+class PayloadBackend(Backend, Protocol):
+    """A backend that takes whole requests rather than tensors (``opaque = True``):
+    handler.py models. The scheduler hands it a batch of typed payloads
+    (core.payloads.Payload) from an instance thread; it returns one answer per payload,
+    in order (an exception instance fails that one request)."""
+
+    opaque: bool
+
+    def run_batch(self, payloads: list[Any], instance: int) -> list[Any]: ...
+
+    def explain_payload(self, payload: Any, method: str, target: Any = None) -> Any: ...
+
+
 # (version folder, model config, labels) -> Backend; raises ConfigError or BackendError.
 BackendLoader = Callable[[Path, Any, dict[str, str]], Backend]

@@ -336,7 +336,11 @@ class TorchBackend:
         Runs with gradients on, on the calling (explanation) thread; ``method`` is the
         config's explainer, ``target`` a class index or None for the predicted class.
         """
-        from . import captum as explainers  # importing captum takes seconds: first use only
+        try:  # importing captum takes seconds: first use only
+            from . import captum as explainers
+        except ImportError as exc:
+            raise UnsupportedError(f"explanations need Captum ({exc}); pip install captum"
+                                   ) from None
 
         tensors = []
         for arg in self._args(inputs):

@@ -6,24 +6,36 @@ back; batching, versions, errors and statistics are written once, here and below
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from typing import Any
 
 from .._version import __version__
 from ..errors import FastServeError, InvalidInputError, ModelNotReadyError
 from ..types import InferRequest, InferResponse, TensorSpec
+from .explain import ExplainQueue
+from .handlers import make_runner
 from .model_config import ModelConfig
-from .repository import ModelRepository, ModelVersion, State
+from .payloads import Payload, kserve_payload
+from .repository import ModelEntry, ModelRepository, ModelVersion, State
+from .shm import SharedMemoryRegistry
 from .tensors import validate_inputs
 
 SERVER_NAME = "fastserve"
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository, extensions: list[str] | None = None) -> None:
+    def __init__(self, repository: ModelRepository, extensions: list[str] | None = None,
+                 shared_memory: SharedMemoryRegistry | None = None) -> None:
         self.repository = repository
         self.extensions = extensions or []
+        self.shared_memory = shared_memory or SharedMemoryRegistry(enabled=False)
         self.draining = False
+        # TorchServe-style requests: each loaded backend's handler runner, and the
+        # explanation threads (outside the batchers).
+        self._runners: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self.explainer = ExplainQueue()
 
     # Health
 
@@ -82,6 +94,10 @@ class DataPlane:
     def labels(self, name: str) -> dict[str, str]:
         return self.repository.entry(name).labels
 
+    def model_entry(self, name: str) -> ModelEntry:
+        """A model's versions (every state, with load errors) and default; 404 if unknown."""
+        return self.repository.entry(name)
+
     def _version_or_default(self, name: str, version: str | None) -> ModelVersion | None:
         entry = self.repository.entry(name)
         if version is None:
@@ -121,6 +137,78 @@ class DataPlane:
             outputs = {n: outputs[n] for n in request.outputs if n in outputs}
         return InferResponse(target.name, target.version, outputs, request.id)
 
+    # TorchServe-style requests: one body (or KServe v1 instance) through the handler
+
+    def runner(self, target: ModelVersion) -> Any:
+        """The handler runner of a READY version (core.handlers.make_runner), made once."""
+        backend = target.backend
+        runner = self._runners.get(backend)
+        if runner is None:
+            entry = self.repository.models[target.name]
+            assert entry.config is not None
+            runner = make_runner(entry.config, backend, entry.labels)
+            self._runners[backend] = runner
+        return runner
+
+    async def predict(self, name: str, version: str | None, payloads: list[Payload]
+                      ) -> list[Any]:
+        """Each payload as one request through the model's handler, batched by the
+        scheduler like every other request; the answers in order. The first failure
+        fails the whole call (one bad multipart part makes the request 400)."""
+        if not payloads:
+            raise InvalidInputError("the request has no body to run")
+        target = self.resolve(name, version)
+        batcher = target.batcher
+        assert batcher is not None
+        run = self.runner(target).run_batch
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for payload in payloads:
+                futures.append(batcher.submit_opaque(payload, run))
+        except FastServeError:
+            for future in futures:
+                future.cancel()
+            raise
+        start = time.perf_counter_ns()
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                target.stats.fail_ns += time.perf_counter_ns() - start
+                raise result
+        target.stats.success_ns += time.perf_counter_ns() - start
+        return results
+
+    async def predict_handler(self, name: str, version: str | None, instances: list[Any]
+                              ) -> list[Any]:
+        """KServe v1 envelope (TorchServe's): each instance — {"data": <b64>}, {"b64": ...}
+        or a JSON value — goes through the handler like one /predictions body."""
+        payloads = [kserve_payload(v, self._binary_data(name)) for v in instances]
+        return await self.predict(name, version, payloads)
+
+    async def explain(self, name: str, version: str | None, payload: Payload,
+                      target: Any = None) -> Any:
+        """Captum attributions for one payload, shaped like the model input (no batch
+        dimension), on the explanation threads: never batched, a few at a time."""
+        found = self.resolve(name, version)
+        config = self.repository.models[found.name].config
+        assert config is not None
+        runner = self.runner(found)
+        return await self.explainer.run(runner.explain_payload, payload, config.explainer,
+                                        target)
+
+    async def explain_handler(self, name: str, version: str | None, instances: list[Any]
+                              ) -> list[Any]:
+        """KServe v1 :explain: one explanation per instance, in order."""
+        if not instances:
+            raise InvalidInputError("'instances' must be a non-empty list")
+        decode = self._binary_data(name)
+        payloads = [kserve_payload(v, decode) for v in instances]
+        return list(await asyncio.gather(*(self.explain(name, version, p) for p in payloads)))
+
+    def _binary_data(self, name: str) -> bool:
+        # A string under "data" is a base64 image or body for image and handler.py models.
+        return self.config(name).handler != "tensor"
+
     # Shutdown
 
     def start_draining(self) -> None:
@@ -138,6 +226,8 @@ class DataPlane:
                 version.batcher.fail_pending(error)
 
     def close(self) -> None:
+        self.explainer.close()
+        self.shared_memory.close()
         for version in self.repository.all_versions():
             if version.batcher is not None:
                 version.batcher.close()

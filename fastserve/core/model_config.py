@@ -68,6 +68,10 @@ def _tensor_specs(
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise ConfigError(f"config.toml: [[{section}]] entry {i} must be a table")
+        unknown = sorted(set(entry) - {"name", "datatype", "shape"})
+        if unknown:
+            raise ConfigError(f"config.toml: unknown key(s) in [[{section}]] entry {i}: "
+                              f"{', '.join(unknown)}; known keys are datatype, name, shape")
         name = _expect(entry, "name", (str,), f"{prefix}__{i}")
         try:
             dtype = DataType.parse(_expect(entry, "datatype", (str,), "FP32"))
@@ -100,6 +104,8 @@ def parse_model_config(folder: Path) -> ModelConfig:
             table = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config.toml is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config.toml cannot be read: {exc}") from None
     known = {"name", "max_batch_size", "batch_delay_ms", "instances", "device", "handler",
              "explainer", "warmup", "max_queue_size", "timeout_ms", "image", "inputs",
              "outputs"}
@@ -169,7 +175,9 @@ def _image_config(table: dict[str, Any]) -> ImageConfig:
     mean = tuple(_expect(table, "mean", (list,), list(default_mean)))
     std = tuple(_expect(table, "std", (list,), list(default_std)))
     for key, values in (("mean", mean), ("std", std)):
-        if len(values) != channels or not all(isinstance(v, (int, float)) for v in values):
+        if len(values) != channels or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
             raise ConfigError(f"config.toml: [image] {key} needs {channels} numbers for mode "
                               f"{mode}, got {list(values)!r}")
     if any(s == 0 for s in std):

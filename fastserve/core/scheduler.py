@@ -41,12 +41,13 @@ Outputs = dict[str, Any]
 class _Parent:
     """A request split into chunks of at most max_batch_size rows, joined again at the end."""
 
-    __slots__ = ("future", "parts", "remaining")
+    __slots__ = ("future", "parts", "remaining", "observed")
 
     def __init__(self, future: asyncio.Future[Outputs], chunks: int) -> None:
         self.future = future
         self.parts: list[Outputs | None] = [None] * chunks
         self.remaining = chunks
+        self.observed = False  # its total time went to the stats observer
 
 
 class _Item:
@@ -67,6 +68,22 @@ class _Item:
         """True when nobody waits for the answer any more (the client went away)."""
         target = self.future if self.parent is None else self.parent.future
         return target.done()  # type: ignore[union-attr]
+
+
+class _Opaque:
+    """The batch key of opaque items (whole requests, e.g. TorchServe bodies): items with
+    the same runner batch together; ``runner(payloads, instance)`` answers the batch."""
+
+    __slots__ = ("runner",)
+
+    def __init__(self, runner: Callable[[list[Any], int], list[Any]]) -> None:
+        self.runner = runner
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Opaque) and other.runner == self.runner
+
+    def __hash__(self) -> int:
+        return hash(self.runner)
 
 
 def _batch_key(inputs: dict[str, Any]) -> tuple[Any, ...]:
@@ -122,7 +139,9 @@ class DynamicBatcher:
         self._accepting = False
         self._dispatch()
         while (self._queue or self._idle < self.instances) and self._broken is None:
-            self._idle_event = asyncio.Event()
+            # NOTE: shared by every waiter (an unload and a shutdown may drain together).
+            if self._idle_event is None or self._idle_event.is_set():
+                self._idle_event = asyncio.Event()
             await self._idle_event.wait()
 
     def fail_pending(self, exc: FastServeError) -> None:
@@ -133,6 +152,10 @@ class DynamicBatcher:
         self._queued_rows = 0
 
     def close(self) -> None:
+        # Nothing runs after this: refuse new work and fail what is still queued, which
+        # would otherwise wait forever for a worker.
+        self.fail_pending(ModelNotReadyError(
+            f"model '{self.name}' version {self.version} is unloading; the request was not run"))
         for _ in self._threads:
             self._jobs.put(None)
         self._threads.clear()
@@ -183,6 +206,28 @@ class DynamicBatcher:
         self._dispatch()
         return future
 
+    def submit_opaque(self, payload: Any, runner: Callable[[list[Any], int], list[Any]]
+                      ) -> asyncio.Future[Any]:
+        """Queue one opaque request that counts as one row; its future resolves to its answer.
+
+        On an instance thread, ``runner(payloads, instance)`` gets the payloads of a whole
+        batch (of one runner) and returns one answer per payload, in order; an exception
+        instance as an answer fails just that request. Raises as ``submit`` does.
+        """
+        if not self._accepting or self._broken is not None:
+            raise ModelNotReadyError(f"model '{self.name}' version {self.version} is unloading")
+        if len(self._queue) >= self.max_queue:
+            raise QueueFullError(
+                f"model '{self.name}' version {self.version} has {len(self._queue)} requests "
+                "waiting (max_queue_size); retry later"
+            )
+        future: asyncio.Future[Any] = self.loop.create_future()
+        item = _Item(payload, 1, _Opaque(runner), self.clock())
+        item.future = future
+        self._enqueue(item)
+        self._dispatch()
+        return future
+
     def _enqueue(self, item: _Item) -> None:
         self._queue.append(item)
         self._queued_rows += item.rows
@@ -211,8 +256,11 @@ class DynamicBatcher:
                 if not batch:
                     continue
             self._idle -= 1
+            observer = self.stats.observer
             for item in batch:
                 self.stats.queue_ns += int((now - item.arrival) * 1e9)
+                if observer is not None:
+                    observer.queued(now - item.arrival)
             self._jobs.put(batch)
         if self._timer is not None and not self._queue:
             self._timer.cancel()
@@ -255,6 +303,8 @@ class DynamicBatcher:
     def _drop(self, item: _Item, now: float) -> None:
         if item.abandoned():
             self.stats.cancelled += 1
+            if self.stats.observer is not None:
+                self.stats.observer.cancelled()
             return
         self._fail(item, DeadlineExceededError(
             f"request to model '{self.name}' waited {1000 * (now - item.arrival):.0f} ms in the "
@@ -293,6 +343,17 @@ class DynamicBatcher:
         return results
 
     def _run(self, batch: list[_Item], instance: int) -> list[Outputs]:
+        key = batch[0].key
+        if type(key) is _Opaque:
+            answers = key.runner([it.inputs for it in batch], instance)
+            if not isinstance(answers, list) or len(answers) != len(batch):
+                # Not retried one by one: the whole batch gets the error (CONTRACT §4).
+                error = BackendError(
+                    f"model '{self.name}' gave {len(answers) if isinstance(answers, list) else 0}"
+                    f" answers for a batch of {len(batch)} requests; expected one per request")
+                failed: list[Any] = [error] * len(batch)
+                return failed
+            return answers
         if self.max_batch <= 0:
             return [self._check(self.backend.infer(batch[0].inputs, instance), None)]
         if len(batch) == 1:
@@ -344,9 +405,22 @@ class DynamicBatcher:
             else:
                 stats.success += 1
                 self._resolve(item, result)
+        if stats.observer is not None:
+            self._observe(stats.observer, batch, elapsed)
         self._dispatch()
         if self._idle_event is not None and not self._queue and self._idle == self.instances:
             self._idle_event.set()
+
+    def _observe(self, observer: Any, batch: list[_Item], elapsed: float) -> None:
+        now = self.clock()
+        observer.computed(sum(it.rows for it in batch), len(batch), elapsed)
+        for item in batch:
+            parent = item.parent
+            if parent is None:
+                observer.answered(now - item.arrival)
+            elif parent.future.done() and not parent.observed:
+                parent.observed = True
+                observer.answered(now - item.arrival)
 
     def _resolve(self, item: _Item, outputs: Outputs) -> None:
         parent = item.parent

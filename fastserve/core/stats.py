@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass
 class BatchStat:
     count: int = 0
     compute_ns: int = 0
+
+
+class StatsObserver(Protocol):
+    """Per-observation hooks for histograms (the metrics front-end implements them).
+
+    Called on the event loop by the scheduler of one model version. A request split
+    into chunks is queued and computed once per chunk, and answered once.
+    """
+
+    def queued(self, seconds: float) -> None: ...
+
+    def computed(self, rows: int, items: int, seconds: float) -> None: ...
+
+    def answered(self, seconds: float) -> None: ...
+
+    def cancelled(self) -> None: ...
 
 
 @dataclass
@@ -25,6 +42,7 @@ class ModelStats:
     compute_ns: int = 0
     last_inference_ms: int = 0
     batches: dict[int, BatchStat] = field(default_factory=dict)
+    observer: StatsObserver | None = None
 
     def record_batch(self, rows: int, seconds: float) -> None:
         ns = int(seconds * 1e9)

@@ -84,7 +84,7 @@ def array_from_json(name: str, data: Any, datatype: DataType, shape: tuple[int, 
                 raise _count_error(name, shape, expected, len(flat))
             return bytes_array([s.encode("utf-8") for s in flat], shape)
         if datatype is DataType.BF16:
-            arr = float_to_bf16(_numeric(name, data, np.float32))
+            arr = float_to_bf16(_numeric(name, data, np.dtype(np.float32)))
         elif datatype is DataType.BOOL:
             arr = np.asarray(data)
             if arr.size and arr.dtype != np.bool_:
@@ -103,20 +103,48 @@ def array_from_json(name: str, data: Any, datatype: DataType, shape: tuple[int, 
 
 
 def _numeric(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
+    raw = np.asarray(data)
+    kind = raw.dtype.kind if raw.size else dtype.kind
     if dtype.kind == "f":
-        arr = np.asarray(data, dtype=dtype)
-    else:
-        # Integers: refuse floats rather than truncate them silently.
-        raw = np.asarray(data)
-        if raw.size and raw.dtype.kind not in "iub":
+        # Numbers only: numpy would read null as NaN and "1.5" as 1.5.
+        if kind == "O" and _all_of(data, (int, float)):
+            kind = "f"  # ints past int64/uint64 (object array): plain numbers all the same
+        if kind not in "fiub":
             raise InvalidInputError(
-                f"input '{name}': expected integers for {dtype}, got {raw.dtype.kind!r} values")
-        arr = raw.astype(dtype, copy=False)
-        if raw.size and raw.dtype.kind in "iu" and not np.array_equal(arr, raw):
-            raise InvalidInputError(f"input '{name}': a value is out of range for {dtype}")
-    if arr.dtype == object:
-        raise InvalidInputError(f"input '{name}': data is ragged or not numeric")
+                f"input '{name}': expected numbers for {dtype}, got {_kinds(raw)}")
+        # Out of range for FP16 becomes ±inf (IEEE), without a RuntimeWarning per request.
+        with np.errstate(over="ignore"):
+            return raw.astype(dtype, copy=False)
+    if kind in "fO" and _all_of(data, (int,)):
+        # Python ints that share no numpy type (0 and 2**64 - 1 become float64): convert
+        # straight to the target, which refuses what it cannot hold.
+        try:
+            return np.asarray(data, dtype=dtype)
+        except OverflowError:
+            raise InvalidInputError(
+                f"input '{name}': a value is out of range for {dtype}") from None
+    # Integers: refuse floats rather than truncate them silently.
+    if kind not in "iub":
+        raise InvalidInputError(
+            f"input '{name}': expected integers for {dtype}, got {_kinds(raw)}")
+    arr = raw.astype(dtype, copy=False)
+    if kind in "iu" and not np.array_equal(arr, raw):
+        raise InvalidInputError(f"input '{name}': a value is out of range for {dtype}")
     return arr
+
+
+def _kinds(raw: np.ndarray) -> str:
+    return {"f": "floats", "U": "strings", "O": "null or mixed values"}.get(
+        raw.dtype.kind, f"{raw.dtype} values")
+
+
+def _all_of(data: Any, types: tuple[type, ...]) -> bool:
+    """Whether every leaf of ``data`` has exactly one of ``types`` (bool is no int here)."""
+    try:
+        obj = np.asarray(data, dtype=object)
+    except ValueError:
+        return False
+    return obj.size > 0 and all(type(v) in types for v in obj.flat)
 
 
 def _flatten(data: Any, depth: int = 0) -> list[Any]:
@@ -168,7 +196,21 @@ def validate_inputs(
         first_arr = next(iter(inputs.values()), None)
         if first_arr is None:
             raise InvalidInputError("the request has no inputs")
-        return first_arr.shape[0] if batched and first_arr.ndim else 1
+        if not batched:
+            return 1
+        # The batcher merges and splits on the first dimension: every input needs one, alike.
+        counts = {name: (arr.shape[0] if arr.ndim else None) for name, arr in inputs.items()}
+        for name, count in counts.items():
+            if count is None:
+                raise InvalidInputError(f"input '{name}' has no batch dimension but the model "
+                                        "batches (max_batch_size > 0)")
+        if len(set(counts.values())) > 1:
+            raise InvalidInputError(f"inputs have different row counts {counts}; all inputs "
+                                    "share the batch size")
+        rows = first_arr.shape[0]
+        if rows == 0:
+            raise InvalidInputError("a batch of 0 rows has nothing to run")
+        return rows
     by_name = {s.name: s for s in specs}
     for name in inputs:
         if name not in by_name:

@@ -1,0 +1,258 @@
+"""TorchServe's inference API: /ping, /predictions, /explanations, KServe v1 :explain.
+
+    OPTIONS /                                      OpenAPI 3.0.1 of every endpoint on the port
+    GET     /ping                                  {"status": "Healthy", "health": "healthy!"}
+    POST|PUT /predictions/{m}[/{v}]                one body (or multipart parts) -> answer(s)
+    POST|PUT /explanations/{m}[/{v}]               Captum attributions of one body
+    POST    /v1/models/{m}[/versions/{v}]:explain  {"instances": [...]} -> {"explanations": ...}
+
+A body is one instance. Multipart/form-data (``curl -F data=@kitten.jpg``): one part
+answers like a raw body; two or more parts are that many instances, answered as a
+JSON list in order. Errors on /ping, /predictions and /explanations have TorchServe's
+shape ``{"code": 404, "type": "ModelNotFoundException", "message": "..."}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+import numpy as np
+import orjson
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from ..core.dataplane import DataPlane
+from ..core.payloads import Payload
+from ..errors import InvalidInputError, VersionNotFoundError
+from ..http.messages import OCTET_STREAM, Request, Response
+from ..http.router import Router
+from ._base import load_json
+from .openapi import ApiDescription
+
+# python-multipart logs every malformed body it sees; the client gets the 400 instead.
+logging.getLogger("python_multipart.multipart").setLevel(logging.CRITICAL)
+
+MAX_PARTS = 256
+TEXT = b"text/plain; charset=utf-8"
+_HEALTHY = orjson.dumps({"status": "Healthy", "health": "healthy!"})
+_UNHEALTHY = orjson.dumps({"status": "Unhealthy", "health": "unhealthy"})
+_TS_PREFIXES = ("/ping", "/predictions", "/explanations")
+
+# TorchServe's exception names by status (CONTRACT §3, errors table).
+ERROR_TYPES = {
+    400: "BadRequestException",
+    401: "InvalidKeyException",
+    403: "ForbiddenException",
+    404: "ModelNotFoundException",
+    405: "MethodNotAllowedException",
+    408: "RequestTimeoutException",
+    409: "ConflictStatusException",
+    413: "RequestTooLargeException",
+    431: "BadRequestException",
+    500: "InternalServerException",
+    501: "NotImplementedException",
+    503: "ServiceUnavailableException",
+    504: "RequestTimeoutException",
+}
+
+
+class TorchServeErrorBody:
+    """TorchServe's error shape (``ErrorResponse.java``) for its own paths."""
+
+    openapi_schema = ("TorchServeError", {
+        "type": "object",
+        "required": ["code", "type", "message"],
+        "properties": {"code": {"type": "integer"}, "type": {"type": "string"},
+                       "message": {"type": "string"}},
+    })
+
+    def __call__(self, status: int, message: str, exc: BaseException | None) -> Response:
+        if isinstance(exc, VersionNotFoundError):
+            kind = "ModelVersionNotFoundException"
+        else:
+            kind = ERROR_TYPES.get(status) or (
+                "InternalServerException" if status >= 500 else "BadRequestException")
+        return Response(orjson.dumps({"code": status, "type": kind, "message": message}), status)
+
+
+ts_error_body = TorchServeErrorBody()
+
+
+def _default(obj: Any) -> Any:
+    # What orjson leaves to us: non-contiguous or odd numpy values, bytes, tuples, sets.
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    raise TypeError(f"an answer holds a {type(obj).__name__}, which cannot be written as JSON")
+
+
+def dumps(obj: Any) -> bytes:
+    try:
+        return orjson.dumps(obj, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError as exc:
+        raise TypeError(f"the answer cannot be written as JSON: {exc}") from None
+
+
+def answer_response(answer: Any) -> Response:
+    """One answer: bytes as they are, text as text (as TorchServe sends them), else JSON."""
+    if isinstance(answer, (bytes, bytearray, memoryview)):
+        return Response(bytes(answer), content_type=OCTET_STREAM)
+    if isinstance(answer, str):
+        return Response(answer.encode("utf-8"), content_type=TEXT)
+    return Response(dumps(answer))
+
+
+class _Part:
+    __slots__ = ("name", "content_type", "data")
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.content_type = "text/plain"  # RFC 7578: a part without one is text
+        self.data = bytearray()
+
+
+def parse_multipart(body: Any, content_type: bytes) -> list[_Part]:
+    """The parts of a multipart/form-data body, in order (each part's bytes copied once).
+
+    Raises:
+        InvalidInputError: no boundary, a malformed or truncated body, no part, or more
+            than MAX_PARTS parts (400).
+    """
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise InvalidInputError("multipart/form-data without a boundary parameter")
+    parts: list[_Part] = []
+    header: list[bytes] = [b"", b""]
+    ended = [False]
+
+    def on_part_begin() -> None:
+        if len(parts) >= MAX_PARTS:
+            raise InvalidInputError(f"more than {MAX_PARTS} parts in one multipart request")
+        parts.append(_Part())
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        parts[-1].data += data[start:end]
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header[0] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header[1] += data[start:end]
+
+    def on_header_end() -> None:
+        name, value = header[0].lower(), header[1]
+        header[0] = header[1] = b""
+        if name == b"content-disposition":
+            _, params = parse_options_header(value)
+            parts[-1].name = params.get(b"name", b"").decode("utf-8", "replace")
+        elif name == b"content-type":
+            parts[-1].content_type = value.split(b";", 1)[0].strip().lower().decode("latin-1")
+
+    def on_end() -> None:
+        ended[0] = True
+
+    parser = MultipartParser(boundary, {
+        "on_part_begin": on_part_begin, "on_part_data": on_part_data,
+        "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_end": on_end,
+    })
+    try:
+        parser.write(bytes(body) if isinstance(body, memoryview) else body)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise InvalidInputError(f"malformed multipart/form-data body: {exc}") from None
+    if not ended[0]:
+        raise InvalidInputError("truncated multipart/form-data body: no closing boundary")
+    if not parts:
+        raise InvalidInputError("multipart/form-data body without any part")
+    return parts
+
+
+class TorchServeFrontend:
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+        self.router: Router | None = None
+
+    def register(self, router: Router) -> None:
+        self.router = router
+        add = router.add
+        tag = ("TorchServe",)
+        self.describe = ApiDescription(
+            router, "fastserve APIs", self.dataplane.server_metadata()["version"],
+            "Inference API: the TorchServe, KServe v1/v2 and TF Serving endpoints of this port")
+        self.describe.register(tag)
+        add("GET", "/api-description", self.describe,
+            "OpenAPI 3.0.1 description of every endpoint on this port", tag)
+        add("GET", "/ping", self.ping, "Health: Healthy once the models have loaded", tag)
+        for base in ("/predictions/{model}", "/predictions/{model}/{version}"):
+            for method in ("POST", "PUT"):
+                add(method, base, self.predictions, "Predict: one body (raw, JSON, .npy or "
+                    "image) or multipart parts through the model's handler", tag)
+        for base in ("/explanations/{model}", "/explanations/{model}/{version}"):
+            for method in ("POST", "PUT"):  # TorchServe's own example sends curl -T (PUT)
+                add(method, base, self.explanations,
+                    "Captum attributions of one body, shaped like the model input", tag)
+        for base in ("/v1/models/{model}", "/v1/models/{model}/versions/{version}"):
+            add("POST", base + ":explain", self.kserve_explain,
+                "KServe v1 explain: {\"instances\": [...]} -> {\"explanations\": [...]}",
+                ("KServe v1",))
+        for prefix in _TS_PREFIXES:
+            router.set_error_formatter(prefix, ts_error_body)
+
+    # Health
+
+    def ping(self, request: Request) -> Response:
+        if self.dataplane.ready():
+            return Response(_HEALTHY)
+        return Response(_UNHEALTHY, 503)
+
+    # Predictions and explanations
+
+    def payloads(self, request: Request) -> list[Payload]:
+        """The request's instances: its body, or each part of a multipart body."""
+        extra = dict(parse_qsl(request.query)) if request.query else {}
+        if request.content_type == "multipart/form-data":
+            ctype = request.headers.get(b"content-type", b"")
+            return [Payload(part.data, part.content_type, part.name or "data", extra,
+                            request.headers) for part in parse_multipart(request.body, ctype)]
+        if not len(request.body):
+            raise InvalidInputError("the request has no body: send the input as the body "
+                                    "(curl -T file, --data-binary @file) or -F data=@file")
+        return [Payload(request.body, request.content_type, "body", extra, request.headers)]
+
+    async def predictions(self, request: Request) -> Response:
+        p = request.params
+        payloads = self.payloads(request)
+        answers = await self.dataplane.predict(p["model"], p.get("version"), payloads)
+        if len(payloads) == 1:
+            return answer_response(answers[0])
+        return Response(dumps(answers))
+
+    async def explanations(self, request: Request) -> Response:
+        p = request.params
+        payloads = self.payloads(request)
+        model, version = p["model"], p.get("version")
+        answers = await asyncio.gather(
+            *(self.dataplane.explain(model, version, payload) for payload in payloads))
+        return Response(dumps(answers[0] if len(payloads) == 1 else answers))
+
+    async def kserve_explain(self, request: Request) -> Response:
+        p = request.params
+        doc = load_json(request.body)
+        instances = doc.get("instances") if isinstance(doc, dict) else None
+        if not isinstance(instances, list) or not instances:
+            raise InvalidInputError("the request must be {\"instances\": [...]} with at least "
+                                    "one instance")
+        explanations = await self.dataplane.explain_handler(p["model"], p.get("version"),
+                                                            instances)
+        return Response(dumps({"explanations": explanations}))
