@@ -88,13 +88,14 @@ def request(port: int, method: str, path: str, body: bytes | None = None,
 class Server:
     """A server process pinned to SERVER_CORE; its log goes to a temp file."""
 
-    def __init__(self, name: str, argv: list[str], port: int, cwd: Path):
+    def __init__(self, name: str, argv: list[str], port: int, cwd: Path,
+                 cores: str = SERVER_CORE):
         self.name, self.port = name, port
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log",
                                                delete=False)
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
         self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, *argv], cwd=cwd, env=env,
+        self.proc = subprocess.Popen(["taskset", "-c", cores, *argv], cwd=cwd, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
