@@ -112,6 +112,9 @@ class DynamicBatcher:
         self.max_batch = config.max_batch_size
         self.delay = config.batch_delay_ms / 1000.0
         self.timeout = config.timeout_ms / 1000.0
+        if self.timeout:
+            # Never wait to fill a batch until the request is about to expire.
+            self.delay = min(self.delay, 0.9 * self.timeout)
         self.max_queue = config.max_queue_size
         self.instances = config.instances
         self.stats = stats or ModelStats()

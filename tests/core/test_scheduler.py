@@ -161,6 +161,30 @@ def test_delay_honoured_with_the_injected_clock(run_async, fake_backend, fake_cl
     assert backend.batch_sizes == [3]  # both requests went together
 
 
+def test_delay_never_outlasts_the_timeout(run_async, fake_backend, fake_clock) -> None:
+    # batch_delay_ms > timeout_ms: a lone request is sent when its timeout is reached,
+    # not failed with 504 while the batcher still waits to fill a batch.
+    backend = fake_backend()
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=8, batch_delay_ms=50.0,
+                       timeout_ms=10.0)
+        try:
+            future = batcher.submit({"x": request(1, 1.0)}, 1)
+            fake_clock.advance(0.0085)
+            batcher._dispatch()
+            await asyncio.sleep(0.01)
+            assert backend.calls == []
+            fake_clock.advance(0.001)  # 9.5 ms: past 90% of timeout_ms, sent before it expires
+            batcher._dispatch()
+            assert_answer(await future, request(1, 1.0))
+        finally:
+            batcher.close()
+
+    run_async(main)
+    assert backend.batch_sizes == [1]
+
+
 def test_delay_timer_fires_on_the_loop(run_async, fake_backend, fake_clock) -> None:
     # The timer the batcher arms on the loop is what calls the dispatch path.
     backend = fake_backend()
