@@ -24,22 +24,19 @@ class fastserve_build_ext(build_ext):
     boolean_options = build_ext.boolean_options + ["cython-always", "cython-annotate"]
 
     def initialize_options(self):
-        # NOTE: setuptools may call this more than once on the same object
-        # (e.g. build_ext run from develop); keep options already set.
-        if getattr(self, "_initialized", False):
-            return
+        # NOTE: setuptools re-initializes this command for editable installs (to set
+        # editable_mode, which puts the built module next to the sources): no guard here.
         super().initialize_options()
         self.cython_always = False
         self.cython_annotate = None
         self.cython_directives = None
 
     def finalize_options(self):
-        if getattr(self, "_initialized", False):
-            return
-        if self.distribution.ext_modules:
+        # Cythonize once: after that the extensions' sources are the generated .c files.
+        if any(src.endswith(".pyx") for ext in self.distribution.ext_modules or ()
+               for src in ext.sources):
             self._cythonize()
         super().finalize_options()
-        self._initialized = True
 
     def _cythonize(self):
         try:
