@@ -8,12 +8,13 @@ import re
 import struct
 import sys
 
-import codec_fixtures
 import numpy as np
 import pytest
-from codec_fixtures import CODEC_C, CODEC_PY
 
 from fastserve.errors import CodecError, InvalidInputError
+
+import codec_fixtures
+from codec_fixtures import CODEC_C, CODEC_PY
 
 codec_impl = codec_fixtures.codec_impl
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 import math
 import os
 
-import codec_fixtures
 import numpy as np
 import pytest
-from codec_fixtures import CODEC_C, CODEC_PY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fastserve.errors import CodecError
 from fastserve.types import DataType
+
+import codec_fixtures
+from codec_fixtures import CODEC_C, CODEC_PY
 
 settings.register_profile("ci", max_examples=50, deadline=None)
 if os.environ.get("CI"):
