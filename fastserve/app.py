@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -186,4 +187,21 @@ def run(config: ServerConfig) -> int:
     except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 1
+    _join_threads(THREAD_EXIT_TIMEOUT)
     return 0
+
+
+THREAD_EXIT_TIMEOUT = 5.0
+
+
+def _join_threads(timeout: float) -> None:
+    """Wait for the model and explanation threads, told to stop by close(), to end.
+
+    A daemon thread that ran TorchScript or autograd and is still ending when the
+    interpreter finalizes aborts the process ("terminate called without an active
+    exception", exit -6) instead of the 0 that SIGTERM promises.
+    """
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -185,7 +185,8 @@ class KServeV2Frontend:
         return (
             InferRequest("", None, inputs, wanted,
                          None if request_id is None else str(request_id), params),
-            _OutputOptions(bool(params.get("binary_data_output", False)), binary,
+            _OutputOptions(_flag(params.get("binary_data_output", False),
+                                 "parameter 'binary_data_output'"), binary,
                            classification, shm),
         )
 
@@ -275,7 +276,8 @@ class KServeV2Frontend:
                 raise InvalidInputError(f"output '{item['name']}': 'parameters' must be an "
                                         "object")
             if "binary_data" in params:
-                binary[item["name"]] = bool(params["binary_data"])
+                binary[item["name"]] = _flag(params["binary_data"],
+                                             f"output '{item['name']}': binary_data")
             if "classification" in params:
                 k = params["classification"]
                 if not isinstance(k, int) or isinstance(k, bool) or not 0 < k <= MAX_CLASSIFICATION:
@@ -361,6 +363,13 @@ def _raw_bytes(arr: np.ndarray, datatype: DataType) -> Any:
     if datatype is DataType.BYTES:
         return codec.encode_bytes_tensor(arr.ravel())
     return memoryview(np.ascontiguousarray(arr)).cast("B")
+
+
+def _flag(value: Any, what: str) -> bool:
+    """A boolean parameter: "false" (a string) must not read as true, so only JSON booleans."""
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{what} must be true or false, got {value!r}")
+    return value
 
 
 def json_data(arr: np.ndarray, datatype: DataType) -> Any:
