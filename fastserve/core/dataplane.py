@@ -80,13 +80,25 @@ class DataPlane:
         if version is not None:
             self.repository.version(name, version)
         inputs, outputs = self.specs(name, version)
-        return {
+        doc = {
             "name": entry.name,
             "versions": [v.version for v in entry.sorted_versions()],
             "platform": self.platform(name, version),
             "inputs": [s.to_dict() for s in inputs],
             "outputs": [s.to_dict() for s in outputs],
         }
+        error = self.load_error(name, version)
+        if error:
+            doc["error"] = error
+        return doc
+
+    def load_error(self, name: str, version: str | None = None) -> str:
+        """Why a model (or version) FAILED to load; empty when it did not."""
+        entry = self.repository.entry(name)
+        found = entry.default if version is None else self.repository.version(name, version)
+        if found is not None and found.state is State.FAILED:
+            return found.error
+        return entry.error if found is None else ""
 
     def config(self, name: str) -> ModelConfig:
         return self.repository.config_of(name)

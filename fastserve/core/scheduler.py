@@ -127,6 +127,7 @@ class DynamicBatcher:
         self._accepting = True
         self._idle_event: asyncio.Event | None = None
         self._broken: BaseException | None = None
+        self._running: dict[int, list[_Item]] = {}  # batches handed to instance threads
 
     # Lifecycle
 
@@ -147,18 +148,23 @@ class DynamicBatcher:
                 self._idle_event = asyncio.Event()
             await self._idle_event.wait()
 
-    def fail_pending(self, exc: FastServeError) -> None:
-        """Fail every queued request with ``exc`` (shutdown past its drain timeout)."""
+    def fail_pending(self, exc: FastServeError, running: bool = True) -> None:
+        """Fail every queued request with ``exc``, and (``running``) those of batches still
+        running too, whose late results are then dropped (shutdown past its drain timeout)."""
         self._accepting = False
         while self._queue:
             self._fail(self._queue.popleft(), exc)
         self._queued_rows = 0
+        for batch in list(self._running.values()) if running else ():
+            for item in batch:
+                self._fail(item, exc)
 
     def close(self) -> None:
         # Nothing runs after this: refuse new work and fail what is still queued, which
         # would otherwise wait forever for a worker.
         self.fail_pending(ModelNotReadyError(
-            f"model '{self.name}' version {self.version} is unloading; the request was not run"))
+            f"model '{self.name}' version {self.version} is unloading; the request was not run"),
+            running=False)
         for _ in self._threads:
             self._jobs.put(None)
         self._threads.clear()
@@ -264,6 +270,7 @@ class DynamicBatcher:
                 self.stats.queue_ns += int((now - item.arrival) * 1e9)
                 if observer is not None:
                     observer.queued(now - item.arrival)
+            self._running[id(batch)] = batch
             self._jobs.put(batch)
         if self._timer is not None and not self._queue:
             self._timer.cancel()
@@ -326,9 +333,15 @@ class DynamicBatcher:
                 results = self._execute(batch, instance)
                 elapsed = time.perf_counter() - start
             except BaseException as exc:  # a bug here must not hang the waiting clients
-                self.loop.call_soon_threadsafe(self._crashed, batch, exc)
+                self._call_loop(self._crashed, batch, exc)
                 return
-            self.loop.call_soon_threadsafe(self._complete, batch, results, elapsed)
+            self._call_loop(self._complete, batch, results, elapsed)
+
+    def _call_loop(self, callback: Any, *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            pass  # the loop has closed (shutdown past the drain timeout): nobody waits
 
     def _execute(self, batch: list[_Item], instance: int) -> list[Any]:
         try:
@@ -398,6 +411,7 @@ class DynamicBatcher:
     # Completion (event loop)
 
     def _complete(self, batch: list[_Item], results: list[Any], elapsed: float) -> None:
+        self._running.pop(id(batch), None)
         self._idle += 1
         stats = self.stats
         stats.record_batch(sum(it.rows for it in batch), elapsed)
@@ -445,6 +459,7 @@ class DynamicBatcher:
             target.set_exception(exc)  # type: ignore[union-attr]
 
     def _crashed(self, batch: list[_Item], exc: BaseException) -> None:
+        self._running.pop(id(batch), None)
         log.error("scheduler of model '%s' crashed", self.name, exc_info=exc)
         self._broken = exc
         error = BackendError(f"scheduler of model '{self.name}' crashed: {exc!r}")

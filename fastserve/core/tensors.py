@@ -16,6 +16,7 @@ from ..errors import InvalidInputError
 from ..types import DataType, TensorSpec
 
 MAX_JSON_DEPTH = 100
+NUMPY_MAX_DEPTH = 32
 
 _BY_NUMPY = {np.dtype(dt.numpy).str: dt for dt in DataType
              if dt not in (DataType.BF16, DataType.BYTES)}
@@ -71,6 +72,9 @@ def array_from_json(name: str, data: Any, datatype: DataType, shape: tuple[int, 
     """JSON ``data`` (nested or flat) to an array of ``shape``; only the count must agree."""
     if _depth(data) > MAX_JSON_DEPTH:
         raise InvalidInputError(f"input '{name}': data is nested deeper than {MAX_JSON_DEPTH}")
+    if _depth(data) > NUMPY_MAX_DEPTH:
+        # numpy stops at 64 dimensions; only the element count matters, so go flat.
+        data = _flatten(data)
     expected = element_count(shape)
     try:
         if datatype is DataType.BYTES:

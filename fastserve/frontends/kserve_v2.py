@@ -100,7 +100,11 @@ class KServeV2Frontend:
     def model_ready(self, request: Request) -> Response:
         p = request.params
         ready = self.dataplane.model_ready(p["model"], p.get("version"))
-        return json_response({"name": p["model"], "ready": ready}, 200 if ready else 503)
+        body: dict[str, Any] = {"name": p["model"], "ready": ready}
+        error = self.dataplane.load_error(p["model"], p.get("version"))
+        if error:
+            body["error"] = error  # a FAILED model says why, in every status API
+        return json_response(body, 200 if ready else 503)
 
     # System shared memory (Triton's extension)
 
@@ -262,7 +266,7 @@ class KServeV2Frontend:
     @staticmethod
     def _decode_outputs(raw: Any) -> tuple[list[str] | None, dict[str, bool], dict[str, int],
                                            dict[str, dict[str, Any]]]:
-        if raw is None:
+        if raw is None or raw == []:  # none named: every output (as Triton)
             return None, {}, {}, {}
         if not isinstance(raw, list):
             raise InvalidInputError("'outputs' must be a list of {\"name\": ...} objects")

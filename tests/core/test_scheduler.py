@@ -597,8 +597,9 @@ def test_fail_pending(run_async, fake_backend, fake_clock, wait_until) -> None:
                     await f
             with pytest.raises(ModelNotReadyError):
                 batcher.submit({"x": request(1, 1.0)}, 1)
+            with pytest.raises(ModelNotReadyError):
+                await first  # its client is answered now; the batch's late result is dropped
             gate.set()
-            await first  # the running batch still finishes
         finally:
             gate.set()
             batcher.close()
@@ -695,3 +696,29 @@ def test_close_fails_what_is_queued_and_refuses_new(
 
     run_async(main)
     assert not backend.seen(9.0)
+
+
+def test_fail_pending_answers_running_and_queued_requests(run_async, fake_backend) -> None:
+    # Shutdown past its drain timeout: the client of a batch still running gets the error
+    # now (the batch's late result is dropped), and so does every queued one.
+    gate = threading.Event()
+    backend = fake_backend(gate=gate)
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=0)
+        try:
+            running = batcher.submit({"x": request(1, 1.0)}, 1)
+            while not backend.calls:  # the instance thread has taken it
+                await asyncio.sleep(0.005)
+            queued = batcher.submit({"x": request(1, 2.0)}, 1)
+            batcher.fail_pending(ModelNotReadyError("shutting down"))
+            for future in (running, queued):
+                with pytest.raises(ModelNotReadyError, match="shutting down"):
+                    await future
+            gate.set()
+            await asyncio.sleep(0.05)  # the late result arrives and is ignored
+        finally:
+            gate.set()
+            batcher.close()
+
+    run_async(main)
