@@ -4,7 +4,7 @@ binary data extension, same server, same run.
 fastserve (core 0, --allow-shared-memory) serves the conv model of binary.py;
 perf_analyzer (../shared/tools/perf_analyzer, core 1) drives it with
 ``--shared-memory system`` and with ``none`` (binary tensors in the HTTP body). Not a test.
-Run from the repo root: python benchmarks/shared_memory.py [--seconds 5 --concurrency 4]
+Run from the repo root: python benchmarks/shared_memory.py [--seconds 2 --concurrency 4]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def perf_analyzer(port: int, mode: str, args: argparse.Namespace) -> dict:
     cmd = ["taskset", "-c", h.WRK_CORE, str(PERF_ANALYZER), "-m", "conv", "-u",
            f"127.0.0.1:{port}", "-i", "http", "--concurrency-range", str(args.concurrency),
            "--shape", "input__0:1,3,224,224", "-p", str(args.seconds * 1000),
-           "--stability-percentage", "50", "--max-trials", "6", "--shared-memory", mode,
+           "--stability-percentage", "50", "--max-trials", "10", "--shared-memory", mode,
            "--output-shared-memory-size", "64"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     text = run.stdout + run.stderr
@@ -41,7 +41,7 @@ def perf_analyzer(port: int, mode: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=int, default=5, help="perf_analyzer window")
+    ap.add_argument("--seconds", type=int, default=2, help="perf_analyzer window")
     ap.add_argument("--concurrency", type=int, default=4)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

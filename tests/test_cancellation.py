@@ -58,6 +58,15 @@ def _stats(server: ServerProcess) -> dict:
     return doc["model_stats"][0]  # type: ignore[index]
 
 
+def _cancelled_metric(server: ServerProcess) -> float:
+    status, _, body = server.request("GET", "/metrics")
+    assert status == 200
+    for line in body.decode().splitlines():
+        if line.startswith("fastserve_requests_cancelled_total{") and 'model="slow"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_cancel_queued_request_never_runs(server: ServerProcess) -> None:
     before = _stats(server)["execution_count"]
     slow_result: dict = {}
@@ -77,6 +86,7 @@ def test_cancel_queued_request_never_runs(server: ServerProcess) -> None:
     assert slow_result["status"] == 200
     time.sleep(0.2)
     assert _stats(server)["execution_count"] == before + 1, "a cancelled request ran"
+    assert _cancelled_metric(server) >= 3
     status, _, body = server.request("POST", "/v2/models/slow/infer", _body(1))
     assert status == 200, body
 

@@ -124,8 +124,11 @@ class DataPlane:
             raise ModelNotReadyError("the server is shutting down; retry on another replica")
         return self.repository.ready_version(name, version)
 
-    async def infer(self, request: InferRequest) -> InferResponse:
-        target = self.resolve(request.model, request.version)
+    async def infer(self, request: InferRequest,
+                    target: ModelVersion | None = None) -> InferResponse:
+        """Run one request; ``target`` is the version a front-end already resolved."""
+        if target is None or target.state is not State.READY or self.draining:
+            target = self.resolve(request.model, request.version)
         backend, batcher = target.backend, target.batcher
         assert backend is not None and batcher is not None
         config = self.repository.models[target.name].config

@@ -116,7 +116,9 @@ def _numeric(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
         if kind not in "fiub":
             raise InvalidInputError(
                 f"input '{name}': expected numbers for {dtype}, got {_kinds(raw)}")
-        # Out of range for FP16 becomes ±inf (IEEE), without a RuntimeWarning per request.
+        if raw.dtype == dtype:
+            return raw
+        # Out of range for FP16/FP32 becomes ±inf (IEEE), without a RuntimeWarning per request.
         with np.errstate(over="ignore"):
             return raw.astype(dtype, copy=False)
     if kind in "fO" and _all_of(data, (int,)):

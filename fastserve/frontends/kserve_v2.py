@@ -142,7 +142,7 @@ class KServeV2Frontend:
                 if arr.dtype == object:
                     infer_request.inputs[name] = preprocess_images(list(arr.ravel()),
                                                                    config.image)
-        response = await self.dataplane.infer(infer_request)
+        response = await self.dataplane.infer(infer_request, target)
         if options.classification:
             labels = self.dataplane.labels(target.name)
             batched = config.batched
