@@ -10,10 +10,12 @@ Run from the repo root: python benchmarks/shared_memory.py [--seconds 2 --concur
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import _harness as h
@@ -21,6 +23,23 @@ from binary import build
 
 ROOT = Path(__file__).resolve().parent.parent
 PERF_ANALYZER = ROOT.parent / "shared" / "tools" / "perf_analyzer"
+
+
+def ensure_cudart() -> None:
+    """perf_analyzer dlopens libcudart even for system shared memory; its chroot (made by
+    ../shared/tools/perf_analyzer) has none, so put the CUDA runtime wheel's copy there."""
+    root = Path(os.environ.get("PERFA_HOME", Path.home() / ".cache" / "perfa")) / "trixie"
+    target = root / "usr" / "lib" / "x86_64-linux-gnu" / "libcudart.so"
+    if target.exists() or not root.exists():
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp,
+                        "nvidia-cuda-runtime-cu12"], check=True)
+        wheel = next(Path(tmp).glob("nvidia_cuda_runtime*.whl"))
+        with zipfile.ZipFile(wheel) as z:
+            name = next(n for n in z.namelist() if n.endswith("libcudart.so.12"))
+            (target.parent / "libcudart.so.12").write_bytes(z.read(name))
+    target.symlink_to("libcudart.so.12")
 
 
 def perf_analyzer(port: int, mode: str, args: argparse.Namespace) -> dict:
@@ -44,6 +63,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=2, help="perf_analyzer window")
     ap.add_argument("--concurrency", type=int, default=4)
     args = ap.parse_args()
+    subprocess.run([str(PERF_ANALYZER), "--version"], capture_output=True)  # makes the chroot
+    ensure_cudart()
     with tempfile.TemporaryDirectory() as tmp:
         build(Path(tmp))
         port, mport = h.free_port(), h.free_port()
