@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,22 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "examples" / "samples"
 RESULTS = ROOT / "benchmarks" / "results"
 PAIRS = (("ts_png", "v2_bytes"), ("ts_json", "v2_json"))
-
-# As _harness._LUA, with the request's own headers.
-_LUA = """
-wrk.method = "POST"
-wrk.body = io.open(%(file)s, "rb"):read("*a")
-%(headers)s
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"requests":%%d,"duration_us":%%d,"bytes":%%d,"connect":%%d,"read":%%d,' ..
-    '"write":%%d,"status":%%d,"timeout":%%d,"p50_us":%%d,"p99_us":%%d,"max_us":%%d}\\n',
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
-    e.status, e.timeout, latency:percentile(50), latency:percentile(99), latency.max))
-end
-"""
-
 
 def cases(tmp: Path) -> dict[str, tuple[str, Path, dict[str, str]]]:
     png = (SAMPLES / "digit_7.png").read_bytes()
@@ -113,31 +95,6 @@ def check_same_answers(port: int, all_cases: dict[str, tuple[str, Path, dict[str
         raise SystemExit("ts_json and v2_json disagree")
 
 
-def wrk(port: int, path: str, seconds: int, file: Path, headers: dict[str, str],
-        conns: int) -> dict:
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk not found: apt-get install -y wrk")
-    lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}"
-                      for k, v in headers.items())
-    script = _LUA % {"file": json.dumps(str(file)), "headers": lines}
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
-        lua.write(script)
-        lua.flush()
-        cmd = ["taskset", "-c", h.WRK_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
-               "--latency", "-s", lua.name, f"http://127.0.0.1:{port}{path}"]
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    line = next((s for s in run.stdout.splitlines() if s.startswith("WRK_JSON ")), None)
-    if run.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr}{run.stdout}")
-    r = json.loads(line.removeprefix("WRK_JSON "))
-    secs = r["duration_us"] / 1e6
-    r["non_2xx"] = r["status"]
-    r["socket_errors"] = r["connect"] + r["read"] + r["write"] + r["timeout"]
-    r["rps"] = (r["requests"] - r["status"]) / secs if secs else 0.0
-    r["p50_ms"], r["p99_ms"] = r["p50_us"] / 1e3, r["p99_us"] / 1e3
-    return r
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--duration", type=int, default=10)
@@ -160,13 +117,14 @@ def main() -> None:
             srv.wait_until("GET", "/v2/health/ready", timeout=120)
             check_same_answers(port, all_cases, labels)
             for path, file, headers in all_cases.values():
-                wrk(port, path, args.warmup, file, headers, args.conns)
+                h.wrk(port, path, args.warmup, file, conns=args.conns, headers=headers)
             order = list(all_cases)
             for i in range(args.repeat):
                 for name in (order if i % 2 == 0 else order[::-1]):
                     path, file, headers = all_cases[name]
                     cpu0 = srv.cpu_seconds()
-                    r = wrk(port, path, args.duration, file, headers, args.conns)
+                    r = h.wrk(port, path, args.duration, file, conns=args.conns,
+                              headers=headers)
                     ok = r["requests"] - r["non_2xx"]
                     r["cpu_us_per_req"] = (srv.cpu_seconds() - cpu0) / ok * 1e6 if ok else 0.0
                     runs[name].append(r)
