@@ -110,6 +110,16 @@ class DataPlane:
         """A model's versions (every state, with load errors) and default; 404 if unknown."""
         return self.repository.entry(name)
 
+    def version(self, name: str, version: str | None = None) -> ModelVersion:
+        """The named version, or the default one, in whatever state it is (404/503)."""
+        return self.repository.version(name, version)
+
+    def versions(self, name: str | None = None) -> list[ModelVersion]:
+        """Every version of one model, or of every model."""
+        if name is None:
+            return self.repository.all_versions()
+        return self.repository.entry(name).sorted_versions()
+
     def _version_or_default(self, name: str, version: str | None) -> ModelVersion | None:
         entry = self.repository.entry(name)
         if version is None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..core.dataplane import DataPlane
-from ..core.repository import ModelEntry, ModelVersion, State
+from ..core.repository import ModelVersion, State
 from ..core.tensors import bf16_to_float
 from ..errors import (
     InvalidInputError,
@@ -103,18 +103,6 @@ class TFServingFrontend:
             raise ModelNotReadyError(f"model '{name}' failed to load: {entry.error}")
         return name, found.version
 
-    def _version(self, entry: ModelEntry, version: str | None) -> ModelVersion:
-        """The named version or the default one, in whatever state it is."""
-        if version is None:
-            found = entry.default
-            if found is None:
-                raise ModelNotReadyError(f"model '{entry.name}' failed to load: {entry.error}")
-            return found
-        found = entry.versions.get(version)
-        if found is None:
-            raise VersionNotFoundError(f"model '{entry.name}' has no version '{version}'")
-        return found
-
     # Status and metadata
 
     def status(self, request: Request) -> Response:
@@ -125,7 +113,7 @@ class TFServingFrontend:
             if not versions:
                 raise ModelNotReadyError(f"model '{name}' failed to load: {entry.error}")
         else:
-            versions = [self._version(entry, version)]
+            versions = [self.dataplane.version(entry.name, version)]
         return json_response({
             "name": entry.name,
             "ready": self.dataplane.model_ready(name, version),
@@ -134,7 +122,7 @@ class TFServingFrontend:
 
     def metadata(self, request: Request) -> Response:
         name, version = self._target(request)
-        found = self._version(self.dataplane.model_entry(name), version)
+        found = self.dataplane.version(name, version)
         inputs, outputs = self.dataplane.specs(name, found.version)
         signature = {
             "inputs": {s.name: _tensor_info(s) for s in inputs},

@@ -88,11 +88,11 @@ class TritonExtensionsFrontend:
         p = request.params
         name = p.get("model")
         if name is None:
-            versions = self.dataplane.repository.all_versions()
+            versions = self.dataplane.versions()
         elif p.get("version") is None:
-            versions = self.dataplane.repository.entry(name).sorted_versions()
+            versions = self.dataplane.versions(name)
         else:
-            versions = [self.dataplane.repository.version(name, p["version"])]
+            versions = [self.dataplane.version(name, p["version"])]
         return json_response({"model_stats": [self._stats(v) for v in versions]})
 
     @staticmethod
