@@ -216,3 +216,26 @@ def wrk(port: int, path: str, seconds: int, body_file: Path | None = None,
     r["rps"] = (r["requests"] - r["status"]) / secs if secs else 0.0
     r["p50_ms"], r["p99_ms"] = r["p50_us"] / 1e3, r["p99_us"] / 1e3
     return r
+
+
+def round_robin(srv: Server, port: int, cases: dict[str, tuple], duration: int, repeat: int,
+                conns: int) -> dict[str, list[dict]]:
+    """wrk over every case `repeat` times, the order reversed every other round (drifting
+    load from others on the box then hits every case alike); each run also records the
+    server's CPU µs per successful request. Any failed request stops the benchmark.
+
+    `cases`: name -> (path, body file) or (path, body file, headers)."""
+    runs: dict[str, list[dict]] = {name: [] for name in cases}
+    order = list(cases)
+    for i in range(repeat):
+        for name in (order if i % 2 == 0 else order[::-1]):
+            path, file, *rest = cases[name]
+            cpu0 = srv.cpu_seconds()
+            r = wrk(port, path, duration, file, conns=conns, headers=rest[0] if rest else None)
+            ok = r["requests"] - r["non_2xx"]
+            r["cpu_us_per_req"] = (srv.cpu_seconds() - cpu0) / ok * 1e6 if ok else 0.0
+            runs[name].append(r)
+    bad = {n: sum(r["non_2xx"] + r["socket_errors"] for r in rs) for n, rs in runs.items()}
+    if any(bad.values()):
+        raise SystemExit(f"failed requests {bad}\n{srv.log_tail()}")
+    return runs

@@ -101,27 +101,12 @@ def main() -> None:
         srv = h.Server("fastserve", [sys.executable, "-m", "fastserve", "--models", str(repo),
                                      "--port", str(port), "--management-port", str(mport),
                                      "--torch-threads", "1"], port, ROOT)
-        runs: dict[str, list[dict]] = {name: [] for name in cases}
         try:
             srv.wait_until("GET", "/v2/health/ready", timeout=120)
             check_same_answer(port, cases)
             for path, file in cases.values():
                 h.wrk(port, path, args.warmup, file, conns=args.conns)
-            order = list(cases)
-            for i in range(args.repeat):
-                # Round-robin, the order reversed every other round: drifting load from
-                # others on the box then hits every case alike.
-                for name in (order if i % 2 == 0 else order[::-1]):
-                    path, file = cases[name]
-                    cpu0 = srv.cpu_seconds()
-                    r = h.wrk(port, path, args.duration, file, conns=args.conns)
-                    ok = r["requests"] - r["non_2xx"]
-                    r["cpu_us_per_req"] = (srv.cpu_seconds() - cpu0) / ok * 1e6 if ok else 0.0
-                    runs[name].append(r)
-            bad = {n: sum(r["non_2xx"] + r["socket_errors"] for r in rs)
-                   for n, rs in runs.items()}
-            if any(bad.values()):
-                raise SystemExit(f"failed requests {bad}\n{srv.log_tail()}")
+            runs = h.round_robin(srv, port, cases, args.duration, args.repeat, args.conns)
         finally:
             srv.stop()
     keys = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")

@@ -104,10 +104,8 @@ def main() -> None:
     args = ap.parse_args()
     load_before = os.getloadavg()
     labels = json.loads((ROOT / "examples/models/digits_image/labels.json").read_text())
-    runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         all_cases = cases(Path(tmp))
-        runs = {name: [] for name in all_cases}
         port, mport = h.free_port(), h.free_port()
         srv = h.Server("fastserve", [sys.executable, "-m", "fastserve", "--models",
                                      str(ROOT / "examples" / "models"), "--port", str(port),
@@ -118,20 +116,8 @@ def main() -> None:
             check_same_answers(port, all_cases, labels)
             for path, file, headers in all_cases.values():
                 h.wrk(port, path, args.warmup, file, conns=args.conns, headers=headers)
-            order = list(all_cases)
-            for i in range(args.repeat):
-                for name in (order if i % 2 == 0 else order[::-1]):
-                    path, file, headers = all_cases[name]
-                    cpu0 = srv.cpu_seconds()
-                    r = h.wrk(port, path, args.duration, file, conns=args.conns,
-                              headers=headers)
-                    ok = r["requests"] - r["non_2xx"]
-                    r["cpu_us_per_req"] = (srv.cpu_seconds() - cpu0) / ok * 1e6 if ok else 0.0
-                    runs[name].append(r)
-            bad = {n: sum(r["non_2xx"] + r["socket_errors"] for r in rs)
-                   for n, rs in runs.items()}
-            if any(bad.values()):
-                raise SystemExit(f"failed requests {bad}\n{srv.log_tail()}")
+            runs = h.round_robin(srv, port, all_cases, args.duration, args.repeat,
+                                 args.conns)
         finally:
             srv.stop()
     keys = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")
