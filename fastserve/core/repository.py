@@ -93,6 +93,8 @@ class ModelEntry:
         """The pinned version, else the highest READY one, else the highest."""
         if self.pinned in self.versions:
             return self.versions[self.pinned]
+        if len(self.versions) == 1:  # the common case, on every request: no sorting
+            return next(iter(self.versions.values()))
         versions = self.sorted_versions()
         ready = [v for v in versions if v.ready]
         if ready:

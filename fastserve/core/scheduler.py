@@ -36,6 +36,8 @@ from .stats import ModelStats
 log = logging.getLogger("fastserve.scheduler")
 
 Outputs = dict[str, Any]
+MAX_GROUP = 64  # requests of an unbatched model one thread hop carries at most
+_SKIPPED = object()  # a group member not run: its client left or its timeout passed
 
 
 class _Parent:
@@ -128,6 +130,7 @@ class DynamicBatcher:
         self._idle_event: asyncio.Event | None = None
         self._broken: BaseException | None = None
         self._running: dict[int, list[_Item]] = {}  # batches handed to instance threads
+        self._in_groups = 0  # members of running groups beyond the one each instance runs
 
     # Lifecycle
 
@@ -171,7 +174,8 @@ class DynamicBatcher:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        """Requests not yet running: queued, or waiting their turn inside a group."""
+        return len(self._queue) + self._in_groups
 
     # Submission (event loop)
 
@@ -187,9 +191,9 @@ class DynamicBatcher:
         """
         if not self._accepting or self._broken is not None:
             raise ModelNotReadyError(f"model '{self.name}' version {self.version} is unloading")
-        if len(self._queue) >= self.max_queue:
+        if self.queue_depth >= self.max_queue:
             raise QueueFullError(
-                f"model '{self.name}' version {self.version} has {len(self._queue)} requests "
+                f"model '{self.name}' version {self.version} has {self.queue_depth} requests "
                 "waiting (max_queue_size); retry later"
             )
         future: asyncio.Future[Outputs] = self.loop.create_future()
@@ -225,9 +229,9 @@ class DynamicBatcher:
         """
         if not self._accepting or self._broken is not None:
             raise ModelNotReadyError(f"model '{self.name}' version {self.version} is unloading")
-        if len(self._queue) >= self.max_queue:
+        if self.queue_depth >= self.max_queue:
             raise QueueFullError(
-                f"model '{self.name}' version {self.version} has {len(self._queue)} requests "
+                f"model '{self.name}' version {self.version} has {self.queue_depth} requests "
                 "waiting (max_queue_size); retry later"
             )
         future: asyncio.Future[Any] = self.loop.create_future()
@@ -254,8 +258,9 @@ class DynamicBatcher:
                 self._drop(head, now)
                 continue
             if self.max_batch <= 0:
-                batch = [self._queue.popleft()]
-                self._queued_rows -= 1
+                batch = self._take_group(now)
+                if not batch:
+                    continue
             else:
                 deadline = head.arrival + self.delay
                 if self._queued_rows < self.max_batch and now < deadline and self._accepting:
@@ -271,10 +276,26 @@ class DynamicBatcher:
                 if observer is not None:
                     observer.queued(now - item.arrival)
             self._running[id(batch)] = batch
+            if self.max_batch <= 0:
+                self._in_groups += len(batch) - 1
             self._jobs.put(batch)
         if self._timer is not None and not self._queue:
             self._timer.cancel()
             self._timer = None
+
+    def _take_group(self, now: float) -> list[_Item]:
+        """Unbatched model: this instance's share of the queue, each run on its own, all
+        carried by one thread hop (a hop per request costs more than a small model)."""
+        share = min(-(-len(self._queue) // self._idle), MAX_GROUP)
+        group: list[_Item] = []
+        while self._queue and len(group) < share:
+            item = self._queue.popleft()
+            self._queued_rows -= item.rows
+            if item.abandoned() or (self.timeout and now - item.arrival > self.timeout):
+                self._drop(item, now)
+                continue
+            group.append(item)
+        return group
 
     def _take_batch(self, now: float) -> list[_Item]:
         """Oldest request first, then later ones of the same shape, up to max_batch rows."""
@@ -329,9 +350,23 @@ class DynamicBatcher:
             if batch is None:
                 return
             try:
-                start = time.perf_counter()
-                results = self._execute(batch, instance)
-                elapsed = time.perf_counter() - start
+                if self.max_batch <= 0:  # a group: each request is a model run of its own
+                    results, elapsed = [], []
+                    for item in batch:
+                        # Gone or expired while the members before it ran: the loop drops it.
+                        # (Reading a future's state from this thread is a plain attribute read.)
+                        if item.abandoned() or (
+                                self.timeout and self.clock() - item.arrival > self.timeout):
+                            results.append(_SKIPPED)
+                            elapsed.append(0.0)
+                            continue
+                        start = time.perf_counter()
+                        results.extend(self._execute([item], instance))
+                        elapsed.append(time.perf_counter() - start)
+                else:
+                    start = time.perf_counter()
+                    results = self._execute(batch, instance)
+                    elapsed = [time.perf_counter() - start]
             except BaseException as exc:  # a bug here must not hang the waiting clients
                 self._call_loop(self._crashed, batch, exc)
                 return
@@ -410,27 +445,42 @@ class DynamicBatcher:
 
     # Completion (event loop)
 
-    def _complete(self, batch: list[_Item], results: list[Any], elapsed: float) -> None:
+    def _complete(self, batch: list[_Item], results: list[Any], elapsed: list[float]) -> None:
+        """``elapsed``: one time per model run (the batch's, or each member's of a group)."""
         self._running.pop(id(batch), None)
         self._idle += 1
         stats = self.stats
-        stats.record_batch(sum(it.rows for it in batch), elapsed)
+        if self.max_batch > 0:
+            # (rows, seconds, requests) of each model run
+            runs = [(sum(it.rows for it in batch), elapsed[0], len(batch))]
+        else:
+            self._in_groups -= len(batch) - 1
+            runs = [(it.rows, t, 1) for it, t, r in zip(batch, elapsed, results, strict=True)
+                    if r is not _SKIPPED]
+        for rows, seconds, _ in runs:
+            stats.record_batch(rows, seconds)
+        now = self.clock()
         for item, result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
+            if result is _SKIPPED:
+                self._drop(item, now)
+            elif isinstance(result, BaseException):
                 stats.fail += 1
                 self._fail(item, result)
             else:
                 stats.success += 1
                 self._resolve(item, result)
         if stats.observer is not None:
-            self._observe(stats.observer, batch, elapsed)
+            ran = [it for it, r in zip(batch, results, strict=True) if r is not _SKIPPED]
+            self._observe(stats.observer, ran, runs)
         self._dispatch()
         if self._idle_event is not None and not self._queue and self._idle == self.instances:
             self._idle_event.set()
 
-    def _observe(self, observer: Any, batch: list[_Item], elapsed: float) -> None:
+    def _observe(self, observer: Any, batch: list[_Item],
+                 runs: list[tuple[int, float, int]]) -> None:
         now = self.clock()
-        observer.computed(sum(it.rows for it in batch), len(batch), elapsed)
+        for rows, seconds, requests in runs:
+            observer.computed(rows, requests, seconds)
         for item in batch:
             parent = item.parent
             if parent is None:
@@ -460,6 +510,8 @@ class DynamicBatcher:
 
     def _crashed(self, batch: list[_Item], exc: BaseException) -> None:
         self._running.pop(id(batch), None)
+        if self.max_batch <= 0:
+            self._in_groups -= len(batch) - 1
         log.error("scheduler of model '%s' crashed", self.name, exc_info=exc)
         self._broken = exc
         error = BackendError(f"scheduler of model '{self.name}' crashed: {exc!r}")

@@ -19,6 +19,7 @@ from ..errors import MethodNotAllowedError, RouteNotFoundError
 from .messages import ErrorFormatter, Response
 
 _PARAM = re.compile(r"\{(\w+)\}")
+MATCH_CACHE_SIZE = 4096
 
 
 @dataclass
@@ -60,6 +61,9 @@ class Router:
         self._formatters: list[tuple[str, ErrorFormatter]] = []
         # Answers every request no route matches (the --workers parent forwards them).
         self.fallback: Callable[..., Any] | None = None
+        # Templated paths already matched: (method, path) -> route and parameters. Bounded,
+        # as paths come from clients; cleared when full or when a route is added.
+        self._matched: dict[tuple[str, str], tuple[Route, dict[str, str]]] = {}
 
     def add(
         self,
@@ -71,6 +75,7 @@ class Router:
     ) -> None:
         route = Route(method, template, handler, summary, tags)
         self.routes.append(route)
+        self._matched.clear()
         if "{" not in template:
             self._static.setdefault(template, {})[method] = route
             return
@@ -100,6 +105,9 @@ class Router:
         methods = self._static.get(path)
         params: dict[str, str] = {}
         if methods is None:
+            hit = self._matched.get((method, path))
+            if hit is not None:
+                return hit[0], hit[1].copy()
             head = path.split("/", 2)[1] if path.count("/") >= 1 else ""
             for key in (head, ""):
                 for pattern, candidates in self._dynamic.get(key, ()):
@@ -111,7 +119,11 @@ class Router:
                     # Templates can overlap ("/m/{model}" also matches "/m/x:predict"):
                     # the first one that has this method wins; else the first match's 405.
                     if method in candidates:
-                        return candidates[method], m.groupdict()
+                        if len(self._matched) >= MATCH_CACHE_SIZE:
+                            self._matched.clear()
+                        params = m.groupdict()
+                        self._matched[method, path] = candidates[method], params
+                        return candidates[method], params.copy()
         if methods is None:
             if self.fallback is not None:
                 return Route(method, path, self.fallback), params

@@ -23,6 +23,7 @@ from fastserve.errors import (
     ModelNotReadyError,
     QueueFullError,
 )
+from fastserve.types import DataType, TensorSpec
 
 FOREVER_MS = 3_600_000.0  # a batch delay the real timer never reaches during a test
 
@@ -324,6 +325,184 @@ def test_max_batch_size_zero_runs_one_by_one(run_async, fake_backend) -> None:
     run_async(main)
     assert len(backend.calls) == len(sent)
     assert [c["shape"] for c in backend.calls] == [x.shape for x in sent]
+
+
+class RecordingQueue:
+    """The instance threads' job queue, recording the size of each job handed over."""
+
+    def __init__(self, inner: Any, sizes: list[int]) -> None:
+        self.inner, self.sizes = inner, sizes
+
+    def put(self, job: Any) -> None:
+        if job is not None:
+            self.sizes.append(len(job))
+        self.inner.put(job)
+
+    def get(self) -> Any:
+        return self.inner.get()
+
+
+def test_unbatched_queue_goes_to_the_instance_in_one_hop(
+        run_async, fake_backend, wait_until) -> None:
+    """Requests queued behind a running one reach the idle instance together (one thread
+    hop), each still runs alone, and a failing one fails alone."""
+    gate = threading.Event()
+    backend = fake_backend(gate=gate, batched=False, fail_marker=13.0)
+    hops: list[int] = []
+    stats_box: list[ModelStats] = []
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=0)
+        stats_box.append(batcher.stats)
+        batcher._jobs = RecordingQueue(batcher._jobs, hops)  # type: ignore[assignment]
+        try:
+            first = batcher.submit({"x": request(1, -1.0)}, 1)
+            await wait_until(lambda: backend.active == 1)
+            values = [0.0, 1.0, 13.0, 3.0, 4.0]
+            futures = [batcher.submit({"x": request(1, v)}, 1) for v in values]
+            gate.set()
+            await first
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            gate.set()
+            batcher.close()
+        for v, result in zip(values, results, strict=True):
+            if v == 13.0:
+                assert isinstance(result, BackendError)
+            else:
+                assert_answer(result, request(1, v))
+
+    run_async(main)
+    assert hops == [1, 5]
+    assert [c["x"][0, 0] for c in backend.calls] == [-1.0, 0.0, 1.0, 13.0, 3.0, 4.0]
+    stats = stats_box[0]
+    assert stats.success == 5 and stats.fail == 1
+    assert stats.execution_count == 6 and stats.batches[1].count == 6
+
+
+class Holding:
+    """An unbatched backend (x -> x + 1) that holds each request whose value has an Event
+    in ``holds`` until that Event is set; it records the values it ran."""
+
+    inputs = (TensorSpec("x", DataType.FP32, (-1,)),)
+    outputs = (TensorSpec("y", DataType.FP32, (-1,)),)
+
+    def __init__(self, *held: float) -> None:
+        self.holds = {v: threading.Event() for v in held}
+        self.ran: list[float] = []
+        self.running: float | None = None
+
+    def infer(self, inputs: dict[str, Any], instance: int) -> dict[str, Any]:
+        x = inputs["x"]
+        self.running = float(x[0])
+        hold = self.holds.get(float(x[0]))
+        if hold is not None:
+            assert hold.wait(10), "test hold never released"
+        self.ran.append(float(x[0]))
+        return {"y": x + 1}
+
+
+async def group_running(batcher: DynamicBatcher, backend: Holding, wait_until: Any,
+                        values: list[float]) -> list[asyncio.Future[Any]]:
+    """Value 0 runs (held), ``values`` queue behind it, then 0 is let go: the queue goes
+    to the instance as one group whose first member (held) is running on return."""
+    futures = [batcher.submit({"x": np.array([0.0], np.float32)}, 1)]
+    await wait_until(lambda: backend.running == 0.0)
+    futures += [batcher.submit({"x": np.array([v], np.float32)}, 1) for v in values]
+    assert batcher.queue_depth == len(values)
+    backend.holds[0.0].set()
+    await wait_until(lambda: backend.running == values[0])
+    return futures
+
+
+def test_group_members_count_as_queued(run_async, wait_until) -> None:
+    backend = Holding(0.0, 1.0)
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=0, max_queue_size=3)
+        try:
+            futures = await group_running(batcher, backend, wait_until, [1.0, 2.0, 3.0])
+            assert batcher.queue_depth == 2  # 1 runs; 2 and 3 wait their turn in its group
+            batcher.submit({"x": np.array([4.0], np.float32)}, 1)
+            with pytest.raises(QueueFullError, match="has 3 requests waiting"):
+                batcher.submit({"x": np.array([5.0], np.float32)}, 1)
+            backend.holds[1.0].set()
+            await asyncio.gather(*futures)
+            await wait_until(lambda: batcher.queue_depth == 0 and 4.0 in backend.ran)
+        finally:
+            for hold in backend.holds.values():
+                hold.set()
+            batcher.close()
+
+    run_async(main)
+    assert backend.ran == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_group_member_whose_client_left_is_not_run(run_async, wait_until) -> None:
+    backend = Holding(0.0, 1.0)
+    stats_box: list[ModelStats] = []
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=0)
+        stats_box.append(batcher.stats)
+        try:
+            futures = await group_running(batcher, backend, wait_until, [1.0, 2.0, 3.0])
+            futures[2].cancel()  # the client of 2.0 went away while 1.0 ran
+            backend.holds[1.0].set()
+            for f, v in ((futures[1], 1.0), (futures[3], 3.0)):
+                np.testing.assert_array_equal((await f)["y"], [v + 1])
+            await wait_until(lambda: batcher.queue_depth == 0 and batcher.stats.cancelled)
+        finally:
+            for hold in backend.holds.values():
+                hold.set()
+            batcher.close()
+
+    run_async(main)
+    assert backend.ran == [0.0, 1.0, 3.0]
+    stats = stats_box[0]
+    assert stats.cancelled == 1 and stats.success == 3 and stats.execution_count == 3
+
+
+def test_group_member_past_its_timeout_is_not_run(run_async, fake_clock, wait_until) -> None:
+    backend = Holding(0.0, 1.0)
+
+    async def main() -> None:
+        batcher = make(backend, fake_clock, max_batch_size=0, timeout_ms=10.0)
+        try:
+            futures = await group_running(batcher, backend, wait_until, [1.0, 2.0])
+            fake_clock.advance(0.02)  # 1.0 ran long: 2.0 has waited 20 ms
+            backend.holds[1.0].set()
+            np.testing.assert_array_equal((await futures[1])["y"], [2.0])
+            with pytest.raises(DeadlineExceededError, match="more than timeout_ms=10"):
+                await futures[2]
+        finally:
+            for hold in backend.holds.values():
+                hold.set()
+            batcher.close()
+
+    run_async(main)
+    assert backend.ran == [0.0, 1.0]
+
+
+def test_unbatched_queue_is_shared_between_idle_instances(run_async, fake_backend) -> None:
+    barrier = threading.Barrier(2, timeout=5)
+    backend = fake_backend(batched=False, barrier=barrier)
+
+    async def main() -> None:
+        batcher = make(backend, max_batch_size=0, instances=2)
+        batcher._idle = 0  # hold dispatch until all four are queued
+        try:
+            futures = [batcher.submit({"x": request(1, float(v))}, 1) for v in range(4)]
+            batcher._idle = 2
+            batcher._dispatch()
+            results = await asyncio.gather(*futures)
+        finally:
+            batcher.close()
+        for v, result in enumerate(results):
+            assert_answer(result, request(1, float(v)))
+
+    run_async(main)
+    assert sorted(c["instance"] for c in backend.calls) == [0, 0, 1, 1]
 
 
 # Failures

@@ -68,6 +68,32 @@ def test_resolves(router, method, path, name, params):
     assert resolved(router, method, path) == (name, params)
 
 
+def test_repeated_templated_path_gives_the_same_answer(router):
+    first = resolved(router, "POST", "/v2/models/resnet/infer")
+    first[1]["model"] = "changed by a handler"  # each caller gets its own parameters
+    assert resolved(router, "POST", "/v2/models/resnet/infer") == ("infer", {"model": "resnet"})
+    # Same path, other method: not confused with the remembered one.
+    with pytest.raises(MethodNotAllowedError):
+        router.resolve("DELETE", "/v2/models/resnet/infer")
+
+
+def test_route_added_later_is_found_for_a_path_matched_before():
+    r = Router()
+    r.add("GET", "/{anything}/x", handler("generic"))
+    assert resolved(r, "GET", "/m/x") == ("generic", {"anything": "m"})
+    r.add("GET", "/m/x", handler("specific"))
+    assert resolved(r, "GET", "/m/x") == ("specific", {})
+
+
+def test_remembered_matches_are_bounded(router, monkeypatch):
+    import fastserve.http.router as router_module
+
+    monkeypatch.setattr(router_module, "MATCH_CACHE_SIZE", 8)
+    for i in range(50):
+        assert resolved(router, "GET", f"/v2/models/m{i}") == ("metadata", {"model": f"m{i}"})
+    assert len(router._matched) <= 8
+
+
 def test_suffix_template_does_not_swallow_the_suffix(router):
     # GET /v1/models/{model} is registered first and also matches "m:predict".
     assert resolved(router, "POST", "/v1/models/m:predict") == ("tf-predict", {"model": "m"})
