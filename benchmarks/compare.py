@@ -354,7 +354,7 @@ def measure(args: argparse.Namespace, servers: dict[str, Group], files: dict, ru
             problems: dict[str, str]) -> dict[str, int]:
     """Primes every case once (TorchServe's JIT needs ~15 s of load to reach its pace),
     then the rounds; returns the errors seen while priming, per case."""
-    order = [k for k, c in CASES.items() if c.server in servers]
+    order = [k for k, c in CASES.items() if c.server in servers and k in runs]
     primed = {}
     for key in order if args.prime > 0 else []:
         case = CASES[key]
@@ -489,9 +489,10 @@ def chart(med: dict, probes: dict, path: Path, subtitle: str) -> None:
     import matplotlib.pyplot as plt
 
     colours = {"fastserve": "#2a7ab0", "torchserve": "#e07b39", "mlserver": "#5aa05a"}
-    fig, axes = plt.subplots(len(SCENARIOS), 1, figsize=(10, 13))
-    for ax, (scenario, (title, conns)) in zip(axes, SCENARIOS.items(), strict=True):
-        every = {**CASES, **PROBES}
+    every = {**CASES, **PROBES}
+    shown = {s: v for s, v in SCENARIOS.items() if any(every[k].scenario == s for k in med)}
+    fig, axes = plt.subplots(len(shown), 1, figsize=(10, max(2.6 * len(shown), 2.6)), squeeze=False)
+    for ax, (scenario, (title, conns)) in zip(axes[:, 0], shown.items(), strict=True):
         keys = [k for k, c in every.items() if c.scenario == scenario and (k in med or k in probes)]
         values = [med[k]["rps"] if k in med else 0 for k in keys]
         ax.barh([f"{every[k].server}: {every[k].request}" for k in keys], values,
@@ -512,7 +513,7 @@ def chart(med: dict, probes: dict, path: Path, subtitle: str) -> None:
             ax.text(values[i], i, note, va="center", fontsize=8)
         ax.set_xlim(0, max(values, default=1) * 1.8)
         ax.tick_params(labelsize=8)
-    axes[-1].set_xlabel("requests/s (higher is better)")
+    axes[-1, 0].set_xlabel("requests/s (higher is better)")
     fig.suptitle(f"fastserve vs TorchServe 0.12 and MLServer 1.7.1, 1 server core\n{subtitle}",
                  fontsize=10)
     fig.tight_layout()
@@ -531,6 +532,8 @@ def main() -> int:
                    help="where the peers' virtual environments live")
     p.add_argument("--servers", default="torchserve,mlserver,fastserve",
                    help="comma-separated subset, for debugging")
+    p.add_argument("--scenarios", default=",".join(SCENARIOS),
+                   help=f"comma-separated subset of {', '.join(SCENARIOS)}")
     p.add_argument("--chart", type=Path, default=ROOT / "docs" / "benchmarks.png")
     p.add_argument("--from-json", type=Path, metavar="RESULTS",
                    help="measure nothing: print the table and redraw the chart of a results file")
@@ -550,7 +553,11 @@ def main() -> int:
                               **{n: e.get("versions") for n, e in envs.items()}},
                  "install": envs, "loadavg_before": os.getloadavg(), "start": {},
                  "probes": {}}
-    runs: dict = {k: [] for k, c in CASES.items() if c.server in wanted}
+    scenarios = args.scenarios.split(",")
+    if unknown := set(scenarios) - set(SCENARIOS):
+        sys.exit(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from "
+                 f"{', '.join(SCENARIOS)}")
+    runs: dict = {k: [] for k, c in CASES.items() if c.server in wanted and c.scenario in scenarios}
     problems: dict[str, str] = {}
     servers: dict[str, Group] = {}
     with tempfile.TemporaryDirectory(prefix="fastserve-compare-") as tmp_name:
