@@ -10,6 +10,10 @@ Where the numbers come from:
 - ``fastserve_queue_depth`` and ``fastserve_model_state``: set from the repository on
   every state change and every scrape.
 
+The per-request hooks only count, in plain Python numbers; ``flush`` hands the counts to
+prometheus_client on every scrape (and every second with several processes, so another
+process's scrape lags by at most that).
+
 Several processes (``--workers N``): when PROMETHEUS_MULTIPROC_DIR is set before
 prometheus_client is first imported, every process writes its values to files there and
 any process's /metrics answers the sum over all of them (prometheus_client's multiprocess
@@ -21,7 +25,9 @@ empties the folder before starting workers and calls
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+from bisect import bisect_left
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -94,31 +100,83 @@ class Metrics:
             registry=registry)
 
 
+class PendingHistogram:
+    """Observations of one histogram child, counted here and handed to prometheus_client in
+    bulk by ``flush``: observe() there takes a lock and walks the buckets in Python, several
+    times per request, which cost more than the rest of the metrics path together."""
+
+    __slots__ = ("child", "bounds", "counts", "total")
+
+    def __init__(self, child: Any, bounds: tuple[float, ...]) -> None:
+        self.child = child
+        self.bounds = (*bounds, math.inf)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, value: float, times: int = 1) -> None:
+        # The first bucket whose bound is >= value: prometheus_client's "le" rule.
+        self.counts[bisect_left(self.bounds, value)] += times
+        self.total += value * times
+
+    def flush(self) -> None:
+        counts = self.counts
+        if not any(counts):
+            return
+        add_observations(self.child, counts, self.total)
+        self.counts = [0] * len(counts)
+        self.total = 0.0
+
+
+def add_observations(child: Any, counts: list[int], total: float) -> None:
+    """Add bucket counts and their sum to a prometheus_client Histogram child at once.
+
+    prometheus_client has no public bulk observe; this writes the same per-bucket values
+    observe() writes (``_buckets``, ``_sum``: unchanged since 0.4, in memory and in the
+    multiprocess files alike). tests/operations/test_units.py checks it against observe().
+    """
+    for bucket, count in zip(child._buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
+    child._sum.inc(total)
+
+
 class VersionObserver:
     """The scheduler's hooks for one model version (core.stats.StatsObserver)."""
 
-    __slots__ = ("_queue", "_compute", "_total", "_batch", "_cancelled")
+    __slots__ = ("_queue", "_compute", "_total", "_batch", "_cancelled", "cancelled_count")
 
     def __init__(self, metrics: Metrics, model: str, version: str) -> None:
-        self._queue = metrics.duration.labels(model, version, "queue")
-        self._compute = metrics.duration.labels(model, version, "compute")
-        self._total = metrics.duration.labels(model, version, "total")
-        self._batch = metrics.batch_size.labels(model, version)
+        self._queue = PendingHistogram(metrics.duration.labels(model, version, "queue"),
+                                       TIME_BUCKETS)
+        self._compute = PendingHistogram(metrics.duration.labels(model, version, "compute"),
+                                         TIME_BUCKETS)
+        self._total = PendingHistogram(metrics.duration.labels(model, version, "total"),
+                                       TIME_BUCKETS)
+        self._batch = PendingHistogram(metrics.batch_size.labels(model, version),
+                                       BATCH_BUCKETS)
         self._cancelled = metrics.cancelled.labels(model, version)
+        self.cancelled_count = 0
 
     def queued(self, seconds: float) -> None:
         self._queue.observe(seconds)
 
     def computed(self, rows: int, items: int, seconds: float) -> None:
         self._batch.observe(rows)
-        for _ in range(items):  # every request in the batch waited for all of it
-            self._compute.observe(seconds)
+        # every request in the batch waited for all of it
+        self._compute.observe(seconds, items)
 
     def answered(self, seconds: float) -> None:
         self._total.observe(seconds)
 
     def cancelled(self) -> None:
-        self._cancelled.inc()
+        self.cancelled_count += 1
+
+    def flush(self) -> None:
+        for pending in (self._queue, self._compute, self._total, self._batch):
+            pending.flush()
+        if self.cancelled_count:
+            self._cancelled.inc(self.cancelled_count)
+            self.cancelled_count = 0
 
 
 class MetricsFrontend:
@@ -134,7 +192,9 @@ class MetricsFrontend:
         if not self.multiprocess and registry is None:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
-        self._requests: dict[tuple[str, str, str, int], Any] = {}
+        # Answers counted since the last flush: label values -> [counter child, count].
+        self._requests: dict[tuple[str, str, str, int], list[Any]] = {}
+        self._observers: list[VersionObserver] = []
         self._timer: asyncio.TimerHandle | None = None
 
     def register(self, router: Router) -> None:
@@ -144,6 +204,7 @@ class MetricsFrontend:
     # GET /metrics
 
     def scrape(self, request: Request) -> Response:
+        self.flush()
         self.refresh()
         registry = self.registry
         if self.multiprocess:
@@ -167,13 +228,23 @@ class MetricsFrontend:
                 return
             model, version = self._labels(request.params)
             key = (model, version, api or api_of(path), status)
-            child = self._requests.get(key)
-            if child is None:
-                child = self._requests[key] = self.metrics.requests.labels(
-                    model, version, key[2], str(status))
-            child.inc()
+            pending = self._requests.get(key)
+            if pending is None:
+                pending = self._requests[key] = [self.metrics.requests.labels(
+                    model, version, key[2], str(status)), 0]
+            pending[1] += 1
 
         return observe
+
+    def flush(self) -> None:
+        """Hand what the hooks counted to prometheus_client: on each scrape, and each
+        second with several processes (another process may be the one scraped)."""
+        for pending in self._requests.values():
+            if pending[1]:
+                pending[0].inc(pending[1])
+                pending[1] = 0
+        for observer in self._observers:
+            observer.flush()
 
     def _labels(self, params: dict[str, str]) -> tuple[str, str]:
         # Only names the repository knows: a client cannot grow the label set at will.
@@ -190,8 +261,9 @@ class MetricsFrontend:
         """The repository's ``on_change``: observe new versions, publish the state."""
         if self._registered(version):
             if version.stats.observer is None:
-                version.stats.observer = VersionObserver(self.metrics, version.name,
-                                                         version.version)
+                observer = VersionObserver(self.metrics, version.name, version.version)
+                self._observers.append(observer)
+                version.stats.observer = observer
             self._publish(version)
         else:
             self._forget(version)
@@ -212,8 +284,10 @@ class MetricsFrontend:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self.flush()
 
     def _tick(self) -> None:
+        self.flush()
         self.refresh()
         self._timer = asyncio.get_running_loop().call_later(REFRESH_SECONDS, self._tick)
 
@@ -232,6 +306,10 @@ class MetricsFrontend:
 
     def _forget(self, version: ModelVersion) -> None:
         """An unloaded version leaves the gauges (counters and histograms stay)."""
+        observer = version.stats.observer
+        if isinstance(observer, VersionObserver) and observer in self._observers:
+            observer.flush()
+            self._observers.remove(observer)
         m = self.metrics
         labels = (version.name, version.version)
         if self.multiprocess:  # files keep every series: zero them instead

@@ -130,6 +130,7 @@ def worker(count):
     for _ in range(count):
         hook(Request(), 200, 0.001)
     metrics.metrics.queue_depth.labels("m", "1").set(count)
+    metrics.stop()  # flushes what the hook counted (a worker does so each second, and on exit)
     os._exit(0)
 
 
@@ -172,3 +173,57 @@ def test_metrics_multiprocess_aggregates_workers(tmp_path):
     depth = ("fastserve_queue_depth", (("model", "m"), ("version", "1")))
     assert values(live)[key] == 7 and values(live)[depth] == 7
     assert values(dead)[key] == 7 and depth not in values(dead)  # live gauges leave with them
+
+
+def test_pending_histogram_flush_matches_observe_one_by_one():
+    """The bulk path writes what prometheus_client's own observe() would, bucket by bucket
+    (it uses two private attributes of the Histogram child: this guards them)."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from fastserve.frontends.metrics import TIME_BUCKETS, PendingHistogram
+
+    registry = CollectorRegistry()
+    hist = Histogram("h", "h", ["way"], buckets=TIME_BUCKETS, registry=registry)
+    values = [0.0, 0.0001, 0.00011, 0.003, 0.0025, 0.7, 29.9, 30.0, 31.0, 1e9, -1.0]
+    pending = PendingHistogram(hist.labels("bulk"), TIME_BUCKETS)
+    for v in values:
+        hist.labels("one").observe(v)
+        pending.observe(v)
+    hist.labels("one").observe(0.02)
+    hist.labels("one").observe(0.02)
+    pending.observe(0.02, times=2)
+
+    def samples(way):
+        family = next(iter(registry.collect()))
+        return [(s.name, s.labels.get("le"), s.value) for s in family.samples
+                if s.labels["way"] == way and not s.name.endswith("_created")]
+
+    assert all(s[2] == 0 for s in samples("bulk"))  # nothing until flushed
+    pending.flush()
+    assert samples("bulk") == samples("one")
+    pending.flush()  # flushing again adds nothing
+    assert samples("bulk") == samples("one")
+
+
+def test_metrics_hook_counts_reach_the_scrape(tmp_path):
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from fastserve.core.repository import ModelRepository
+    from fastserve.frontends.metrics import MetricsFrontend
+
+    class Req:
+        method, path, query, headers, params = "POST", "/v2/models/m/infer", "", {}, {}
+
+    metrics = MetricsFrontend(ModelRepository(tmp_path, None), CollectorRegistry())
+    hook = metrics.response_hook()
+
+    def count(text):
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == "fastserve_requests_total" and s.labels["code"] == "400")
+
+    for _ in range(3):
+        hook(Req(), 400, 0.001)
+    assert count(metrics.scrape(Req()).body.decode()) == 3
+    hook(Req(), 400, 0.001)
+    assert count(metrics.scrape(Req()).body.decode()) == 4
