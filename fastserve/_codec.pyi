@@ -13,6 +13,9 @@ fastserve/_codec_py.py has the same API, behaviour and error messages.
 """
 
 from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
 
 Buffer = bytes | bytearray | memoryview
 Element = bytes | bytearray | memoryview | str
@@ -65,4 +68,14 @@ def bytes_tensor_size(items: Iterable[Element]) -> int:
     Raises:
         TypeError: an element that is neither str nor a buffer.
         ValueError: an element longer than 4294967295 bytes.
+    """
+
+def numbers_from_json(data: object, dtype: np.dtype[Any], count: int) -> np.ndarray | None:
+    """``data`` (JSON numbers: a list, nested lists) as a flat array of ``dtype``.
+
+    Only the plain case: float32, float64, int32 or int64; a regular (not ragged) list
+    of lists at most 32 deep; exactly ``count`` leaves, each exactly float or int (not
+    bool) and held by ``dtype`` as numpy would hold it. Anything else gives None (never
+    an error): the caller's general path then decides, with its own messages. The
+    pure-Python twin always gives None.
     """

@@ -250,3 +250,114 @@ def bytes_tensor_size(items):
         total = add_size(total, n)
         index += 1
     return total
+
+
+# ### JSON numbers straight into a typed buffer (DESIGN.md) ###
+#
+# Only the plain case: a regular (not ragged) list of lists, at most 32 deep, of exactly
+# float or int (not bool) leaves that the target holds exactly as numpy would store them.
+# Anything else answers None and tensors.array_from_json takes its general path, which
+# owns every refusal and its message; so the answer here is always the one it would give.
+
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+
+cdef extern from "Python.h":
+    bint PyFloat_CheckExact(object o)
+    bint PyLong_CheckExact(object o)
+    bint PyList_CheckExact(object o)
+
+import numpy as _np
+
+cdef enum:
+    MAX_NDIM = 32  # numpy's limit before 2.0; deeper data takes the general path
+cdef long long EXACT_INT = 1LL << 53  # beyond it an int -> double -> float32 may round twice
+
+cdef enum Kind:
+    F4, F8, I4, I8
+
+_KINDS = {"float32": F4, "float64": F8, "int32": I4, "int64": I8}
+
+
+cdef inline bint leaf(object v, Kind kind, char* out, Py_ssize_t i):
+    """Store v at out[i]; False when it is not a plain number for this kind."""
+    cdef long long n
+    cdef int overflow = 0
+    cdef double d
+    if PyFloat_CheckExact(v):
+        if kind == I4 or kind == I8:
+            return False  # integers only: the general path refuses floats
+        d = PyFloat_AS_DOUBLE(v)
+    elif PyLong_CheckExact(v):
+        n = PyLong_AsLongLongAndOverflow(v, &overflow)
+        if overflow:
+            return False
+        if kind == I8:
+            (<long long*>out)[i] = n
+            return True
+        if kind == I4:
+            if n < -2147483648LL or n > 2147483647LL:
+                return False
+            (<int*>out)[i] = <int>n
+            return True
+        if n > EXACT_INT or n < -EXACT_INT:
+            return False
+        d = <double>n
+    else:
+        return False
+    if kind == F8:
+        (<double*>out)[i] = d
+    else:  # IEEE rounding, overflow to +-inf: what numpy's cast does (C Annex F)
+        (<float*>out)[i] = <float>d
+    return True
+
+
+cdef Py_ssize_t fill(list node, int level, int ndim, Py_ssize_t* dims, Kind kind,
+                     char* out, Py_ssize_t pos):
+    """Write node's leaves from out[pos] on; the next position, or -1 when not plain."""
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(node)
+    cdef object item
+    if n != dims[level]:
+        return -1  # ragged
+    if level == ndim - 1:
+        for i in range(n):
+            if not leaf(<object>PyList_GET_ITEM(node, i), kind, out, pos + i):
+                return -1
+        return pos + n
+    for i in range(n):
+        item = <object>PyList_GET_ITEM(node, i)
+        if not PyList_CheckExact(item):
+            return -1
+        pos = fill(<list>item, level + 1, ndim, dims, kind, out, pos)
+        if pos < 0:
+            return -1
+    return pos
+
+
+def numbers_from_json(data, dtype, Py_ssize_t count):
+    """A flat array of ``dtype`` (numpy float32/float64/int32/int64) holding ``data``'s
+    ``count`` numbers in order, or None when ``data`` is not that plain (see above)."""
+    cdef Py_ssize_t dims[MAX_NDIM]
+    cdef int ndim = 0
+    cdef Py_ssize_t total = 1
+    kind = _KINDS.get(dtype.name)
+    if kind is None or not PyList_CheckExact(data):
+        return None
+    node = data
+    while PyList_CheckExact(node):
+        if ndim == MAX_NDIM:
+            return None
+        dims[ndim] = PyList_GET_SIZE(<list>node)
+        total *= dims[ndim]
+        ndim += 1
+        if dims[ndim - 1] == 0:
+            return None
+        node = <object>PyList_GET_ITEM(<list>node, 0)
+    if total != count:
+        return None
+    out = _np.empty(count, dtype=dtype)
+    cdef unsigned char[::1] buf = out.view(_np.uint8)
+    if fill(<list>data, 0, ndim, dims, <Kind>kind, <char*>&buf[0], 0) != count:
+        return None
+    return out

@@ -20,7 +20,8 @@ from collections.abc import Iterable
 
 from .errors import CodecError
 
-__all__ = ["split_binary_inputs", "decode_bytes_tensor", "encode_bytes_tensor", "bytes_tensor_size"]
+__all__ = ["split_binary_inputs", "decode_bytes_tensor", "encode_bytes_tensor", "bytes_tensor_size",
+           "numbers_from_json"]
 
 Buffer = bytes | bytearray | memoryview
 Element = bytes | bytearray | memoryview | str
@@ -136,3 +137,9 @@ def bytes_tensor_size(items: Iterable[Element]) -> int:
     for index, item in enumerate(items):
         total = _add_size(total, _element(item, index)[1])
     return total
+
+
+def numbers_from_json(data: object, dtype: object, count: int) -> None:
+    """The C version's fast path for plain JSON number lists; here there is none, and the
+    general path (tensors.array_from_json) gives the very same arrays."""
+    return None

@@ -15,6 +15,7 @@ __all__ = [
     "bytes_tensor_size",
     "decode_bytes_tensor",
     "encode_bytes_tensor",
+    "numbers_from_json",
     "split_binary_inputs",
 ]
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING or NO_EXTENSIONS:
         bytes_tensor_size,
         decode_bytes_tensor,
         encode_bytes_tensor,
+        numbers_from_json,
         split_binary_inputs,
     )
 
@@ -35,6 +37,7 @@ else:
             bytes_tensor_size,
             decode_bytes_tensor,
             encode_bytes_tensor,
+            numbers_from_json,
             split_binary_inputs,
         )
 
@@ -44,6 +47,7 @@ else:
             bytes_tensor_size,
             decode_bytes_tensor,
             encode_bytes_tensor,
+            numbers_from_json,
             split_binary_inputs,
         )
 

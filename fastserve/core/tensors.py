@@ -12,11 +12,16 @@ from typing import Any
 
 import numpy as np
 
+from .. import codec
 from ..errors import InvalidInputError
 from ..types import DataType, TensorSpec
 
 MAX_JSON_DEPTH = 100
 NUMPY_MAX_DEPTH = 32
+
+# Datatypes the C codec fills from plain JSON numbers (codec.numbers_from_json).
+_PLAIN = {dt: np.dtype(dt.numpy) for dt in (DataType.FP32, DataType.FP64, DataType.INT32,
+                                             DataType.INT64)}
 
 _BY_NUMPY = {np.dtype(dt.numpy).str: dt for dt in DataType
              if dt not in (DataType.BF16, DataType.BYTES)}
@@ -70,12 +75,19 @@ def bf16_to_float(bits: np.ndarray) -> np.ndarray:
 
 def array_from_json(name: str, data: Any, datatype: DataType, shape: tuple[int, ...]) -> Any:
     """JSON ``data`` (nested or flat) to an array of ``shape``; only the count must agree."""
-    if _depth(data) > MAX_JSON_DEPTH:
+    expected = element_count(shape)
+    plain = _PLAIN.get(datatype)
+    if plain is not None and type(data) is list:
+        # Plain numbers go straight into a typed buffer (C codec); None: the general path.
+        arr = codec.numbers_from_json(data, plain, expected)
+        if arr is not None:
+            return arr.reshape(shape)
+    depth = _depth(data)
+    if depth > MAX_JSON_DEPTH:
         raise InvalidInputError(f"input '{name}': data is nested deeper than {MAX_JSON_DEPTH}")
-    if _depth(data) > NUMPY_MAX_DEPTH:
+    if depth > NUMPY_MAX_DEPTH:
         # numpy stops at 64 dimensions; only the element count matters, so go flat.
         data = _flatten(data)
-    expected = element_count(shape)
     try:
         if datatype is DataType.BYTES:
             try:
