@@ -261,6 +261,7 @@ def bytes_tensor_size(items):
 
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 
 cdef extern from "Python.h":
@@ -277,10 +278,11 @@ cdef long long EXACT_INT = 1LL << 53  # beyond it an int -> double -> float32 ma
 cdef enum Kind:
     F4, F8, I4, I8
 
-_KINDS = {"float32": F4, "float64": F8, "int32": I4, "int64": I8}
+_KINDS = {_np.dtype(_np.float32): F4, _np.dtype(_np.float64): F8, _np.dtype(_np.int32): I4,
+          _np.dtype(_np.int64): I8}
 
 
-cdef inline bint leaf(object v, Kind kind, char* out, Py_ssize_t i):
+cdef inline bint leaf(object v, Kind kind, char* out, Py_ssize_t i) noexcept:
     """Store v at out[i]; False when it is not a plain number for this kind."""
     cdef long long n
     cdef int overflow = 0
@@ -314,7 +316,7 @@ cdef inline bint leaf(object v, Kind kind, char* out, Py_ssize_t i):
 
 
 cdef Py_ssize_t fill(list node, int level, int ndim, Py_ssize_t* dims, Kind kind,
-                     char* out, Py_ssize_t pos):
+                     char* out, Py_ssize_t pos) noexcept:
     """Write node's leaves from out[pos] on; the next position, or -1 when not plain."""
     cdef Py_ssize_t i, n = PyList_GET_SIZE(node)
     cdef object item
@@ -341,7 +343,7 @@ def numbers_from_json(data, dtype, Py_ssize_t count):
     cdef Py_ssize_t dims[MAX_NDIM]
     cdef int ndim = 0
     cdef Py_ssize_t total = 1
-    kind = _KINDS.get(dtype.name)
+    kind = _KINDS.get(dtype)
     if kind is None or not PyList_CheckExact(data):
         return None
     node = data
@@ -356,8 +358,7 @@ def numbers_from_json(data, dtype, Py_ssize_t count):
         node = <object>PyList_GET_ITEM(<list>node, 0)
     if total != count:
         return None
-    out = _np.empty(count, dtype=dtype)
-    cdef unsigned char[::1] buf = out.view(_np.uint8)
-    if fill(<list>data, 0, ndim, dims, <Kind>kind, <char*>&buf[0], 0) != count:
+    buf = PyByteArray_FromStringAndSize(NULL, count * (4 if kind == F4 or kind == I4 else 8))
+    if fill(<list>data, 0, ndim, dims, <Kind>kind, PyByteArray_AS_STRING(buf), 0) != count:
         return None
-    return out
+    return _np.frombuffer(buf, dtype)  # writable: numpy views the bytearray
