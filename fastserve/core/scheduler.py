@@ -131,6 +131,7 @@ class DynamicBatcher:
         self._broken: BaseException | None = None
         self._running: dict[int, list[_Item]] = {}  # batches handed to instance threads
         self._in_groups = 0  # members of running groups beyond the one each instance runs
+        self._dispatch_pending = False
 
     # Lifecycle
 
@@ -216,7 +217,7 @@ class DynamicBatcher:
                 item = _Item(chunk, end - start, key, now)
                 item.parent, item.index = parent, index
                 self._enqueue(item)
-        self._dispatch()
+        self._dispatch_soon()
         return future
 
     def submit_opaque(self, payload: Any, runner: Callable[[list[Any], int], list[Any]]
@@ -238,7 +239,7 @@ class DynamicBatcher:
         item = _Item(payload, 1, _Opaque(runner), self.clock())
         item.future = future
         self._enqueue(item)
-        self._dispatch()
+        self._dispatch_soon()
         return future
 
     def _enqueue(self, item: _Item) -> None:
@@ -322,6 +323,18 @@ class DynamicBatcher:
         kept.extend(self._queue)
         self._queue = kept
         return batch
+
+    def _dispatch_soon(self) -> None:
+        """Dispatch once the loop has handed over everything it read this iteration: the
+        requests that arrived together then travel together (one hop), at the cost of
+        one loop turn, instead of the first going alone and the rest waiting for it."""
+        if not self._dispatch_pending:
+            self._dispatch_pending = True
+            self.loop.call_soon(self._deferred_dispatch)
+
+    def _deferred_dispatch(self) -> None:
+        self._dispatch_pending = False
+        self._dispatch()
 
     def _arm_timer(self, delay: float) -> None:
         if self._timer is None:

@@ -194,6 +194,7 @@ def test_delay_timer_fires_on_the_loop(run_async, fake_backend, fake_clock) -> N
         batcher = make(backend, fake_clock, max_batch_size=8, batch_delay_ms=20.0)
         try:
             future = batcher.submit({"x": request(1, 3.0)}, 1)
+            await asyncio.sleep(0)  # dispatch runs once the loop has taken this turn's input
             timer = batcher._timer
             assert timer is not None
             assert timer.when() - asyncio.get_running_loop().time() == pytest.approx(0.020,
@@ -482,6 +483,27 @@ def test_group_member_past_its_timeout_is_not_run(run_async, fake_clock, wait_un
 
     run_async(main)
     assert backend.ran == [0.0, 1.0]
+
+
+def test_requests_of_one_loop_turn_travel_together(run_async, fake_backend) -> None:
+    """An idle instance does not take the first request alone: what arrived in the same
+    loop turn goes with it (unbatched: one group; batched: one batch)."""
+    hops: list[int] = []
+    for config in ({"max_batch_size": 0}, {"max_batch_size": 8, "batch_delay_ms": 0.0}):
+        backend = fake_backend(batched=bool(config["max_batch_size"]))
+
+        async def main() -> None:
+            batcher = make(backend, **config)  # noqa: B023
+            batcher._jobs = RecordingQueue(batcher._jobs, hops)  # type: ignore[assignment]
+            try:
+                futures = [batcher.submit({"x": request(1, float(v))}, 1) for v in range(3)]
+                for v, outputs in enumerate(await asyncio.gather(*futures)):
+                    assert_answer(outputs, request(1, float(v)))
+            finally:
+                batcher.close()
+
+        run_async(main)
+    assert hops == [3, 3]
 
 
 def test_unbatched_queue_is_shared_between_idle_instances(run_async, fake_backend) -> None:
