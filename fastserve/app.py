@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ from .auth import bearer_guard, read_tokens
 from .config import ServerConfig, available_cores
 from .core.dataplane import DataPlane
 from .core.model_config import ModelConfig
-from .core.repository import ModelRepository
+from .core.repository import ModelRepository, ModelVersion
 from .core.shm import SharedMemoryRegistry
 from .core.watcher import RepositoryWatcher
 from .frontends import kserve_v2, management, metrics, openapi, tfserving, torchserve, triton
@@ -109,7 +110,7 @@ class App:
                                self.dataplane.server_metadata()["version"]).register()
         self.metrics = metrics.MetricsFrontend(self.repository)
         self.metrics.register(self.router)
-        self.repository.on_change = self.metrics.on_model_change
+        self.repository.on_change = self._model_changed
         self.repository.drain_timeout = config.drain_timeout
         self.watcher = (RepositoryWatcher(self.repository, config.poll_interval)
                         if config.poll_interval else None)
@@ -126,6 +127,14 @@ class App:
                                      on_response=_hooks(access))
         self.port = 0
         self.management_port = 0
+
+    def _model_changed(self, version: ModelVersion) -> None:
+        self.metrics.on_model_change(version)
+        if version.ready:
+            # What is loaded by now (torch, the models: ~300k objects) lives as long as the
+            # process: keep it out of the cyclic GC's full passes, each of which otherwise
+            # stalls every request for ~0.2 s (measured: p99 20 -> 220 ms).
+            gc.freeze()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
