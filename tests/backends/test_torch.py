@@ -288,8 +288,8 @@ def test_torchscript_without_inputs(mlp_pt: Path, tmp_path: Path, caplog) -> Non
     assert b.inputs == (TensorSpec("input__0", D.FP32, (-1,)),)
     assert b.outputs == (TensorSpec("output__0", D.FP32, (-1,)),)
     calls: list[Any] = []
-    model = b.model
-    b.model = lambda *args: calls.append(args) or model(*args)
+    model = b._forward
+    b._forward = lambda *args: calls.append(args) or model(*args)
     with caplog.at_level(logging.INFO, logger="fastserve.backends.torch"):
         b.warmup()
     assert calls == [] and "warm-up skipped" in caplog.text
@@ -461,8 +461,8 @@ def test_loader_entry_point(mlp_pt2: Path, tmp_path: Path) -> None:
 def test_warmup_runs_one_row_per_instance(mlp_pt2: Path, tmp_path: Path) -> None:
     b = backend(mlp_pt2, tmp_path, BATCHED + "instances = 2\n" + MLP_IO)
     shapes: list[list[tuple[int, ...]]] = []
-    model = b.model
-    b.model = lambda *args: shapes.append([tuple(a.shape) for a in args]) or model(*args)
+    model = b._forward
+    b._forward = lambda *args: shapes.append([tuple(a.shape) for a in args]) or model(*args)
     b.warmup()
     assert shapes == [[(1, 4)], [(1, 4)]]
 
@@ -472,8 +472,8 @@ def test_warmup_builds_every_datatype(model_folder: Any, tmp_path: Path) -> None
                                                         dtype=torch.int64)))
     b = backend(folder.version, tmp_path, BATCHED)
     seen: list[Any] = []
-    model = b.model
-    b.model = lambda *args: seen.append([a.dtype for a in args]) or model(*args)
+    model = b._forward
+    b._forward = lambda *args: seen.append([a.dtype for a in args]) or model(*args)
     b.warmup()
     assert seen == [[torch.float32, torch.int64]]
 
@@ -481,8 +481,8 @@ def test_warmup_builds_every_datatype(model_folder: Any, tmp_path: Path) -> None
 def test_infer_runs_under_inference_mode(mlp_pt2: Path, tmp_path: Path) -> None:
     b = backend(mlp_pt2, tmp_path, BATCHED)
     modes: list[bool] = []
-    model = b.model
-    b.model = lambda *a: modes.append(torch.is_inference_mode_enabled()) or model(*a)
+    model = b._forward
+    b._forward = lambda *a: modes.append(torch.is_inference_mode_enabled()) or model(*a)
     b.infer({"input__0": rand(1, 4)}, 0)
     assert modes == [True] and not torch.is_inference_mode_enabled()
 
@@ -492,8 +492,8 @@ def test_cpu_inputs_are_not_copied(mlp_pt2: Path, tmp_path: Path) -> None:
     body = bytearray(rand(2, 4).tobytes())
     x = array_from_buffer("input__0", memoryview(body), D.FP32, (2, 4))
     pointers: list[int] = []
-    model = b.model
-    b.model = lambda t: pointers.append(t.data_ptr()) or model(t)
+    model = b._forward
+    b._forward = lambda t: pointers.append(t.data_ptr()) or model(t)
     b.infer({"input__0": x}, 0)
     assert pointers == [x.ctypes.data]
     assert np.shares_memory(to_tensor(x).numpy(), x)
@@ -591,13 +591,13 @@ def test_cuda_per_instance_streams(cuda_pair: Any) -> None:
     assert len(streams) == 2 and streams[0] != streams[1]
     assert all(s != torch.cuda.default_stream() for s in streams)
     seen: list[Any] = []
-    model = gpu_backend.model
-    gpu_backend.model = lambda *a: seen.append(torch.cuda.current_stream()) or model(*a)
+    model = gpu_backend._forward
+    gpu_backend._forward = lambda *a: seen.append(torch.cuda.current_stream()) or model(*a)
     try:
         gpu_backend.infer({"input__0": rand(2, 4)}, 0)
         gpu_backend.infer({"input__0": rand(2, 4)}, 1)
     finally:
-        gpu_backend.model = model
+        gpu_backend._forward = model
     assert seen == [streams[0], streams[1]]
     assert gpu_backend._staging[0] is not gpu_backend._staging[1]
 
