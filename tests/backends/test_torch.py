@@ -611,3 +611,26 @@ def test_cuda_two_inputs_two_outputs(two_io_pt2: Path, tmp_path: Path) -> None:
     want = local(TwoInTwoOut(), torch.from_numpy(a), torch.from_numpy(i))
     np.testing.assert_allclose(out["output__0"], want[0].numpy(), rtol=1e-5)
     np.testing.assert_array_equal(out["output__1"], want[1].numpy())
+
+
+class ReturnsParameter(nn.Module):
+    """Answers with a parameter (requires_grad even under inference mode) plus nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.arange(4.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w if bool(x.sum() > 0) else x.sum(dim=1)
+
+
+def test_short_path_hands_back_what_the_general_path_would(model_folder: Any,
+                                                            tmp_path: Path) -> None:
+    folder = model_folder("p").script(ReturnsParameter())
+    b = backend(folder.version, tmp_path, MLP_IO.replace('name = "y"\nshape = [-1, 3]',
+                                                         'name = "y"\nshape = [-1]'))
+    assert b._plain_inputs == ("x",) and b._single_output == "y"
+    out = b.infer({"x": np.ones((1, 4), np.float32)}, 0)["y"]  # a grad-requiring answer
+    np.testing.assert_array_equal(out, [0.0, 1.0, 2.0, 3.0])
+    out = b.infer({"x": -np.ones((2, 4), np.float32)}, 0)["y"]
+    np.testing.assert_array_equal(out, [-4.0, -4.0])
