@@ -287,6 +287,15 @@ class HandlerRunner:
 
     def run_batch(self, payloads: list[Payload], instance: int) -> list[Any]:
         """One answer (or the exception that fails it) per payload, in order."""
+        if len(payloads) == 1:  # an unbatched model's request, or a lone one: no grouping
+            try:
+                inputs, _ = self.inputs_of(payloads[0])
+            except FastServeError as exc:
+                return [exc]
+            outputs = self.backend.infer(inputs, instance)
+            if self.batched:
+                self._check_rows(outputs, 1)
+            return [self.handler.postprocess(outputs)]
         results: list[Any] = [None] * len(payloads)
         groups: dict[Any, list[tuple[int, dict[str, np.ndarray]]]] = {}
         for i, payload in enumerate(payloads):
@@ -309,15 +318,19 @@ class HandlerRunner:
                 # merged: (len(members), *instance_shape) per input
                 merged = {n: np.concatenate([m[1][n] for m in members]) for n in members[0][1]}
             outputs = self.backend.infer(merged, instance)
-            for n, a in outputs.items():
-                if getattr(a, "ndim", 0) < 1 or len(a) != len(members):
-                    raise BackendError(
-                        f"output '{n}' has shape {list(getattr(a, 'shape', ()))} for a batch "
-                        f"of {len(members)}; batched models return one row per input row")
+            self._check_rows(outputs, len(members))
             for j, (i, _) in enumerate(members):
                 results[i] = self.handler.postprocess({n: a[j : j + 1]
                                                        for n, a in outputs.items()})
         return results
+
+    @staticmethod
+    def _check_rows(outputs: dict[str, Any], rows: int) -> None:
+        for n, a in outputs.items():
+            if getattr(a, "ndim", 0) < 1 or len(a) != rows:
+                raise BackendError(
+                    f"output '{n}' has shape {list(getattr(a, 'shape', ()))} for a batch "
+                    f"of {rows}; batched models return one row per input row")
 
     def explain_payload(self, payload: Payload, method: str, target: Any = None) -> Any:
         inputs, body_target = self.inputs_of(payload)
