@@ -264,6 +264,19 @@ def test_handlers_runner_checks_rows_of_outputs(fake_backend: Any) -> None:
     runner = HandlerRunner(TensorHandler(cfg, backend.inputs, backend.outputs), backend, cfg)
     with pytest.raises(BackendError, match="one row per input row"):
         runner.run_batch([Payload([1, 2, 3]), Payload([1, 2, 3])], 0)
+    with pytest.raises(BackendError, match="for a batch of 1; batched models return one row"):
+        runner.run_batch([Payload([1, 2, 3])], 0)  # a lone payload is checked alike
+
+
+def test_handlers_runner_lone_payload(fake_backend: Any) -> None:
+    backend = fake_backend()
+    cfg = config(max_batch_size=8)
+    runner = HandlerRunner(TensorHandler(cfg, backend.inputs, backend.outputs), backend, cfg)
+    [answer] = runner.run_batch([Payload(b"[1, 2, 3]", "application/json")], 0)
+    assert np.array_equal(answer["y"], [3, 5, 7]) and answer["s"] == 6
+    [refused] = runner.run_batch([Payload(b"[1, 2", "application/json")], 0)
+    assert isinstance(refused, InvalidInputError)
+    assert backend.batch_sizes == [1]
 
 
 # The scheduler's opaque items and DataPlane.predict
