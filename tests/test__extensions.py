@@ -7,7 +7,8 @@ import pytest
 
 from fastserve import _codec_py, codec
 
-API = ["split_binary_inputs", "decode_bytes_tensor", "encode_bytes_tensor", "bytes_tensor_size"]
+API = ["split_binary_inputs", "decode_bytes_tensor", "encode_bytes_tensor", "bytes_tensor_size",
+       "numbers_from_json"]
 
 
 @pytest.mark.skipif(codec.NO_EXTENSIONS, reason="FASTSERVE_NO_EXTENSIONS is set")
