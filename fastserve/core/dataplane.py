@@ -145,8 +145,8 @@ class DataPlane:
         assert config is not None
         rows = validate_inputs(backend.inputs, request.inputs, config.batched,
                                strict=getattr(backend, "declared", True))
-        known = {s.name for s in backend.outputs}
         if request.outputs is not None:
+            known = {s.name for s in backend.outputs}
             for name in request.outputs:
                 if name not in known and known:
                     raise InvalidInputError(f"unknown output '{name}'; the model's outputs are "

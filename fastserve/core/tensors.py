@@ -23,9 +23,9 @@ NUMPY_MAX_DEPTH = 32
 _PLAIN = {dt: np.dtype(dt.numpy) for dt in (DataType.FP32, DataType.FP64, DataType.INT32,
                                              DataType.INT64)}
 
-_BY_NUMPY = {np.dtype(dt.numpy).str: dt for dt in DataType
+_BY_NUMPY = {np.dtype(dt.numpy): dt for dt in DataType
              if dt not in (DataType.BF16, DataType.BYTES)}
-_BY_NUMPY[np.dtype(object).str] = DataType.BYTES
+_BY_NUMPY[np.dtype(object)] = DataType.BYTES
 
 
 def element_count(shape: Sequence[int]) -> int:
@@ -201,7 +201,7 @@ def datatype_of(arr: Any, spec: TensorSpec | None = None) -> DataType:
     if spec is not None and spec.datatype is DataType.BF16 and arr.dtype == np.uint16:
         return DataType.BF16
     try:
-        return _BY_NUMPY[arr.dtype.str]
+        return _BY_NUMPY[arr.dtype]
     except KeyError:
         return DataType.parse(arr.dtype.name)
 

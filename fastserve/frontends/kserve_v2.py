@@ -337,11 +337,11 @@ class KServeV2Frontend:
 
     def encode(self, response: InferResponse, options: _OutputOptions,
                specs: tuple[TensorSpec, ...]) -> Response:
-        by_name = {s.name: s for s in specs}
         outputs = []
         buffers: list[Any] = []
         for name, arr in response.outputs.items():
-            datatype = datatype_of(arr, by_name.get(name))
+            spec = next((s for s in specs if s.name == name), None)
+            datatype = datatype_of(arr, spec)
             entry: dict[str, Any] = {"name": name, "datatype": datatype.wire,
                                      "shape": list(arr.shape)}
             shm = options.shared_memory.get(name)
