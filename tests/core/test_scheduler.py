@@ -402,6 +402,11 @@ class Holding:
         self.ran.append(float(x[0]))
         return {"y": x + 1}
 
+    def release_all(self, batcher: DynamicBatcher) -> None:
+        for hold in self.holds.values():
+            hold.set()
+        batcher.close()
+
 
 async def group_running(batcher: DynamicBatcher, backend: Holding, wait_until: Any,
                         values: list[float]) -> list[asyncio.Future[Any]]:
@@ -431,9 +436,7 @@ def test_group_members_count_as_queued(run_async, wait_until) -> None:
             await asyncio.gather(*futures)
             await wait_until(lambda: batcher.queue_depth == 0 and 4.0 in backend.ran)
         finally:
-            for hold in backend.holds.values():
-                hold.set()
-            batcher.close()
+            backend.release_all(batcher)
 
     run_async(main)
     assert backend.ran == [0.0, 1.0, 2.0, 3.0, 4.0]
@@ -454,9 +457,7 @@ def test_group_member_whose_client_left_is_not_run(run_async, wait_until) -> Non
                 np.testing.assert_array_equal((await f)["y"], [v + 1])
             await wait_until(lambda: batcher.queue_depth == 0 and batcher.stats.cancelled)
         finally:
-            for hold in backend.holds.values():
-                hold.set()
-            batcher.close()
+            backend.release_all(batcher)
 
     run_async(main)
     assert backend.ran == [0.0, 1.0, 3.0]
@@ -477,9 +478,7 @@ def test_group_member_past_its_timeout_is_not_run(run_async, fake_clock, wait_un
             with pytest.raises(DeadlineExceededError, match="more than timeout_ms=10"):
                 await futures[2]
         finally:
-            for hold in backend.holds.values():
-                hold.set()
-            batcher.close()
+            backend.release_all(batcher)
 
     run_async(main)
     assert backend.ran == [0.0, 1.0]
