@@ -70,12 +70,13 @@ def bytes_tensor_size(items: Iterable[Element]) -> int:
         ValueError: an element longer than 4294967295 bytes.
     """
 
-def numbers_from_json(data: object, dtype: np.dtype[Any], count: int) -> np.ndarray | None:
+def numbers_from_json(data: object, dtype: np.dtype[Any], count: object) -> np.ndarray | None:
     """``data`` (JSON numbers: a list, nested lists) as a flat array of ``dtype``.
 
     Only the plain case: float32, float64, int32 or int64; a regular (not ragged) list
     of lists at most 32 deep; exactly ``count`` leaves, each exactly float or int (not
-    bool) and held by ``dtype`` as numpy would hold it. Anything else gives None (never
-    an error): the caller's general path then decides, with its own messages. The
-    pure-Python twin always gives None.
+    bool) and held by ``dtype`` as numpy would hold it. Anything else, a ``count`` that
+    is not a positive int below sys.maxsize included, gives None (never an error): the
+    caller's general path then decides, with its own messages. The pure-Python twin
+    always gives None.
     """

@@ -337,28 +337,34 @@ cdef Py_ssize_t fill(list node, int level, int ndim, Py_ssize_t* dims, Kind kind
     return pos
 
 
-def numbers_from_json(data, dtype, Py_ssize_t count):
+def numbers_from_json(data, dtype, count):
     """A flat array of ``dtype`` (numpy float32/float64/int32/int64) holding ``data``'s
     ``count`` numbers in order, or None when ``data`` is not that plain (see above)."""
     cdef Py_ssize_t dims[MAX_NDIM]
     cdef int ndim = 0
-    cdef Py_ssize_t total = 1
+    cdef Py_ssize_t total = 1, n
     kind = _KINDS.get(dtype)
-    if kind is None or not PyList_CheckExact(data):
+    # count comes from a client's shape: any int (checked before it becomes a C integer).
+    if kind is None or not PyList_CheckExact(data) or type(count) is not int or not (
+            0 < count <= PY_SSIZE_T_MAX):
         return None
+    n = count
     node = data
     while PyList_CheckExact(node):
         if ndim == MAX_NDIM:
             return None
         dims[ndim] = PyList_GET_SIZE(<list>node)
+        if dims[ndim] == 0 or dims[ndim] > n // total:
+            # Empty, or more leaves than count: stop before the product can overflow, as
+            # fill() writes the leaf rows it finds (dims, checked node by node) into n slots.
+            return None
         total *= dims[ndim]
         ndim += 1
-        if dims[ndim - 1] == 0:
-            return None
         node = <object>PyList_GET_ITEM(<list>node, 0)
-    if total != count:
+    if total != n:
         return None
-    buf = PyByteArray_FromStringAndSize(NULL, count * (4 if kind == F4 or kind == I4 else 8))
-    if fill(<list>data, 0, ndim, dims, <Kind>kind, PyByteArray_AS_STRING(buf), 0) != count:
+    # n leaves really exist (lists of these lengths are in memory): n * 8 bytes cannot overflow
+    buf = PyByteArray_FromStringAndSize(NULL, n * (4 if kind == F4 or kind == I4 else 8))
+    if fill(<list>data, 0, ndim, dims, <Kind>kind, PyByteArray_AS_STRING(buf), 0) != n:
         return None
     return _np.frombuffer(buf, dtype)  # writable: numpy views the bytearray

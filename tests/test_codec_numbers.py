@@ -121,6 +121,29 @@ def test_depth_limit(codec_impl):
     assert codec_impl.numbers_from_json([deep], np.dtype(np.float32), 1) is None  # 33 deep
 
 
+def test_first_element_chain_longer_than_count_is_refused_before_writing(codec_impl):
+    """dims along the first elements multiply past 2**64 (8**22 wraps to 4 in C): were the
+    product allowed to wrap, count=4 would match and 8 leaves be written into 4 slots."""
+    chain: Any = [1.0] * 8
+    for _ in range(21):
+        chain = [chain] + [0.0] * 7
+    assert codec_impl.numbers_from_json(chain, np.dtype(np.float32), 4) is None
+    assert codec_impl.numbers_from_json(chain, np.dtype(np.float32), 8**22 % 2**64) is None
+
+
+@pytest.mark.parametrize("count", [2**63, 2**70, -1, 0, 2.0, True])
+def test_count_out_of_range_or_not_an_int_is_no_error(codec_impl, count):
+    # a client's shape: [2**70] must reach the general path's count error, not a C overflow
+    assert codec_impl.numbers_from_json([1.0, 2.0], np.dtype(np.float32), count) is None
+
+
+def test_huge_shape_gets_the_count_error():
+    from fastserve.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"needs 1180591620717411303424 elements"):
+        array_from_json("x", [1.0, 2.0], DataType.FP32, (2**70,))
+
+
 numbers = st.one_of(st.floats(width=64), st.integers(-(2**70), 2**70), st.booleans(),
                     st.none())
 
