@@ -253,7 +253,7 @@ class DynamicBatcher:
         while self._idle and self._queue:
             head = self._queue[0]
             now = self.clock()
-            if head.abandoned() or (self.timeout and now - head.arrival > self.timeout):
+            if self._stale(head, now):
                 self._queue.popleft()
                 self._queued_rows -= head.rows
                 self._drop(head, now)
@@ -292,7 +292,7 @@ class DynamicBatcher:
         while self._queue and len(group) < share:
             item = self._queue.popleft()
             self._queued_rows -= item.rows
-            if item.abandoned() or (self.timeout and now - item.arrival > self.timeout):
+            if self._stale(item, now):
                 self._drop(item, now)
                 continue
             group.append(item)
@@ -306,7 +306,7 @@ class DynamicBatcher:
         kept: deque[_Item] = deque()
         while self._queue:
             item = self._queue.popleft()
-            if item.abandoned() or (self.timeout and now - item.arrival > self.timeout):
+            if self._stale(item, now):
                 self._queued_rows -= item.rows
                 self._drop(item, now)
                 continue
@@ -323,6 +323,10 @@ class DynamicBatcher:
         kept.extend(self._queue)
         self._queue = kept
         return batch
+
+    def _stale(self, item: _Item, now: float) -> bool:
+        """Not to be run: its client left, or it waited past timeout_ms."""
+        return item.abandoned() or bool(self.timeout and now - item.arrival > self.timeout)
 
     def _dispatch_soon(self) -> None:
         """Dispatch once the loop has handed over everything it read this iteration: the
@@ -368,8 +372,7 @@ class DynamicBatcher:
                     for item in batch:
                         # Gone or expired while the members before it ran: the loop drops it.
                         # (Reading a future's state from this thread is a plain attribute read.)
-                        if item.abandoned() or (
-                                self.timeout and self.clock() - item.arrival > self.timeout):
+                        if self._stale(item, self.clock()):
                             results.append(_SKIPPED)
                             elapsed.append(0.0)
                             continue
