@@ -34,14 +34,14 @@ class DataType(enum.Enum):
     @classmethod
     def parse(cls, name: str) -> DataType:
         try:
-            return _BY_NAME[name.upper() if isinstance(name, str) else name]
+            return BY_WIRE[name.upper() if isinstance(name, str) else name]
         except (KeyError, AttributeError):
             raise ValueError(
-                f"unknown datatype {name!r}; expected one of {', '.join(_BY_NAME)}"
+                f"unknown datatype {name!r}; expected one of {', '.join(BY_WIRE)}"
             ) from None
 
 
-_BY_NAME = {dt.wire: dt for dt in DataType}
+BY_WIRE = {dt.wire: dt for dt in DataType}  # exact wire names (parse() also takes lower case)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from ..core.tensors import (
 from ..errors import InvalidInputError, UnsupportedError
 from ..http.messages import OCTET_STREAM, Request, Response
 from ..http.router import Router
-from ..types import DataType, InferRequest, InferResponse, TensorSpec
+from ..types import BY_WIRE, DataType, InferRequest, InferResponse, TensorSpec
 from ._base import JSON_OPTIONS, error_body, json_response, load_json
 
 INFERENCE_HEADER_CONTENT_LENGTH = b"inference-header-content-length"
@@ -367,9 +367,6 @@ class KServeV2Frontend:
                         headers=[(INFERENCE_HEADER_CONTENT_LENGTH, str(len(header)).encode())])
 
 
-_WIRE = {dt.wire: dt for dt in DataType}
-
-
 def _plain_json_inputs(raw_inputs: list[Any]) -> dict[str, Any] | None:
     """The usual request, cheaply: every input an object with a name, an upper-case
     datatype, a shape of non-negative ints and ``data``, and no parameters. None for
@@ -378,7 +375,8 @@ def _plain_json_inputs(raw_inputs: list[Any]) -> dict[str, Any] | None:
     for item in raw_inputs:
         if type(item) is not dict or item.get("parameters") or "data" not in item:
             return None
-        name, datatype, shape = item.get("name"), _WIRE.get(item.get("datatype")), item.get("shape")
+        name, shape = item.get("name"), item.get("shape")
+        datatype = BY_WIRE.get(item.get("datatype"))
         if (type(name) is not str or name in inputs or datatype is None
                 or type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape)):
             return None
