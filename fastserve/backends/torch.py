@@ -9,6 +9,7 @@ outputs are read.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,11 @@ TORCH_DTYPES = {
     DataType.FP64: torch.float64,
 }
 _BY_TORCH = {v: k for k, v in TORCH_DTYPES.items()}
+
+# Page-locked staging is what lets a host-to-device copy run asynchronously, overlapping
+# another instance's compute; FASTSERVE_CUDA_PINNED=0 turns it off, so the gain can be
+# measured (benchmarks/gpu_check.py) and a host short of lockable memory still serves.
+PINNED = os.environ.get("FASTSERVE_CUDA_PINNED", "1") != "0"
 
 
 def resolve_device(requested: str) -> str:
@@ -87,6 +93,20 @@ def _inference_mode() -> Any:
 
 
 _INFERENCE_GUARD = getattr(torch._C, "_InferenceMode", None) or torch.inference_mode
+
+
+def _too_large(path: Path | None, device: str, exc: BaseException) -> ConfigError:
+    what = path.name if path is not None else "the model's warm-up batch"
+    first = str(exc).split("\n", 1)[0]
+    return ConfigError(f"{what} does not fit in {device}'s memory ({first}); free the device, "
+                       "use fewer instances or a smaller max_batch_size, or serve it on cpu")
+
+
+def _to_device(module: Any, device: str, path: Path) -> Any:
+    try:
+        return module.to(device)
+    except torch.OutOfMemoryError as exc:
+        raise _too_large(path, device, exc) from None
 
 
 class LiftedProgram:
@@ -180,6 +200,7 @@ class TorchBackend:
         self._single_output = self.outputs[0].name if len(self.outputs) == 1 and (
             self.outputs[0].datatype not in plain) else None
         if self.cuda:
+            self.pinned = PINNED
             self._streams = [torch.cuda.Stream(self.device) for _ in range(config.instances)]
             self._staging: list[dict[str, torch.Tensor]] = [{} for _ in range(config.instances)]
 
@@ -211,7 +232,7 @@ class TorchBackend:
                               "with List[str], or an image/handler.py model")
         module = program.module()
         if self.cuda:
-            module = module.to(self.device)
+            module = _to_device(module, self.device, path)
         return LiftedProgram.wrap(program, module, self.device), inputs, outputs
 
     def _load_torchscript(self, path: Path) -> tuple[Any, list[TensorSpec], list[TensorSpec]]:
@@ -219,6 +240,8 @@ class TorchBackend:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
                 model = torch.jit.load(str(path), map_location=self.device)
+        except torch.OutOfMemoryError as exc:
+            raise _too_large(path, self.device, exc) from None
         except Exception as exc:
             raise ConfigError(f"cannot load {path.name} with torch.jit.load: {exc}") from None
         model.eval()
@@ -259,8 +282,11 @@ class TorchBackend:
             shape = tuple(1 if d == -1 else d for d in spec.shape)
             dtype = np.bool_ if spec.datatype is DataType.BOOL else np.dtype(spec.datatype.numpy)
             batch[spec.name] = np.zeros(shape, dtype=dtype)
-        for instance in range(self.config.instances):
-            self.infer(batch, instance)
+        try:
+            for instance in range(self.config.instances):
+                self.infer(batch, instance)
+        except torch.OutOfMemoryError as exc:
+            raise _too_large(None, self.device, exc) from None
 
     def _args(self, inputs: dict[str, Any]) -> list[Any]:
         if self.declared:
@@ -304,15 +330,20 @@ class TorchBackend:
             device_args = []
             for i, a in enumerate(args):
                 if isinstance(a, torch.Tensor):
-                    pinned = self._pinned(staging, f"in{i}", a)
-                    pinned.copy_(a)  # host -> pinned (CPU memcpy)
-                    a = pinned.to(self.device, non_blocking=True)
+                    if self.pinned:
+                        pinned = self._pinned(staging, f"in{i}", a)
+                        pinned.copy_(a)  # host -> pinned (CPU memcpy)
+                        a = pinned.to(self.device, non_blocking=True)
+                    else:  # pageable: the copy waits for the device (measurement switch)
+                        a = a.to(self.device)
                 device_args.append(a)
             result = self._forward(*device_args)
             outputs = self._collect(result)
             host = {}
             for name, t in outputs.items():
-                if isinstance(t, torch.Tensor):
+                if isinstance(t, torch.Tensor) and not self.pinned:
+                    host[name] = t.to("cpu")
+                elif isinstance(t, torch.Tensor):
                     pinned = self._pinned(staging, f"out{name}", t)
                     pinned.copy_(t, non_blocking=True)
                     host[name] = pinned

@@ -634,3 +634,32 @@ def test_short_path_hands_back_what_the_general_path_would(model_folder: Any,
     np.testing.assert_array_equal(out, [0.0, 1.0, 2.0, 3.0])
     out = b.infer({"x": -np.ones((2, 4), np.float32)}, 0)["y"]
     np.testing.assert_array_equal(out, [-4.0, -4.0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_cuda_pageable_switch_gives_the_same_answers(mlp_pt2: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import fastserve.backends.torch as torch_backend
+
+    monkeypatch.setattr(torch_backend, "PINNED", False)
+    gpu_backend = backend(mlp_pt2, tmp_path, BATCHED + 'device = "cuda"')
+    cpu_backend = backend(mlp_pt2, tmp_path, BATCHED + 'device = "cpu"')
+    x = rand(6, 4, seed=3)
+    np.testing.assert_allclose(gpu_backend.infer({"input__0": x}, 0)["output__0"],
+                               cpu_backend.infer({"input__0": x}, 0)["output__0"],
+                               rtol=1e-3, atol=1e-4)
+    assert gpu_backend._staging[0] == {}  # nothing staged, nothing pinned
+
+
+def test_out_of_memory_at_warmup_names_the_fix(mlp_pt2: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    b = backend(mlp_pt2, tmp_path, BATCHED)
+
+    def oom(*_: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 TiB\nmore")
+
+    monkeypatch.setattr(b, "infer", oom)
+    with pytest.raises(ConfigError, match=r"warm-up batch does not fit in cpu's memory \(CUDA "
+                       r"out of memory\. Tried to allocate 2\.00 TiB\); .*smaller max_batch_size"):
+        b.warmup()
