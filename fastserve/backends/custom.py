@@ -20,7 +20,6 @@ import inspect
 import logging
 import sys
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from ..errors import (
     ModelNotReadyError,
     UnsupportedError,
 )
+from .model_files import load_exported, load_torchscript
 from .torch import resolve_device
 
 log = logging.getLogger("fastserve.backends.custom")
@@ -114,11 +114,9 @@ class BaseHandler:
         self.mapping = context.labels
         folder = Path(context.model_dir)
         if (folder / "model.pt2").exists():
-            self.model = torch.export.load(str(folder / "model.pt2")).module().to(self.device)
+            self.model = load_exported(folder / "model.pt2").module().to(self.device)
         elif (folder / "model.pt").exists():
-            with warnings.catch_warnings():  # torch 2.13 deprecates torch.jit; it still works
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self.model = torch.jit.load(str(folder / "model.pt"), map_location=self.device)
+            self.model = load_torchscript(folder / "model.pt", str(self.device))
             self.model.eval()
         self.initialized = True
 

@@ -19,6 +19,7 @@ import torch
 
 from ..errors import BackendError, ConfigError, InvalidInputError, UnsupportedError
 from ..types import DataType, TensorSpec
+from .model_files import load_exported, load_torchscript
 
 log = logging.getLogger("fastserve.backends.torch")
 
@@ -207,10 +208,7 @@ class TorchBackend:
     # Loading
 
     def _load_export(self, path: Path) -> tuple[Any, list[TensorSpec], list[TensorSpec]]:
-        try:
-            program = torch.export.load(str(path))
-        except Exception as exc:
-            raise ConfigError(f"cannot load {path.name} with torch.export.load: {exc}") from None
+        program = load_exported(path)
         placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
         inputs = [_spec_from_value(f"input__{i}", placeholders[name].meta["val"])
                   for i, name in enumerate(program.graph_signature.user_inputs)]
@@ -237,13 +235,9 @@ class TorchBackend:
 
     def _load_torchscript(self, path: Path) -> tuple[Any, list[TensorSpec], list[TensorSpec]]:
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=DeprecationWarning)
-                model = torch.jit.load(str(path), map_location=self.device)
+            model = load_torchscript(path, self.device)
         except torch.OutOfMemoryError as exc:
             raise _too_large(path, self.device, exc) from None
-        except Exception as exc:
-            raise ConfigError(f"cannot load {path.name} with torch.jit.load: {exc}") from None
         model.eval()
         if self.config.inputs is None:
             self.declared = False

@@ -8,6 +8,7 @@ Kept here rather than in models_factory so these tests do not move when its mode
 | versioned | TorchScript | 4     | x FP32 [-1,3]: version N answers x + N (1 and 2)      |
 | slow      | TorchScript | 0     | n INT64 [1] -> y FP32 [1] after n 256x256 matmuls     |
 | fragile   | TorchScript | 8     | x FP32 [-1,2] -> x * 3; raises for a negative input   |
+| twin      | torch.export| 4     | as versioned (x + N, versions 1 and 2), as model.pt2  |
 """
 
 from __future__ import annotations
@@ -72,6 +73,17 @@ def write_versioned(value: float, folder: Path) -> Path:
     return path
 
 
+def write_exported(value: float, folder: Path) -> Path:
+    """``twin``'s model for one version (x + value) as a torch.export program in ``folder``."""
+    path = folder / "model.pt2"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(AddConst(value), (torch.zeros(2, 3),),
+                                  dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path))
+    return path
+
+
 VERSIONED_CONFIG = """max_batch_size = 4
 [[inputs]]
 name = "x"
@@ -90,6 +102,9 @@ def build(root: Path) -> None:
     _config(root / "versioned", VERSIONED_CONFIG)
     for version in (1, 2):
         write_versioned(float(version), root / "versioned" / str(version))
+    _config(root / "twin", VERSIONED_CONFIG)
+    for version in (1, 2):
+        write_exported(float(version), root / "twin" / str(version))
     _config(root / "slow", 'max_batch_size = 0\nwarmup = false\n[[inputs]]\nname = "n"\n'
             'datatype = "INT64"\nshape = [1]\n[[outputs]]\nname = "y"\ndatatype = "FP32"\n'
             "shape = [1]\n")

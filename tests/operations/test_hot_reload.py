@@ -78,3 +78,25 @@ def test_hot_reload_new_model_folder(ops, ops_repo, tmp_path):
         shutil.rmtree(ops_repo / "hot")
         wait_for(lambda: infer(ops, "hot")[0] == 404, 30, "model 'hot' to unload", ops)
     assert load.failures == [] and load.ok > 0
+
+
+def test_hot_reload_two_new_exported_models_at_once(ops, ops_repo, tmp_path):
+    """Two new folders of .pt2 versions in one poll: four torch.export loads at once."""
+    names = ("twin_a", "twin_b")
+    for name in names:
+        shutil.copytree(ops_repo / "twin", tmp_path / name)
+    for name in names:
+        (tmp_path / name).rename(ops_repo / name)
+    try:
+        for name in names:
+            for version in ("1", "2"):
+                wait_for(lambda n=name, v=version: infer(ops, n, v)[0] not in (404, 503), 30,
+                         f"model {name!r} version {version} to load", ops)
+                status, doc = infer(ops, name, version)
+                assert status == 200, doc
+                assert doc["outputs"][0]["data"] == [x + int(version) for x in X]
+    finally:
+        for name in names:
+            shutil.rmtree(ops_repo / name)
+    for name in names:
+        wait_for(lambda n=name: infer(ops, n)[0] == 404, 30, f"model {name!r} to unload", ops)

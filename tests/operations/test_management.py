@@ -144,3 +144,24 @@ def test_v2_repository_extension(ops):
     status, body = mgmt(ops, "POST", "/v2/repository/models/spare/load")
     assert status == 200
     wait_for(lambda: infer(ops, "spare")[0] == 200, 5, "spare answers after a reload")
+
+
+def _check_twin(ops) -> None:
+    for version in ("1", "2"):
+        status, doc = infer(ops, "twin", version)
+        assert status == 200, doc
+        assert doc["outputs"][0]["data"] == [x + int(version) for x in (1.0, 2.0, 3.0)]
+
+
+def test_management_register_and_load_exported_versions(ops):
+    """A model of two .pt2 versions: register and v2 load both load them at once."""
+    assert mgmt(ops, "DELETE", "/models/twin")[0] == 200
+    status, body = mgmt(ops, "POST", "/models?url=twin")
+    assert status == 200, body
+    assert body["status"].startswith('Model "twin" Version: 1, 2 registered'), body
+    _check_twin(ops)
+    status, body = mgmt(ops, "POST", "/v2/repository/models/twin/load")  # reloads both
+    assert status == 200 and body == {"name": "twin", "load": True}, body
+    _check_twin(ops)
+    status, (d,) = mgmt(ops, "GET", "/models/twin")
+    assert d["status"] == "READY" and d["platform"] == "pytorch_export"
