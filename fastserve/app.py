@@ -21,6 +21,7 @@ import uvloop
 
 from .auth import bearer_guard, read_tokens
 from .config import ServerConfig, available_cores
+from .core.archive import DEFAULT_MAX_SIZE, prepare
 from .core.dataplane import DataPlane
 from .core.model_config import ModelConfig
 from .core.repository import ModelRepository, ModelVersion
@@ -41,9 +42,10 @@ WORKER_ENV = "FASTSERVE_CONTROL_SOCKET"
 class TorchLoader:
     """Loads versions with the torch backend, importing torch on first use (off the loop)."""
 
-    def __init__(self, device: str, threads: int) -> None:
+    def __init__(self, device: str, threads: int, max_archive_size: int = 0) -> None:
         self.device = device
         self.threads = threads
+        self.max_archive_size = max_archive_size
         self._backend: Any = None
 
     def __call__(self, folder: Path, config: ModelConfig, labels: dict[str, str]) -> Any:
@@ -56,6 +58,11 @@ class TorchLoader:
             self._backend = torch_backend
         if config.device == "auto" and self.device != "auto":
             config = dataclasses.replace(config, device=self.device)
+        if config.handler == "torchserve":  # a TorchServe archive (core/archive.py)
+            from .backends import torchserve
+
+            folder = prepare(folder, self.max_archive_size or DEFAULT_MAX_SIZE)
+            return torchserve.load(folder, config, labels)
         if config.handler == "handler.py":
             from .backends import custom
 
@@ -84,13 +91,15 @@ class App:
         self.config = config
         self.control_socket = control_socket
         self.started = time.monotonic()
-        self.repository = ModelRepository(config.models, loader=None)  # type: ignore[arg-type]
+        self.repository = ModelRepository(config.models, loader=None,  # type: ignore[arg-type]
+                                          store=config.store)
         self.repository.scan()
         instances = sum(e.config.instances * len(e.versions)
                         for e in self.repository.models.values() if e.config is not None)
         threads = config.torch_threads or max(
             1, available_cores() // (config.workers * max(instances, 1)))
-        self.repository.loader = TorchLoader(config.device, threads)
+        self.repository.loader = TorchLoader(config.device, threads,
+                                             config.store.max_archive_size)
         self.dataplane = DataPlane(self.repository,
                                    extensions=kserve_v2.EXTENSIONS + triton.EXTENSIONS,
                                    shared_memory=SharedMemoryRegistry(config.allow_shared_memory))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .core.ts_store import StoreSettings
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*\Z", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
@@ -46,3 +48,6 @@ class ServerConfig:
     drain_timeout: float = 30.0
     allow_shared_memory: bool = False
     auth_token_file: Path | None = None
+    # TorchServe's start line (--model-store, --ts-config): archives, selection, defaults
+    store: StoreSettings = field(default_factory=StoreSettings)
+    ts_argv: tuple[str, ...] = ()  # those flags as given, for --workers' processes

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ..errors import ConfigError, ForbiddenError, InvalidInputError, ModelNotFoundError
+from .archive import is_archive
 from .model_config import parse_model_config
 
 VERSION_RE = re.compile(r"[1-9][0-9]*\Z")
@@ -23,6 +24,14 @@ VERSION_RE = re.compile(r"[1-9][0-9]*\Z")
 MODEL_LEVEL_FILES = ("config.toml", "labels.json", "index_to_name.json", "handler.py")
 
 Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def version_key(version: str) -> tuple[int, tuple[int, ...], str]:
+    """Sort key of version names: folders' 1 < 2 < 10, TorchServe's 1.0 < 1.10 < 2.0."""
+    parts = version.split(".")
+    if all(p.isdigit() for p in parts):
+        return (0, tuple(int(p) for p in parts), "")
+    return (1, (), version)
 
 
 def fingerprint(folder: Path, names: Iterable[str] | None = None) -> Fingerprint:
@@ -51,7 +60,8 @@ def fingerprint(folder: Path, names: Iterable[str] | None = None) -> Fingerprint
 def model_folders(root: Path) -> list[Path]:
     """The model folders of DIR, as the initial scan sees them."""
     try:
-        return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(p for p in root.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and not is_archive(p))
     except OSError:
         return []
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import ConfigError, ModelNotFoundError, ModelNotReadyError, VersionNotFoundError
+from .archive import find_archives, is_archive
 from .files import (
     MODEL_LEVEL_FILES,
     VERSION_RE,
@@ -27,9 +28,17 @@ from .files import (
     fingerprint,
     model_folders,
     model_name,
+    version_key,
 )
 from .model_config import ModelConfig, parse_model_config
 from .stats import ModelStats
+from .ts_store import (
+    StoreSettings,
+    archive_config,
+    failed_name,
+    read_store_archive,
+    store_names,
+)
 
 if TYPE_CHECKING:
     from ..backends._base import Backend
@@ -76,9 +85,10 @@ class ModelEntry:
     versions: dict[str, ModelVersion] = field(default_factory=dict)
     pinned: str | None = None
     files: Fingerprint = ()  # config.toml, labels and handler.py when last read
+    archive: bool = False  # a TorchServe archive (folder: the .mar or its folder)
 
     def sorted_versions(self) -> list[ModelVersion]:
-        return [self.versions[v] for v in sorted(self.versions, key=int)]
+        return [self.versions[v] for v in sorted(self.versions, key=version_key)]
 
     @property
     def default(self) -> ModelVersion | None:
@@ -124,8 +134,10 @@ def read_labels(folder: Path) -> dict[str, str]:
     return {}
 
 
-def scan_model(folder: Path) -> ModelEntry:
+def scan_model(folder: Path, store: StoreSettings | None = None) -> ModelEntry:
     """Read one model source of DIR (blocking: reads config.toml and labels; no torch)."""
+    if is_archive(folder):
+        return scan_archive(folder, store or StoreSettings())
     config: ModelConfig | None = None
     labels: dict[str, str] = {}
     error = ""
@@ -152,9 +164,42 @@ def scan_model(folder: Path) -> ModelEntry:
     return entry
 
 
-def scan_fresh(folder: Path) -> ModelEntry:
+def scan_archive(source: Path, store: StoreSettings) -> ModelEntry:
+    """A TorchServe archive: one model version named by its manifest (ts_store.py)."""
+    try:
+        archive = read_store_archive(source, store)
+        entry = ModelEntry(archive.name, source, archive_config(archive, store), {},
+                           archive=True)
+        version: str | None = archive.version
+    except ConfigError as exc:
+        name = getattr(exc, "name", None) or failed_name(source, store)
+        version = getattr(exc, "version", None)
+        entry = ModelEntry(name, source, None, {}, exc.message, archive=True)
+        log.error("model %s (%s) failed to load: %s", name, source.name, exc.message)
+    if version is not None:
+        entry.versions[version] = ModelVersion(entry.name, version, source)
+        entry.pinned = store.default_version(entry.name)
+    for v in entry.versions.values():
+        if entry.error:
+            v.state, v.error = State.FAILED, entry.error
+    return entry
+
+
+def merge_archive_versions(current: ModelEntry | None, entry: ModelEntry) -> bool:
+    """Two archives of one model name with different versions (TorchServe's way of
+    versioning) serve as one model; the first archive's settings apply to both."""
+    if (current is None or not (current.archive and entry.archive)
+            or set(current.versions) & set(entry.versions) or entry.config is None):
+        return False
+    for version in entry.versions.values():
+        current.versions[version.version] = version
+    current.pinned = current.pinned or entry.pinned
+    return True
+
+
+def scan_fresh(folder: Path, store: StoreSettings | None = None) -> ModelEntry:
     """``scan_model`` plus the fingerprints of what it read (blocking: off the loop)."""
-    entry = scan_model(folder)
+    entry = scan_model(folder, store)
     entry.files = fingerprint(folder, MODEL_LEVEL_FILES)
     for version in entry.versions.values():
         version.files = fingerprint(version.folder)
@@ -164,14 +209,18 @@ def scan_fresh(folder: Path) -> ModelEntry:
 class Registry:
     """Every model of DIR and its versions by name; lookups for the event loop."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store: StoreSettings | None = None) -> None:
         self.root = root
+        self.store = store or StoreSettings()  # TorchServe archives: selection, defaults
         self.models: dict[str, ModelEntry] = {}
 
     def scan(self) -> None:
         """The initial scan: every model source of DIR (a duplicate name is skipped)."""
-        for folder in model_folders(self.root):
-            entry = scan_model(folder)
+        sources = sorted(model_folders(self.root) + find_archives(self.root))
+        for folder in (s for s in sources if self.store.selects(s)):
+            entry = scan_model(folder, self.store)
+            if merge_archive_versions(self.models.get(entry.name), entry):
+                continue
             if entry.name in self.models:
                 log.warning("model folder %s: name %r is already used by %s; ignored",
                             folder, entry.name, self.models[entry.name].folder)
@@ -180,7 +229,8 @@ class Registry:
 
     def available(self) -> dict[str, Path]:
         """Model name -> folder, for every model folder of DIR (blocking: reads config.toml)."""
-        return {model_name(folder): folder for folder in model_folders(self.root)}
+        found = {model_name(folder): folder for folder in model_folders(self.root)}
+        return {**store_names(self.root, self.store), **found}
 
     def find_folder(self, name: str) -> Path:
         """The folder of DIR that serves model ``name`` (blocking). Raises ModelNotFoundError."""

@@ -31,6 +31,7 @@ from .registry import (
     scan_fresh,
     scan_model,
 )
+from .ts_store import StoreSettings
 
 __all__ = ["MODEL_FILES", "ModelEntry", "ModelRepository", "ModelVersion", "State",
            "apply_overrides", "read_labels", "scan_model"]
@@ -41,8 +42,9 @@ log = logging.getLogger("fastserve.repository")
 class ModelRepository(Registry):
     """Every model of DIR and its versions; the only owner of model state."""
 
-    def __init__(self, root: Path, loader: BackendLoader) -> None:
-        super().__init__(root)
+    def __init__(self, root: Path, loader: BackendLoader,
+                 store: StoreSettings | None = None) -> None:
+        super().__init__(root, store)
         self.lifecycle = Lifecycle(self, loader)
         # Runtime changes (management API, --poll-interval)
         self.unloaded: set[str] = set()  # models unloaded through the API: the poller skips them
@@ -113,7 +115,7 @@ class ModelRepository(Registry):
             InvalidInputError: overrides that do not fit the model, or a reload whose
                 config.toml is broken; the loaded versions keep serving (400).
         """
-        fresh = await asyncio.to_thread(scan_fresh, folder)
+        fresh = await asyncio.to_thread(scan_fresh, folder, self.store)
         name = fresh.name
         async with self.lock(name):
             current = self.models.get(name)

@@ -72,6 +72,8 @@ class RepositoryWatcher:
         known = set()
         for entry in list(repo.models.values()):
             known.add(entry.folder)
+            if entry.archive:
+                continue  # TorchServe archives change through the management API only
             if repo.lock(entry.name).locked():
                 continue  # a management call is changing it; look again next poll
             now = snap.get(entry.folder)

@@ -1,0 +1,303 @@
+"""TorchServe model archives: `.mar` zips, extracted archives and no-archive folders.
+
+torch-model-archiver 0.12 writes a zip (or, with ``--archive-format no-archive``, a
+folder) holding the handler, the serialized model, extra files and
+``MAR-INF/MANIFEST.json``::
+
+    {"runtime": "python", "archiverVersion": "0.12.0",
+     "model": {"modelName": "mnist", "modelVersion": "1.0", "handler": "mnist_handler.py",
+               "serializedFile": "mnist_cnn.pt", "modelFile": "mnist.py",
+               "configFile": "model-config.yaml", "requirementsFile": "requirements.txt"}}
+
+The interface the repository and the TorchServe handler backend share:
+
+- ``read_archive(source)`` -> ``TsArchive`` (cheap, no extraction): name and version
+  from the manifest, its ``model-config.yaml`` parsed, every zip member checked.
+  Raises ``ArchiveError`` (a ConfigError: the model FAILS with its message).
+- The repository makes one model version of it: ``ModelVersion.folder`` is the
+  source (the ``.mar`` file or the folder) and the model's ``ModelConfig`` has
+  ``handler == "torchserve"`` (see ``core/ts_store.py``).
+- The loader (``app.TorchLoader``) calls ``prepare(source, limit)`` on the loader
+  thread, which extracts a ``.mar`` safely into a private folder (a folder is used
+  as it is) and returns that folder, then
+  ``backends.torchserve.load(folder, config, labels)``: ``folder`` holds
+  ``MAR-INF/MANIFEST.json`` and everything the archive packed;
+  ``read_archive(folder)`` gives the backend the manifest and ``model_yaml``
+  (the handler's own keys included). ``config.name`` is the served name (it may
+  differ from the manifest's, as with ``name=a.mar``); ``config.max_batch_size``,
+  ``batch_delay_ms``, ``instances`` and ``timeout_ms`` already hold batchSize,
+  maxBatchDelay, minWorkers and responseTimeout.
+
+Extraction is safe: absolute names, ``..`` members, symlinks and archives that
+inflate past the bound (the declared sizes, and the bytes actually written) FAIL
+the model with a message; nothing is written outside its folder.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import orjson
+
+from ..errors import ConfigError
+
+log = logging.getLogger("fastserve.archive")
+
+MANIFEST = "MAR-INF/MANIFEST.json"
+SUFFIX = ".mar"
+DEFAULT_MAX_SIZE = 32 * 1000**3  # bytes an archive may inflate to (--max-archive-size)
+_SMALL_FILE = 16 * 1024 * 1024  # the manifest and model-config.yaml are read whole: cap them
+_CHUNK = 1024 * 1024
+
+
+class ArchiveError(ConfigError):
+    """A model archive that cannot be served safely; the model FAILS with this message.
+
+    ``name`` and ``version`` are set when the manifest could be read.
+    """
+
+    def __init__(self, message: str, name: str | None = None,
+                 version: str | None = None) -> None:
+        super().__init__(message)
+        self.name, self.version = name, version
+
+
+@dataclass(frozen=True)
+class TsArchive:
+    source: Path  # the .mar file, or the archive folder
+    name: str  # served name: name= on the command line or the register call, else modelName
+    version: str  # the manifest's modelVersion, as TorchServe writes it ("1.0")
+    manifest: dict[str, Any]
+    model_yaml: dict[str, Any] = field(default_factory=dict)  # model-config.yaml, {} if none
+    size: int = 0  # bytes once extracted
+
+    @property
+    def packed(self) -> bool:
+        return self.source.is_file()
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.manifest.get("model", {})
+
+    @property
+    def handler(self) -> str:
+        return str(self.model.get("handler", ""))
+
+
+def is_archive(path: Path) -> bool:
+    """A .mar file, or a folder with MAR-INF/MANIFEST.json (extracted or no-archive)."""
+    if path.name.startswith("."):
+        return False
+    if path.suffix == SUFFIX:
+        return path.is_file()
+    return (path / MANIFEST).is_file()
+
+
+def find_archives(root: Path) -> list[Path]:
+    try:
+        return sorted(p for p in root.iterdir() if is_archive(p))
+    except OSError:
+        return []
+
+
+def read_archive(source: Path, name: str | None = None,
+                 max_size: int = DEFAULT_MAX_SIZE) -> TsArchive:
+    """The archive at ``source``, checked but not extracted. Raises ArchiveError."""
+    if source.is_dir():
+        manifest_bytes = _read_small(source / MANIFEST, source)
+        return _build(source, name, manifest_bytes,
+                      lambda member: _read_small(source / member, source), 0)
+    try:
+        with zipfile.ZipFile(source) as zf:
+            names = set(zf.namelist())
+            if MANIFEST not in names:
+                raise ArchiveError(f"{source.name}: no {MANIFEST} in the archive: build it with "
+                                   "torch-model-archiver (0.12)")
+
+            def reader(member: str) -> bytes:
+                if member not in names:
+                    raise ArchiveError(f"{source.name}: the manifest names {member}, which is "
+                                       "not in the archive")
+                return zf.read(member)
+
+            archive = _build(source, name, reader(MANIFEST), reader, 0)
+            try:
+                size = check_members(zf, max_size, source.name)
+            except ArchiveError as exc:
+                raise ArchiveError(exc.message, archive.name, archive.version) from None
+            return dataclasses.replace(archive, size=size)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        raise ArchiveError(f"{source.name} is not a valid model archive (a zip written by "
+                           f"torch-model-archiver): {exc}") from None
+    except OSError as exc:
+        raise ArchiveError(f"{source.name} cannot be read: {exc}") from None
+
+
+def check_members(zf: zipfile.ZipFile, max_size: int, label: str) -> int:
+    """Refuse members that would land outside the folder, symlinks, and too many bytes.
+
+    Returns the declared total size. (Extraction counts the bytes really written too.)
+    """
+    total = 0
+    for info in zf.infolist():
+        _member_path(info.filename, label)
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise ArchiveError(f"{label}: member {info.filename!r} is a symbolic link; "
+                               "archives with links are refused")
+        total += info.file_size
+        if total > max_size:
+            raise ArchiveError(f"{label} inflates to more than {max_size} bytes (the archive "
+                               "size limit, --max-archive-size); refused")
+    return total
+
+
+def _member_path(name: str, label: str) -> PurePosixPath:
+    """The relative path a member may be written at; ArchiveError when it would escape."""
+    clean = name.replace("\\", "/")
+    path = PurePosixPath(clean)
+    if (clean.startswith("/") or (len(clean) > 1 and clean[1] == ":")
+            or any(part == ".." for part in path.parts) or "\0" in clean):
+        raise ArchiveError(f"{label}: member {name!r} would be written outside the model's "
+                           "folder (zip-slip); the archive is refused")
+    return path
+
+
+def _read_small(path: Path, folder: Path) -> bytes:
+    try:
+        if path.stat().st_size > _SMALL_FILE:
+            raise ArchiveError(f"{path} is larger than {_SMALL_FILE} bytes")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ArchiveError(f"{folder.name}: {path.relative_to(folder)} is missing") from None
+    except OSError as exc:
+        raise ArchiveError(f"{path} cannot be read: {exc}") from None
+
+
+def _build(source: Path, name: str | None, manifest_bytes: bytes, reader: Any,
+           size: int) -> TsArchive:
+    label = source.name
+    try:
+        manifest = orjson.loads(manifest_bytes)
+    except orjson.JSONDecodeError as exc:
+        raise ArchiveError(f"{label}: {MANIFEST} is not valid JSON: {exc}") from None
+    model = manifest.get("model") if isinstance(manifest, dict) else None
+    if not isinstance(model, dict):
+        raise ArchiveError(f"{label}: {MANIFEST} has no \"model\" object")
+    served = name or model.get("modelName")
+    if not isinstance(served, str) or not served or "/" in served:
+        raise ArchiveError(f"{label}: {MANIFEST} needs a modelName (a name without '/'), "
+                           f"got {served!r}")
+    version = str(model.get("modelVersion") or "1.0")
+    if "/" in version or not version.strip():
+        raise ArchiveError(f"{label}: modelVersion {version!r} cannot be used in a URL")
+    if not model.get("handler"):
+        raise ArchiveError(f"{label}: {MANIFEST} names no handler")
+    model_yaml: dict[str, Any] = {}
+    config_file = model.get("configFile")
+    if config_file:
+        model_yaml = _parse_yaml(reader(str(config_file)), f"{label}: {config_file}")
+    return TsArchive(source, served, version, manifest, model_yaml, size)
+
+
+def _parse_yaml(raw: bytes, label: str) -> dict[str, Any]:
+    import yaml  # only archives with a model-config.yaml need it
+
+    if len(raw) > _SMALL_FILE:
+        raise ArchiveError(f"{label} is larger than {_SMALL_FILE} bytes")
+    try:
+        doc = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ArchiveError(f"{label} is not valid YAML: {exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ArchiveError(f"{label} must be a mapping of keys (minWorkers, batchSize, ...)")
+    return doc
+
+
+# Extraction (the loader thread)
+
+_root: Path | None = None
+
+
+def extraction_root() -> Path:
+    """This process's private folder for extracted archives (removed at exit)."""
+    global _root
+    if _root is None:
+        _root = Path(tempfile.mkdtemp(prefix="fastserve-mar-"))
+        atexit.register(shutil.rmtree, _root, True)
+    return _root
+
+
+def prepare(source: Path, max_size: int = DEFAULT_MAX_SIZE, into: Path | None = None) -> Path:
+    """The folder a handler runs in: a folder as it is, a .mar extracted (once per file
+    version) into ``into`` (default: this process's private folder). Raises ArchiveError."""
+    if source.is_dir():
+        return source
+    try:
+        st = source.stat()
+    except OSError as exc:
+        raise ArchiveError(f"{source.name} cannot be read: {exc}") from None
+    key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    base = into or extraction_root()
+    target = base / f"{source.stem}-{key[:16]}"
+    if target.is_dir():
+        return target
+    base.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{source.stem}-", dir=base))
+    try:
+        extract(source, partial, max_size)
+        os.replace(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return target
+
+
+def extract(source: Path, folder: Path, max_size: int) -> None:
+    """Write every member of ``source`` below ``folder``, counting the bytes as written."""
+    label = source.name
+    root = folder.resolve()
+    written = 0
+    try:
+        with zipfile.ZipFile(source) as zf:
+            check_members(zf, max_size, label)
+            for info in zf.infolist():
+                rel = _member_path(info.filename, label)
+                dest = root.joinpath(*[p for p in rel.parts if p not in ("", ".")])
+                if dest != root and root not in dest.parents:
+                    raise ArchiveError(f"{label}: member {info.filename!r} would be written "
+                                       "outside the model's folder (zip-slip); refused")
+                if info.is_dir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if dest.parent.resolve() != dest.parent:  # a link on the way: never follow
+                    raise ArchiveError(f"{label}: member {info.filename!r} passes a link")
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                with zf.open(info) as src, os.fdopen(os.open(dest, flags, 0o644), "wb") as out:
+                    while chunk := src.read(_CHUNK):
+                        written += len(chunk)
+                        if written > max_size:
+                            raise ArchiveError(
+                                f"{label} inflates to more than {max_size} bytes (the archive "
+                                "size limit, --max-archive-size); refused")
+                        out.write(chunk)
+    except FileExistsError:
+        raise ArchiveError(f"{label}: a member is stored twice; the archive is refused") from None
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+        raise ArchiveError(f"{label} is not a valid model archive: {exc}") from None
+    except OSError as exc:
+        raise ArchiveError(f"{label} cannot be extracted: {exc}") from None

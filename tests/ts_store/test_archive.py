@@ -1,0 +1,116 @@
+"""Reading and extracting TorchServe archives (core/archive.py), and their settings."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from fastserve.core.archive import ArchiveError, is_archive, prepare, read_archive
+from fastserve.core.files import version_key
+from fastserve.core.ts_store import StoreSettings, archive_config
+
+from ts_archives import build_mar, hostile_archives, manifest, write_zip
+
+YAML = "minWorkers: 2\nmaxWorkers: 4\nbatchSize: 8\nmaxBatchDelay: 50\nresponseTimeout: 3\n" \
+       "parallelType: pp\nhandler:\n  threshold: 0.5\n"
+
+
+def test_archive_made_by_torch_model_archiver_reads_name_version_and_yaml(tmp_path: Path) -> None:
+    mar = build_mar(tmp_path, tmp_path, "tiny", "1.0", config_yaml=YAML)
+    archive = read_archive(mar)
+    assert (archive.name, archive.version, archive.packed) == ("tiny", "1.0", True)
+    assert archive.handler == "handler.py"
+    assert archive.model["serializedFile"] == "weights.pt"
+    assert archive.model_yaml["handler"] == {"threshold": 0.5}
+    assert read_archive(mar, name="renamed").name == "renamed"
+    config = archive_config(archive, StoreSettings())
+    assert (config.name, config.handler, config.instances, config.max_batch_size) == (
+        "tiny", "torchserve", 2, 8)
+    assert (config.batch_delay_ms, config.timeout_ms, config.warmup) == (50.0, 3000.0, False)
+
+
+def test_archive_extracts_into_its_own_folder_once(tmp_path: Path) -> None:
+    mar = build_mar(tmp_path, tmp_path, "tiny", "2.0")
+    folder = prepare(mar, into=tmp_path / "x")
+    assert (folder / "MAR-INF" / "MANIFEST.json").is_file()
+    assert {p.name for p in folder.iterdir()} >= {"handler.py", "model.py", "weights.pt",
+                                                  "index_to_name.json"}
+    assert prepare(mar, into=tmp_path / "x") == folder  # the same file is not extracted again
+    assert read_archive(folder).version == "2.0"
+
+
+def test_no_archive_folder_is_served_in_place(tmp_path: Path) -> None:
+    folder = build_mar(tmp_path, tmp_path / "store", "plain", "3.1", fmt="no-archive")
+    assert is_archive(folder) and not is_archive(tmp_path)
+    assert prepare(folder) == folder
+    assert read_archive(folder).version == "3.1"
+
+
+def test_settings_defaults_and_models_map_layer_over_the_yaml(tmp_path: Path) -> None:
+    archive = read_archive(build_mar(tmp_path, tmp_path, "tiny", "1.0", config_yaml=YAML))
+    bare = read_archive(build_mar(tmp_path, tmp_path, "bare", "1.0"))
+    settings = StoreSettings(workers=3, response_timeout=7, job_queue_size=10, models={
+        "tiny": {"1.0": {"batchSize": 4, "minWorkers": 1, "marName": "tiny.mar"}}})
+    tiny = archive_config(archive, settings)
+    assert (tiny.max_batch_size, tiny.instances, tiny.batch_delay_ms) == (4, 1, 50.0)
+    plain = archive_config(bare, settings)
+    assert (plain.instances, plain.timeout_ms, plain.max_queue_size) == (3, 7000.0, 10)
+    assert (plain.max_batch_size, plain.batch_delay_ms) == (1, 100.0)  # TorchServe's defaults
+
+
+@pytest.mark.parametrize("yaml_text, words", [
+    ("batchSize: many\n", "batchSize must be a number"),
+    ("minWorkers: -1\n", "minWorkers must be >= 0"),
+    ("- a list\n", "must be a mapping"),
+    ("batchSize: [1\n", "not valid YAML"),
+])
+def test_bad_model_config_yaml_fails_with_the_key(tmp_path: Path, yaml_text: str,
+                                                  words: str) -> None:
+    mar = write_zip(tmp_path / "m.mar", {
+        "MAR-INF/MANIFEST.json": manifest("m").replace(
+            b'"handler"', b'"configFile":"model-config.yaml","handler"'),
+        "model-config.yaml": yaml_text.encode()})
+    with pytest.raises(ArchiveError, match=words):
+        archive_config(read_archive(mar), StoreSettings())
+
+
+def test_hostile_archives_fail_with_a_reason_and_write_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    expected = hostile_archives(store)
+    for name, words in expected.items():
+        source = store / f"{name}.mar"
+        with pytest.raises(ArchiveError, match=words):
+            read_archive(source, max_size=1_000_000)
+            prepare(source, max_size=1_000_000, into=tmp_path / "out")
+    # Extraction checks on its own too (a caller that skipped read_archive).
+    for name in ("slip", "absolute", "link", "huge"):
+        with pytest.raises(ArchiveError):
+            prepare(store / f"{name}.mar", max_size=1_000_000, into=tmp_path / "out")
+    assert not (tmp_path / "escaped.py").exists()
+    assert not Path("/tmp/fastserve-absolute-escape.py").exists()
+    assert list((tmp_path / "out").iterdir()) == []  # partial folders are removed
+
+
+def test_failed_archive_still_names_its_model_and_version(tmp_path: Path) -> None:
+    write_zip(tmp_path / "s.mar", {"MAR-INF/MANIFEST.json": manifest("slipper", "4.2"),
+                                   "a/../../x": b"1"})
+    with pytest.raises(ArchiveError) as info:
+        read_archive(tmp_path / "s.mar")
+    assert (info.value.name, info.value.version) == ("slipper", "4.2")
+
+
+def test_members_that_lie_about_their_size_are_counted_as_written(tmp_path: Path) -> None:
+    path = write_zip(tmp_path / "liar.mar", {"MAR-INF/MANIFEST.json": manifest("liar"),
+                                             "w.bin": bytes(500_000)})
+    with zipfile.ZipFile(path) as zf:
+        assert zf.getinfo("w.bin").file_size == 500_000
+    with pytest.raises(ArchiveError, match="inflates"):
+        prepare(path, max_size=400_000, into=tmp_path / "out")
+
+
+def test_version_strings_sort_as_torchserve_numbers() -> None:
+    assert sorted(["2.0", "1.10", "1.2", "10", "1", "beta"], key=version_key) == [
+        "1", "1.2", "1.10", "2.0", "10", "beta"]

@@ -1,0 +1,106 @@
+"""Model archives for the TorchServe store tests: built with the real torch-model-archiver
+(the ``fastserve[torchserve]`` extra), and hostile zips written with zipfile."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import orjson
+import pytest
+
+MODEL_PY = '''import torch
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x)
+'''
+
+HANDLER_PY = '''import torch
+
+
+def handle(data, context):
+    """Each request's JSON list of 4 numbers -> the model's 3 outputs."""
+    if data is None:
+        return None
+    return [{"sum": float(sum(row.get("body") or row.get("data")))} for row in data]
+'''
+
+
+def archiver() -> str:
+    """The torch-model-archiver command (skips the test where the extra is missing)."""
+    found = shutil.which("torch-model-archiver", path=str(Path(sys.executable).parent)) \
+        or shutil.which("torch-model-archiver")
+    if found is None:
+        pytest.skip("torch-model-archiver is not installed (pip install fastserve[torchserve])")
+    return found
+
+
+def build_mar(work: Path, store: Path, name: str, version: str = "1.0", *,
+              config_yaml: str | None = None, fmt: str = "default",
+              handler: str = HANDLER_PY) -> Path:
+    """A real archive of a TinyNet eager model (state dict + model file) with a handler."""
+    import torch
+
+    src = work / f"src-{name}-{version}"
+    src.mkdir(parents=True, exist_ok=True)
+    store.mkdir(parents=True, exist_ok=True)
+    (src / "model.py").write_text(MODEL_PY)
+    (src / "handler.py").write_text(handler)
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 3)
+    torch.save({"fc.weight": net.weight.detach(), "fc.bias": net.bias.detach()},
+               src / "weights.pt")
+    (src / "index_to_name.json").write_text('{"0": ["n0", "zero"], "1": ["n1", "one"]}')
+    args = [archiver(), "--model-name", name, "--version", version,
+            "--model-file", str(src / "model.py"), "--serialized-file", str(src / "weights.pt"),
+            "--handler", str(src / "handler.py"), "--extra-files",
+            str(src / "index_to_name.json"), "--export-path", str(store), "-f",
+            "--archive-format", fmt]
+    if config_yaml is not None:
+        (src / "model-config.yaml").write_text(config_yaml)
+        args += ["--config-file", str(src / "model-config.yaml")]
+    subprocess.run(args, check=True, capture_output=True)
+    return store / (name if fmt == "no-archive" else f"{name}.mar")
+
+
+def manifest(name: str, version: str = "1.0") -> bytes:
+    return orjson.dumps({"runtime": "python", "model": {
+        "modelName": name, "modelVersion": version, "handler": "handler.py"}})
+
+
+def write_zip(path: Path, members: dict[str, bytes], links: tuple[str, ...] = ()) -> Path:
+    """A zip with the given members; names in ``links`` are stored as symbolic links."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for member, data in members.items():
+            info = zipfile.ZipInfo(member)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            if member in links:
+                info.external_attr = (0o120777 << 16)
+            zf.writestr(info, data)
+    return path
+
+
+def hostile_archives(store: Path) -> dict[str, str]:
+    """Broken archives in ``store``: served name -> words its FAILED reason holds."""
+    (store / "corrupt.mar").write_bytes(b"PK\x03\x04 this is not really a zip file")
+    write_zip(store / "nomanifest.mar", {"handler.py": HANDLER_PY.encode()})
+    write_zip(store / "slip.mar", {"MAR-INF/MANIFEST.json": manifest("slip"),
+                                   "../../escaped.py": b"print('pwned')"})
+    write_zip(store / "absolute.mar", {"MAR-INF/MANIFEST.json": manifest("absolute"),
+                                       "/tmp/fastserve-absolute-escape.py": b"x = 1"})
+    write_zip(store / "link.mar", {"MAR-INF/MANIFEST.json": manifest("link"),
+                                   "evil": b"/etc/passwd"}, links=("evil",))
+    write_zip(store / "huge.mar", {"MAR-INF/MANIFEST.json": manifest("huge"),
+                                   "weights.bin": bytes(3_000_000)})
+    return {"corrupt": "not a valid model archive", "nomanifest": "no MAR-INF/MANIFEST.json",
+            "slip": "zip-slip", "absolute": "zip-slip", "link": "symbolic link",
+            "huge": "inflates to more than"}
