@@ -159,8 +159,13 @@ def scan_model(folder: Path, store: StoreSettings | None = None) -> ModelEntry:
         entry.error = (f"no version folders in {folder}: put the model in "
                        f"{folder}/1/model.pt2 (or model.pt)")
     if entry.error:
+        # One line per failed version with its reason, as a load failure logs it.
         for v in entry.versions.values():
             v.state, v.error = State.FAILED, entry.error
+            log.error("model %s version %s failed to load: %s", entry.name, v.version,
+                      entry.error)
+        if not entry.versions:
+            log.error("model %s failed to load: %s", entry.name, entry.error)
     return entry
 
 

@@ -70,6 +70,18 @@ def _flag(query: dict[str, str], name: str, default: bool) -> bool:
     raise InvalidInputError(f"query parameter '{name}' must be true or false, got {text!r}")
 
 
+def _raise_if_failed(entry: ModelEntry) -> None:
+    """A register or load answers 2xx only when every version it loaded is READY; else
+    500 naming each failed version and its error (the READY ones stay loaded)."""
+    failed = [f"version {v.version}: {v.error}" for v in entry.sorted_versions()
+              if v.state is State.FAILED]
+    if failed or not entry.versions:
+        ready = [v.version for v in entry.sorted_versions() if v.ready]
+        kept = f" (version(s) {', '.join(ready)} loaded and serving)" if ready else ""
+        raise BackendError(f"model \"{entry.name}\" failed to load: "
+                           + ("; ".join(failed) or entry.error) + kept)
+
+
 def _status(message: str, status: int = 200) -> Response:
     return json_response({"status": message}, status)
 
@@ -181,17 +193,10 @@ class ManagementFrontend:
             return _status(f"Registering model folder \"{folder.name}\"; GET /models/"
                            f"{name or folder.name} shows its state", 202)
         entry = await self.repository.load_model(folder, overrides)
+        _raise_if_failed(entry)
         ready = [v.version for v in entry.sorted_versions() if v.ready]
-        failed = [f"version {v.version}: {v.error}" for v in entry.sorted_versions()
-                  if v.state is State.FAILED]
-        if not ready:
-            raise BackendError(f"model \"{entry.name}\" failed to load: "
-                               + ("; ".join(failed) or entry.error))
-        message = (f"Model \"{entry.name}\" Version: {', '.join(ready)} registered with "
-                   f"{self._instances(entry)} initial workers")
-        if failed:
-            message += "; failed: " + "; ".join(failed)
-        return _status(message)
+        return _status(f"Model \"{entry.name}\" Version: {', '.join(ready)} registered with "
+                       f"{self._instances(entry)} initial workers")
 
     async def _register_later(self, folder: Any, overrides: dict[str, Any]) -> None:
         try:
@@ -271,10 +276,7 @@ class ManagementFrontend:
                                     "supported: change the model's folder, then load it")
         folder = await asyncio.to_thread(self.repository.find_folder, name)
         entry = await self.repository.load_model(folder, reload=True)
-        if not any(v.ready for v in entry.versions.values()):
-            errors = [f"version {v.version}: {v.error}" for v in entry.sorted_versions()]
-            raise InvalidInputError(f"failed to load '{entry.name}': "
-                                    + ("; ".join(errors) or entry.error))
+        _raise_if_failed(entry)
         return json_response({"name": entry.name, "load": True})
 
     async def v2_unload(self, request: Request) -> Response:

@@ -323,3 +323,27 @@ def test_lookups(tmp_path: Path, make_model) -> None:
     with pytest.raises(VersionNotFoundError):
         repo.ready_version("m", "2")
     assert repo.config_of("m").name == "m"
+
+
+def test_every_failed_version_logs_its_reason(tmp_path: Path, make_model, fake_loader,
+                                              run_async, wait_until, caplog) -> None:
+    """A broken config.toml fails each version with one log line; so does a model folder
+    without a version folder (it has no version: one line for the model)."""
+    make_model(tmp_path, "keyed", "colour = 'red'\n", versions=("1", "2"))
+    make_model(tmp_path, "bare", versions=())
+    make_model(tmp_path, "fine")
+    repo = ModelRepository(tmp_path, fake_loader())
+
+    async def main() -> None:
+        await load(repo, wait_until)
+        close(repo)
+
+    with caplog.at_level(logging.INFO, logger="fastserve.repository"):
+        run_async(main)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    for version in ("1", "2"):
+        assert sum(f"model keyed version {version} failed to load: config.toml: unknown "
+                   "key(s) colour" in m for m in lines) == 1, lines
+    assert sum(m.startswith("model bare failed to load: no version folders") for m in lines
+               ) == 1, lines
+    assert not any("fine" in m for m in lines)

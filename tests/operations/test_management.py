@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -165,3 +166,28 @@ def test_management_register_and_load_exported_versions(ops):
     _check_twin(ops)
     status, (d,) = mgmt(ops, "GET", "/models/twin")
     assert d["status"] == "READY" and d["platform"] == "pytorch_export"
+
+
+def test_register_and_load_with_a_failed_version_answer_500(ops, ops_repo, tmp_path):
+    """Version 1 loads, version 2 is truncated: 500 naming version 2; version 1 serves."""
+    staging = tmp_path / "mixed"
+    shutil.copytree(ops_repo / "versioned", staging)
+    model = staging / "2" / "model.pt"
+    model.write_bytes(model.read_bytes()[:100])
+    staging.rename(ops_repo / "mixed")
+    try:
+        wait_for(lambda: mgmt(ops, "GET", "/models/mixed/2")[0] == 200
+                 and mgmt(ops, "GET", "/models/mixed/2")[1][0]["status"] == "FAILED", 30,
+                 "the poller to load 'mixed'", ops)
+        assert mgmt(ops, "DELETE", "/models/mixed")[0] == 200
+        status, body = mgmt(ops, "POST", "/models?url=mixed")
+        assert status == 500, body
+        assert "version 2: cannot load model.pt" in body["error"], body
+        assert "version 1" not in body["error"].split("(")[0], body
+        assert infer(ops, "mixed", "1")[1]["outputs"][0]["data"] == [2.0, 3.0, 4.0]
+        status, body = mgmt(ops, "POST", "/v2/repository/models/mixed/load")
+        assert status == 500 and "version 2: cannot load model.pt" in body["error"], body
+        assert infer(ops, "mixed", "1")[0] == 200
+    finally:
+        shutil.rmtree(ops_repo / "mixed")
+    wait_for(lambda: infer(ops, "mixed")[0] == 404, 30, "model 'mixed' to unload", ops)
