@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow clients to register system shared-memory regions")
     p.add_argument("--auth-token-file", default=os.environ.get("FASTSERVE_AUTH_TOKEN_FILE"),
                    metavar="FILE", help="require Authorization: Bearer <token>")
+    p.add_argument("--strict-readiness", action="store_true",
+                   help="Triton's rule: not ready while any model is not READY (default: "
+                        "ready once a model serves)")
     return p
 
 
@@ -85,7 +88,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         log_level=args.log_level, access_log=args.access_log, log_format=args.log_format,
         max_request_size=args.max_request_size, poll_interval=args.poll_interval,
         drain_timeout=args.drain_timeout, allow_shared_memory=args.allow_shared_memory,
-        auth_token_file=token,
+        auth_token_file=token, strict_readiness=args.strict_readiness,
     )
 
 

@@ -48,6 +48,7 @@ class ServerConfig:
     drain_timeout: float = 30.0
     allow_shared_memory: bool = False
     auth_token_file: Path | None = None
+    strict_readiness: bool = False
     # TorchServe's start line (--model-store, --ts-config): archives, selection, defaults
     store: StoreSettings = field(default_factory=StoreSettings)
     ts_argv: tuple[str, ...] = ()  # those flags as given, for --workers' processes

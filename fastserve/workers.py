@@ -58,6 +58,8 @@ def config_to_argv(config: ServerConfig) -> list[str]:
         argv.append("--allow-shared-memory")
     if config.auth_token_file is not None:
         argv += ["--auth-token-file", str(config.auth_token_file)]
+    if config.strict_readiness:
+        argv.append("--strict-readiness")
     return argv
 
 

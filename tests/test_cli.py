@@ -53,6 +53,16 @@ def test_version():
     assert result.stdout.strip() == f"fastserve {fastserve.__version__}"
 
 
+def test_strict_readiness_flag(tmp_path):
+    from fastserve.cli import parse_config
+    from fastserve.workers import config_to_argv
+
+    assert not parse_config(["--models", str(tmp_path)]).strict_readiness
+    config = parse_config(["--models", str(tmp_path), "--strict-readiness"])
+    assert config.strict_readiness
+    assert parse_config(config_to_argv(config)).strict_readiness  # --workers pass it on
+
+
 def test_models_is_required():
     result = run_cli()
     assert result.returncode == 2

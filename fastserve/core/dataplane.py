@@ -32,6 +32,7 @@ class DataPlane:
         self.extensions = extensions or []
         self.shared_memory = shared_memory or SharedMemoryRegistry(enabled=False)
         self.draining = False
+        self.strict_readiness = False  # --strict-readiness: see ready()
         # TorchServe-style requests: each loaded backend's handler runner, and the
         # explanation threads (outside the batchers).
         self._runners: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -43,8 +44,17 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        """Ready once the initial load finished (some models may have FAILED)."""
-        return not self.repository.loading and not self.draining
+        """CONTRACT section 3's table: ready once the initial load finished and a model
+        serves (or DIR holds none); never while every model FAILED. With
+        ``strict_readiness`` (Triton's rule), only while every model's versions are READY."""
+        if self.repository.loading or self.draining:
+            return False
+        entries = self.repository.models.values()
+        if self.strict_readiness:
+            return all(entry.versions and all(v.ready for v in entry.versions.values()
+                                              if v.state is not State.UNLOADING)
+                       for entry in entries)
+        return not entries or any(v.ready for e in entries for v in e.versions.values())
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         """Raises ModelNotFoundError / VersionNotFoundError for unknown names."""

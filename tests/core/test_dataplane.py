@@ -279,3 +279,54 @@ def test_close_closes_backends(repo_dir: Path, fake_loader: Any, run_async: Any,
     assert all(b.closed for b in loader.backends.values()) and len(loader.backends) == 2
     states = {(v.name, v.version): v.state for v in plane.repository.all_versions()}
     assert states[("good", "2")] is State.READY
+
+
+def test_readiness_when_every_model_failed(tmp_path: Path, make_model: Any, fake_loader: Any,
+                                           run_async: Any, wait_until: Any) -> None:
+    """--device cuda on a CPU box fails every model: not ready (a probe must not route)."""
+    make_model(tmp_path, "a")
+    make_model(tmp_path, "b", versions=("1", "2"))
+    make_model(tmp_path, "c", versions=())  # no version folder: FAILED too
+    errors = {key: RuntimeError("CUDA is not available") for key in
+              (("a", "1"), ("b", "1"), ("b", "2"))}
+    plane = DataPlane(ModelRepository(tmp_path, fake_loader(errors=errors)))
+
+    async def main() -> None:
+        await start(plane, wait_until)
+        assert not plane.ready()
+        plane.strict_readiness = True
+        assert not plane.ready()
+
+    run_async(main)
+
+
+def test_strict_readiness_is_tritons_rule(repo_dir: Path, fake_loader: Any, run_async: Any,
+                                          wait_until: Any) -> None:
+    plane = DataPlane(ModelRepository(repo_dir, loader_for(fake_loader)))
+
+    async def main() -> None:
+        await start(plane, wait_until)
+        assert plane.ready()  # 'good' serves; 'broken' and 'failing' FAILED
+        plane.strict_readiness = True
+        assert not plane.ready()
+        for name in ("broken", "failing"):
+            await plane.repository.unload_model(name)
+        assert plane.ready()  # every model left is READY
+        for v in plane.repository.all_versions():
+            if v.batcher is not None:
+                v.batcher.close()
+
+    run_async(main)
+
+
+def test_empty_repository_is_ready(tmp_path: Path, fake_loader: Any, run_async: Any,
+                                   wait_until: Any) -> None:
+    plane = DataPlane(ModelRepository(tmp_path, fake_loader()))
+
+    async def main() -> None:
+        await start(plane, wait_until)
+        assert plane.ready()
+        plane.strict_readiness = True
+        assert plane.ready()
+
+    run_async(main)
