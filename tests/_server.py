@@ -1,109 +1,214 @@
-"""Start a real fastserve process on free ports for tests, and stop it with SIGTERM."""
+"""The one harness for tests that need a real fastserve process (SIGTERM stops it).
+
+``with ServerProcess(models_dir, *cli_args) as server:`` starts it on free ports and waits
+until ``/v2/health/ready`` answers 200; ``server.get/post/request`` send one request on a
+fresh connection and return an ``HttpResult`` (a ``(status, headers, body)`` tuple with
+``.json()``; header names match in any case).
+
+Starting a server costs seconds (``import torch`` plus loading), so a test that starts
+one must carry the ``slow`` mark: tests/conftest.py tells this module whether the running
+test does, and ``start()`` refuses otherwise. Share one server per module or session.
+"""
 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import orjson
 
+from fastserve.http.server import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["HttpResult", "ServerProcess", "free_port", "http_request"]
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT = 90.0
+STOP_TIMEOUT = 30.0
+
+# Set by tests/conftest.py before each test's fixtures run: may this test start a server?
+# (None outside pytest, e.g. when a helper is used from a shell.)
+slow_allowed: bool | None = None
+running_test = ""
+
+
+class Headers(dict[str, str]):
+    """Response headers: keys stored lower-cased, looked up in any case."""
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+
+class HttpResult(NamedTuple):
+    status: int
+    headers: Headers
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+def http_request(port: int, method: str, path: str, body: bytes | str | dict | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = 30.0) -> HttpResult:
+    """One request on a fresh connection (closed afterwards); dict bodies go as JSON."""
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        received = Headers()
+        for name, value in resp.getheaders():
+            received.setdefault(name.lower(), value)  # the first of repeats, as HTTPMessage
+        return HttpResult(resp.status, received, resp.read())
+    finally:
+        conn.close()
 
 
 class ServerProcess:
-    """``with ServerProcess(models_dir) as server:`` — a ready server; ``server.request(...)``."""
+    """A ``python -m fastserve --models DIR`` on free ports; requests go to its inference port.
 
-    def __init__(self, models: Path | str, *args: str, ready_timeout: float = 90.0,
-                 wait_ready: bool = True, env: dict[str, str] | None = None) -> None:
+    As a context manager it starts the server and (unless ``wait_ready=False``) waits for
+    readiness; ``start()``/``wait_live()``/``wait_ready()``/``terminate()`` do the steps one
+    by one for tests that watch start-up or shutdown.
+    """
+
+    def __init__(self, models: Path | str, *args: str, ready_timeout: float = READY_TIMEOUT,
+                 wait_ready: bool = True, env: dict[str, str] | None = None,
+                 log_path: Path | None = None) -> None:
         self.models = Path(models)
         self.args = list(args)
         self.ready_timeout = ready_timeout
-        self.wait_ready = wait_ready
+        self.wait_on_enter = wait_ready
         self.env = env
         self.port = free_port()
         self.management_port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = log_path or Path(tempfile.gettempdir()) / f"fastserve-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> ServerProcess:
+    @property
+    def url(self) -> str:
+        """host:port, as tritonclient wants it."""
+        return f"127.0.0.1:{self.port}"
+
+    # --- lifecycle
+
+    def start(self) -> ServerProcess:
+        if slow_allowed is False:
+            raise RuntimeError(f"{running_test} starts a server: mark it @pytest.mark.slow "
+                               "(or use a server fixture, which marks it)")
+        cmd = [sys.executable, "-m", "fastserve", "--models", str(self.models),
+               "--port", str(self.port), "--management-port", str(self.management_port),
+               *self.args]
         env = dict(os.environ, **(self.env or {}))
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"fastserve-{self.port}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fastserve", "--models", str(self.models),
-             "--port", str(self.port), "--management-port", str(self.management_port),
-             *self.args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env,
-        )
-        if self.wait_ready:
-            self.wait_until_ready()
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                            env=env)
         return self
 
-    def wait_until_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        if self.wait_on_enter:
             try:
-                status, _, _ = self.request("GET", "/v2/health/ready")
-                if status == 200:
+                self.wait_ready()
+            except BaseException:
+                self.stop()
+                raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_live(self, timeout: float | None = None) -> None:
+        self._wait("/v2/health/live", timeout or self.ready_timeout)
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        self._wait("/v2/health/ready", timeout or self.ready_timeout)
+
+    wait_until_ready = wait_ready
+
+    def _wait(self, path: str, timeout: float) -> None:
+        assert self.process is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"fastserve exited with {self.process.returncode} before "
+                                   f"{path} answered 200:\n{self.log()[-4000:]}")
+            try:
+                if self.request("GET", path, timeout=2.0).status == 200:
                     return
             except OSError:
                 pass
             time.sleep(0.05)
-        raise TimeoutError(f"server not ready after {self.ready_timeout} s:\n{self.log()}")
+        raise TimeoutError(f"{path} did not answer 200 within {timeout} s:\n{self.log()[-4000:]}")
 
-    def request(self, method: str, path: str, body: bytes | None = None,
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM and wait for the exit; the exit code (-9 when it had to be killed)."""
+        if self.process is not None and self.returncode is None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+                    self.returncode = -9
+                    return -9
+            self.returncode = self.process.returncode
+        return self.returncode  # type: ignore[return-value]
+
+    stop = terminate
+
+    # --- requests
+
+    def request(self, method: str, path: str, body: bytes | str | dict | None = None,
                 headers: dict[str, str] | None = None, port: int | None = None,
-                timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
-        """One request on a fresh connection: (status, lower-cased headers, body)."""
-        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            data = resp.read()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-        finally:
-            conn.close()
+                timeout: float = 30.0) -> HttpResult:
+        return http_request(port or self.port, method, path, body, headers, timeout)
 
-    def json(self, method: str, path: str, obj: object = None, **kw: object
-             ) -> tuple[int, object]:
+    def get(self, path: str) -> HttpResult:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: bytes | str | dict | None = None,
+             headers: dict[str, str] | None = None) -> HttpResult:
+        return self.request("POST", path, body, headers)
+
+    def json(self, method: str, path: str, obj: object = None, **kw: Any) -> tuple[int, Any]:
+        """Send ``obj`` as JSON; (status, decoded answer or None)."""
         body = None if obj is None else orjson.dumps(obj)
         status, _, data = self.request(method, path, body,
-                                       {"Content-Type": "application/json"}, **kw)  # type: ignore[arg-type]
+                                       {"Content-Type": "application/json"}, **kw)
         return status, orjson.loads(data) if data else None
 
     def log(self) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-4000:]
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.proc is not None and self.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.returncode = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.returncode = self.proc.wait()
-            self._log.close()
-        return self.returncode  # type: ignore[return-value]
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -1,153 +1,52 @@
-"""Real-server fixtures shared by every test module.
+"""Fixtures shared by every test module, and the rule that server tests are ``slow``.
 
 ``server``: ONE fastserve process for the whole session, on a repository written by
 ``models_factory`` (each start pays ``import torch`` plus loading, ~5 s).
+``ops``: one more for the management, metrics, reload and logging tests (access log in
+JSON, polling every 0.25 s) on the repository of ``ops_models``.
 ``spawn_server``: a factory for the few tests that need a server of their own (CLI,
 drain); each is terminated at the end of its test.
 ``local_model``: the same model files loaded with torch in the test process, so
 expected answers are computed, never written down.
+
+Every test that starts a server is ``slow`` (``pytest -m "not slow"`` is the quick
+subset): a test using a server fixture is marked here; one that starts
+``_server.ServerProcess`` itself must carry the mark, or the harness refuses to start.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import signal
-import socket
-import subprocess
-import sys
-import time
+import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-READY_TIMEOUT = 60.0
-STOP_TIMEOUT = 20.0
+import _server
+from _server import ServerProcess
+
+# Fixtures that start a server process; a test depending on one, directly or not, is slow.
+SERVER_FIXTURES = frozenset({"server", "spawn_server", "ops", "tf_server", "ts_server"})
+OPS_POLL = "0.25"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
-@dataclass
-class HttpResult:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name)
-
-
-def http_request(port: int, method: str, path: str, body: bytes | str | dict | None = None,
-                 headers: dict[str, str] | None = None, timeout: float = 30.0) -> HttpResult:
-    """One request on a fresh connection (closed afterwards); dict bodies go as JSON."""
-    if isinstance(body, dict):
-        body = json.dumps(body)
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return HttpResult(resp.status, resp.headers, resp.read())
-    finally:
-        conn.close()
-
-
-@dataclass
-class ServerProcess:
-    """A running ``python -m fastserve``; requests go to its inference port."""
-
-    models: Path
-    port: int
-    management_port: int
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    args: list[str] = field(default_factory=list)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """host:port, as tritonclient wants it."""
-        return f"127.0.0.1:{self.port}"
-
-    def request(self, method: str, path: str, body: bytes | str | dict | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 30.0) -> HttpResult:
-        return http_request(self.port, method, path, body, headers, timeout)
-
-    def get(self, path: str) -> HttpResult:
-        return self.request("GET", path)
-
-    def post(self, path: str, body: bytes | str | dict | None = None,
-             headers: dict[str, str] | None = None) -> HttpResult:
-        return self.request("POST", path, body, headers)
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "fastserve", "--models", str(self.models),
-               "--port", str(self.port), "--management-port", str(self.management_port),
-               *self.args]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-    def wait_live(self, timeout: float = READY_TIMEOUT) -> None:
-        self._wait("/v2/health/live", timeout)
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        self._wait("/v2/health/ready", timeout)
-
-    def _wait(self, path: str, timeout: float) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"fastserve exited with {self.process.returncode} before "
-                                   f"{path} answered 200:\n{self.log()}")
-            try:
-                if self.request("GET", path, timeout=2.0).status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{path} did not answer 200 within {timeout} s:\n{self.log()}")
-
-    def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
-        """SIGTERM, wait for the exit; return the exit code (killed: -9)."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                return -9
-        return self.process.returncode
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before the test's fixtures run: they may start the server.
+    _server.slow_allowed = item.get_closest_marker("slow") is not None
+    _server.running_test = item.nodeid
 
 
 def launch(models: Path, log_path: Path, args: list[str] | None = None) -> ServerProcess:
     """Start a server on free ports (it is live or loading when this returns: not waited)."""
-    server = ServerProcess(models, free_port(), free_port(), log_path, args=list(args or []))
-    server.start()
-    return server
+    return ServerProcess(models, *(args or []), log_path=log_path).start()
 
 
 @pytest.fixture(scope="session")
@@ -204,3 +103,24 @@ def local_model(model_repository: Path) -> Callable[..., Any]:
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def ops_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ops_models' repository, plus ``spare`` and ``pinned`` copies for the tests that
+    unload, register and pin (a test that changes a model puts it back as it found it)."""
+    from ops_models import build
+
+    root = tmp_path_factory.mktemp("ops") / "repo"
+    build(root)
+    shutil.copytree(root / "digits", root / "spare")
+    shutil.copytree(root / "versioned", root / "pinned")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ops(ops_repo: Path) -> Iterator[ServerProcess]:
+    server = ServerProcess(ops_repo, "--access-log", "--log-format", "json",
+                           "--poll-interval", OPS_POLL)
+    with server:
+        yield server

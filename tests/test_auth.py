@@ -9,6 +9,8 @@ import pytest
 
 from _server import ServerProcess
 
+pytestmark = pytest.mark.slow  # every test here uses a server process of its own
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "models"
 TOKEN = "s3cr3t-inference-token"
 MANAGEMENT = "s3cr3t-management-token"

@@ -13,6 +13,8 @@ import torch
 
 from _server import ServerProcess
 
+pytestmark = pytest.mark.slow  # every test here uses a server process of its own
+
 ROWS_SLOW = 300  # about a second of matmuls on one thread
 
 

@@ -18,6 +18,8 @@ import pytest
 
 from _server import ServerProcess
 
+pytestmark = pytest.mark.slow  # every test here uses a server process of its own
+
 ROOT = Path(__file__).resolve().parent.parent
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"(?P<marker><!--[^>]*-->\s*\n)?```(?P<lang>\w+)\n(?P<code>.*?)\n```",

@@ -15,6 +15,8 @@ shm = pytest.importorskip("tritonclient.utils.shared_memory")
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test here uses a server process of its own
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

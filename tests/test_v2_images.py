@@ -15,6 +15,8 @@ from _server import ServerProcess
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test here uses a server process of its own
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SAMPLES = EXAMPLES / "samples"
 STD = 0.9411764705882353  # digits_image's [image] std: PNG pixel 15 v -> v / 16

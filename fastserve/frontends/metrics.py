@@ -132,7 +132,7 @@ def add_observations(child: Any, counts: list[int], total: float) -> None:
 
     prometheus_client has no public bulk observe; this writes the same per-bucket values
     observe() writes (``_buckets``, ``_sum``: unchanged since 0.4, in memory and in the
-    multiprocess files alike). tests/operations/test_units.py checks it against observe().
+    multiprocess files alike). tests/test_operations_units.py checks it against observe().
     """
     for bucket, count in zip(child._buckets, counts, strict=True):
         if count:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "models"
 
 
 class AddConst(nn.Module):

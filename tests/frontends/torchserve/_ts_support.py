@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples" / "models"
 SAMPLES = ROOT / "examples" / "samples"
 DOC = ROOT / "docs" / "handlers.md"

@@ -11,6 +11,8 @@ import pytest
 from _server import ServerProcess
 from ops_helpers import TOKEN
 
+pytestmark = pytest.mark.slow  # every test here uses a server process of its own
+
 FRAGILE_OK = b'{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}'
 FRAGILE_RAISES = (b'{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", '
                   b'"data": [-1, 2]}]}')
