@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fastserve.core.model_config import ModelConfig
+from fastserve.core.scheduler import DynamicBatcher
 from fastserve.types import DataType, TensorSpec
 
 
@@ -123,8 +125,18 @@ def fake_clock() -> FakeClock:
 
 
 @pytest.fixture
-def run_async() -> Callable[..., Any]:
-    """Run ``coro_fn()`` on a fresh event loop, with a timeout; fail on loop errors."""
+def opened_batchers() -> list[Any]:
+    """Batchers started by ``new_batcher`` in this test; ``run_async`` closes them."""
+    return []
+
+
+@pytest.fixture
+def run_async(opened_batchers: list[Any]) -> Callable[..., Any]:
+    """Run ``coro_fn()`` on a fresh event loop, with a timeout; fail on loop errors.
+
+    Every batcher the test started with ``new_batcher`` is closed when the coroutine
+    ends, however it ends, while its loop still runs (close() fails what is still queued).
+    """
 
     def run(coro_fn: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
         errors: list[dict[str, Any]] = []
@@ -132,13 +144,37 @@ def run_async() -> Callable[..., Any]:
         async def main() -> Any:
             loop = asyncio.get_running_loop()
             loop.set_exception_handler(lambda _loop, context: errors.append(context))
-            return await asyncio.wait_for(coro_fn(), timeout)
+            try:
+                return await asyncio.wait_for(coro_fn(), timeout)
+            finally:
+                while opened_batchers:
+                    opened_batchers.pop().close()
 
         result = asyncio.run(main())
         assert not errors, f"the event loop reported errors: {errors}"
         return result
 
     return run
+
+
+@pytest.fixture
+def new_batcher(opened_batchers: list[Any]) -> Callable[..., Any]:
+    """``new_batcher(backend, clock=None, stats=None, **config)``: a started DynamicBatcher
+    for model "m" on the running loop, closed by ``run_async`` at the end (no try/finally).
+    """
+    def make(backend: Any, clock: Any = None, stats: Any = None, **config: Any) -> Any:
+        kwargs: dict[str, Any] = {}
+        if clock is not None:
+            kwargs["clock"] = clock
+        if stats is not None:
+            kwargs["stats"] = stats
+        batcher = DynamicBatcher("m", "1", backend, ModelConfig(name="m", **config),
+                                 asyncio.get_running_loop(), **kwargs)
+        batcher.start()
+        opened_batchers.append(batcher)
+        return batcher
+
+    return make
 
 
 async def _wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

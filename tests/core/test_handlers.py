@@ -23,7 +23,6 @@ from fastserve.core.handlers import HandlerRunner, ImageClassifierHandler, Tenso
 from fastserve.core.model_config import ImageConfig, ModelConfig
 from fastserve.core.payloads import Payload, decode_body, kserve_payload, load_npy, parse_target
 from fastserve.core.repository import ModelRepository
-from fastserve.core.scheduler import DynamicBatcher
 from fastserve.errors import (
     BackendError,
     InvalidInputError,
@@ -282,14 +281,8 @@ def test_handlers_runner_lone_payload(fake_backend: Any) -> None:
 # The scheduler's opaque items and DataPlane.predict
 
 
-def _batcher(backend: Any, loop: asyncio.AbstractEventLoop, **kw: Any) -> DynamicBatcher:
-    batcher = DynamicBatcher("m", "1", backend, config(**kw), loop)
-    batcher.start()
-    return batcher
-
-
-def test_handlers_opaque_items_batch_and_resolve_in_order(fake_backend: Any,
-                                                          run_async: Callable[..., Any]) -> None:
+def test_handlers_opaque_items_batch_and_resolve_in_order(
+        fake_backend: Any, run_async: Callable[..., Any], new_batcher: Callable[..., Any]) -> None:
     seen: list[list[Any]] = []
 
     def runner(payloads: list[Any], instance: int) -> list[Any]:
@@ -297,13 +290,9 @@ def test_handlers_opaque_items_batch_and_resolve_in_order(fake_backend: Any,
         return [p * 10 if p != 3 else ValueError("three") for p in payloads]
 
     async def main() -> Any:
-        batcher = _batcher(fake_backend(), asyncio.get_running_loop(), max_batch_size=4,
-                           batch_delay_ms=50)
-        try:
-            futures = [batcher.submit_opaque(i, runner) for i in range(6)]
-            return await asyncio.gather(*futures, return_exceptions=True)
-        finally:
-            batcher.close()
+        batcher = new_batcher(fake_backend(), max_batch_size=4, batch_delay_ms=50)
+        futures = [batcher.submit_opaque(i, runner) for i in range(6)]
+        return await asyncio.gather(*futures, return_exceptions=True)
 
     results = run_async(main)
     assert seen == [[0, 1, 2, 3], [4, 5]]
@@ -312,7 +301,7 @@ def test_handlers_opaque_items_batch_and_resolve_in_order(fake_backend: Any,
 
 
 def test_handlers_opaque_wrong_answer_count_fails_the_whole_batch(
-        fake_backend: Any, run_async: Callable[..., Any]) -> None:
+        fake_backend: Any, run_async: Callable[..., Any], new_batcher: Callable[..., Any]) -> None:
     calls: list[int] = []
 
     def runner(payloads: list[Any], instance: int) -> list[Any]:
@@ -320,13 +309,9 @@ def test_handlers_opaque_wrong_answer_count_fails_the_whole_batch(
         return payloads[:1]
 
     async def main() -> Any:
-        batcher = _batcher(fake_backend(), asyncio.get_running_loop(), max_batch_size=4,
-                           batch_delay_ms=50)
-        try:
-            futures = [batcher.submit_opaque(i, runner) for i in range(3)]
-            return await asyncio.gather(*futures, return_exceptions=True)
-        finally:
-            batcher.close()
+        batcher = new_batcher(fake_backend(), max_batch_size=4, batch_delay_ms=50)
+        futures = [batcher.submit_opaque(i, runner) for i in range(3)]
+        return await asyncio.gather(*futures, return_exceptions=True)
 
     results = run_async(main)
     assert calls == [3]  # not retried one at a time

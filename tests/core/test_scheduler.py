@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fastserve.core.model_config import ModelConfig
 from fastserve.core.scheduler import DynamicBatcher
 from fastserve.core.stats import ModelStats
 from fastserve.errors import (
@@ -26,14 +25,6 @@ from fastserve.errors import (
 from fastserve.types import DataType, TensorSpec
 
 FOREVER_MS = 3_600_000.0  # a batch delay the real timer never reaches during a test
-
-
-def make(backend: Any, clock: Any = None, **config: Any) -> DynamicBatcher:
-    cfg = ModelConfig(name="m", **config)
-    kwargs = {"clock": clock} if clock is not None else {}
-    batcher = DynamicBatcher("m", "1", backend, cfg, asyncio.get_running_loop(), **kwargs)
-    batcher.start()
-    return batcher
 
 
 def request(rows: int, value: float, features: int = 3, dtype: Any = np.float32) -> np.ndarray:
@@ -64,22 +55,21 @@ async def blocked(batcher: DynamicBatcher, backend: Any, wait_until: Any,
 # Batching
 
 
-def test_concurrent_requests_each_get_their_own_answer(run_async, fake_backend) -> None:
+def test_concurrent_requests_each_get_their_own_answer(
+        run_async, new_batcher, fake_backend) -> None:
     backend = fake_backend()
     rng = np.random.default_rng(42)
     rows = rng.integers(1, 6, size=300)
     sent = [rng.standard_normal((int(n), 3)).astype(np.float32) for n in rows]
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=8, batch_delay_ms=2.0)
-        try:
-            async def one(x: np.ndarray) -> dict[str, np.ndarray]:
-                await asyncio.sleep(0)
-                return await batcher.submit({"x": x}, len(x))
+        batcher = new_batcher(backend, max_batch_size=8, batch_delay_ms=2.0)
 
-            results = await asyncio.gather(*(one(x) for x in sent))
-        finally:
-            batcher.close()
+        async def one(x: np.ndarray) -> dict[str, np.ndarray]:
+            await asyncio.sleep(0)
+            return await batcher.submit({"x": x}, len(x))
+
+        results = await asyncio.gather(*(one(x) for x in sent))
         for x, outputs in zip(sent, results, strict=True):
             assert_answer(outputs, x)
 
@@ -91,19 +81,13 @@ def test_concurrent_requests_each_get_their_own_answer(run_async, fake_backend) 
     assert all(b <= 8 for b in sizes)
 
 
-def test_stats_count_rows_batches_and_successes(run_async, fake_backend) -> None:
+def test_stats_count_rows_batches_and_successes(run_async, new_batcher, fake_backend) -> None:
     backend = fake_backend()
     stats = ModelStats()
 
     async def main() -> None:
-        cfg = ModelConfig(name="m", max_batch_size=4, batch_delay_ms=1.0)
-        batcher = DynamicBatcher("m", "1", backend, cfg, asyncio.get_running_loop(),
-                                 stats=stats)
-        batcher.start()
-        try:
-            await asyncio.gather(*(batcher.submit({"x": request(2, i)}, 2) for i in range(6)))
-        finally:
-            batcher.close()
+        batcher = new_batcher(backend, stats=stats, max_batch_size=4, batch_delay_ms=1.0)
+        await asyncio.gather(*(batcher.submit({"x": request(2, i)}, 2) for i in range(6)))
 
     run_async(main)
     assert stats.success == 6 and stats.fail == 0 and stats.cancelled == 0
@@ -115,16 +99,13 @@ def test_stats_count_rows_batches_and_successes(run_async, fake_backend) -> None
 
 
 def test_full_batch_is_sent_without_waiting_for_the_delay(
-        run_async, fake_backend, fake_clock) -> None:
+        run_async, new_batcher, fake_backend, fake_clock) -> None:
     backend = fake_backend()
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
-        try:
-            futures = [batcher.submit({"x": request(1, i)}, 1) for i in range(4)]
-            results = await asyncio.gather(*futures)  # the clock never moved
-        finally:
-            batcher.close()
+        batcher = new_batcher(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        futures = [batcher.submit({"x": request(1, i)}, 1) for i in range(4)]
+        results = await asyncio.gather(*futures)  # the clock never moved
         for i, outputs in enumerate(results):
             assert_answer(outputs, request(1, i))
 
@@ -132,126 +113,109 @@ def test_full_batch_is_sent_without_waiting_for_the_delay(
     assert backend.batch_sizes == [4]
 
 
-def test_delay_honoured_with_the_injected_clock(run_async, fake_backend, fake_clock,
+def test_delay_honoured_with_the_injected_clock(run_async, new_batcher, fake_backend, fake_clock,
                                                wait_until) -> None:
     backend = fake_backend()
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=8, batch_delay_ms=50.0)
-        try:
-            first = batcher.submit({"x": request(1, 1.0)}, 1)
-            fake_clock.advance(0.030)
-            second = batcher.submit({"x": request(2, 2.0)}, 2)
-            batcher._dispatch()
-            await asyncio.sleep(0.01)
-            assert backend.calls == [] and not first.done()
-            assert batcher.queue_depth == 2
-            fake_clock.advance(0.0199)  # 49.9 ms after the first request
-            batcher._dispatch()
-            await asyncio.sleep(0.01)
-            assert backend.calls == []
-            fake_clock.advance(0.0002)  # 50.1 ms: the oldest request's delay is over
-            batcher._dispatch()
-            assert batcher.queue_depth == 0
-            assert_answer(await first, request(1, 1.0))
-            assert_answer(await second, request(2, 2.0))
-        finally:
-            batcher.close()
+        batcher = new_batcher(backend, fake_clock, max_batch_size=8, batch_delay_ms=50.0)
+        first = batcher.submit({"x": request(1, 1.0)}, 1)
+        fake_clock.advance(0.030)
+        second = batcher.submit({"x": request(2, 2.0)}, 2)
+        batcher._dispatch()
+        await asyncio.sleep(0.01)
+        assert backend.calls == [] and not first.done()
+        assert batcher.queue_depth == 2
+        fake_clock.advance(0.0199)  # 49.9 ms after the first request
+        batcher._dispatch()
+        await asyncio.sleep(0.01)
+        assert backend.calls == []
+        fake_clock.advance(0.0002)  # 50.1 ms: the oldest request's delay is over
+        batcher._dispatch()
+        assert batcher.queue_depth == 0
+        assert_answer(await first, request(1, 1.0))
+        assert_answer(await second, request(2, 2.0))
 
     run_async(main)
     assert backend.batch_sizes == [3]  # both requests went together
 
 
-def test_delay_never_outlasts_the_timeout(run_async, fake_backend, fake_clock) -> None:
+def test_delay_never_outlasts_the_timeout(run_async, new_batcher, fake_backend, fake_clock) -> None:
     # batch_delay_ms > timeout_ms: a lone request is sent when its timeout is reached,
     # not failed with 504 while the batcher still waits to fill a batch.
     backend = fake_backend()
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=8, batch_delay_ms=50.0,
+        batcher = new_batcher(backend, fake_clock, max_batch_size=8, batch_delay_ms=50.0,
                        timeout_ms=10.0)
-        try:
-            future = batcher.submit({"x": request(1, 1.0)}, 1)
-            fake_clock.advance(0.0085)
-            batcher._dispatch()
-            await asyncio.sleep(0.01)
-            assert backend.calls == []
-            fake_clock.advance(0.001)  # 9.5 ms: past 90% of timeout_ms, sent before it expires
-            batcher._dispatch()
-            assert_answer(await future, request(1, 1.0))
-        finally:
-            batcher.close()
+        future = batcher.submit({"x": request(1, 1.0)}, 1)
+        fake_clock.advance(0.0085)
+        batcher._dispatch()
+        await asyncio.sleep(0.01)
+        assert backend.calls == []
+        fake_clock.advance(0.001)  # 9.5 ms: past 90% of timeout_ms, sent before it expires
+        batcher._dispatch()
+        assert_answer(await future, request(1, 1.0))
 
     run_async(main)
     assert backend.batch_sizes == [1]
 
 
-def test_delay_timer_fires_on_the_loop(run_async, fake_backend, fake_clock) -> None:
+def test_delay_timer_fires_on_the_loop(run_async, new_batcher, fake_backend, fake_clock) -> None:
     # The timer the batcher arms on the loop is what calls the dispatch path.
     backend = fake_backend()
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=8, batch_delay_ms=20.0)
-        try:
-            future = batcher.submit({"x": request(1, 3.0)}, 1)
-            await asyncio.sleep(0)  # dispatch runs once the loop has taken this turn's input
-            timer = batcher._timer
-            assert timer is not None
-            assert timer.when() - asyncio.get_running_loop().time() == pytest.approx(0.020,
-                                                                                     abs=0.005)
-            fake_clock.advance(0.021)
-            timer.cancel()
-            batcher._on_timer()  # what the loop calls when the timer is due
-            assert_answer(await future, request(1, 3.0))
-            assert batcher._timer is None
-        finally:
-            batcher.close()
+        batcher = new_batcher(backend, fake_clock, max_batch_size=8, batch_delay_ms=20.0)
+        future = batcher.submit({"x": request(1, 3.0)}, 1)
+        await asyncio.sleep(0)  # dispatch runs once the loop has taken this turn's input
+        timer = batcher._timer
+        assert timer is not None
+        assert timer.when() - asyncio.get_running_loop().time() == pytest.approx(0.020,
+                                                                                 abs=0.005)
+        fake_clock.advance(0.021)
+        timer.cancel()
+        batcher._on_timer()  # what the loop calls when the timer is due
+        assert_answer(await future, request(1, 3.0))
+        assert batcher._timer is None
 
     run_async(main)
     assert backend.batch_sizes == [1]
 
 
-def test_real_clock_delay_sends_a_lone_request(run_async, fake_backend) -> None:
+def test_real_clock_delay_sends_a_lone_request(run_async, new_batcher, fake_backend) -> None:
     backend = fake_backend()
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=64, batch_delay_ms=5.0)
-        try:
-            assert_answer(await batcher.submit({"x": request(1, 7.0)}, 1), request(1, 7.0))
-        finally:
-            batcher.close()
+        batcher = new_batcher(backend, max_batch_size=64, batch_delay_ms=5.0)
+        assert_answer(await batcher.submit({"x": request(1, 7.0)}, 1), request(1, 7.0))
 
     run_async(main)
     assert backend.batch_sizes == [1]
 
 
-def test_large_request_is_split_and_joined(run_async, fake_backend) -> None:
+def test_large_request_is_split_and_joined(run_async, new_batcher, fake_backend) -> None:
     backend = fake_backend()
     x = np.arange(30, dtype=np.float32).reshape(10, 3)
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=4, batch_delay_ms=1.0)
-        try:
-            assert_answer(await batcher.submit({"x": x}, 10), x)
-        finally:
-            batcher.close()
+        batcher = new_batcher(backend, max_batch_size=4, batch_delay_ms=1.0)
+        assert_answer(await batcher.submit({"x": x}, 10), x)
 
     run_async(main)
     assert sorted(backend.batch_sizes) == [2, 4, 4]
     np.testing.assert_array_equal(np.concatenate([c["x"] for c in backend.calls]), x)
 
 
-def test_split_chunks_share_batches_with_other_requests(run_async, fake_backend) -> None:
+def test_split_chunks_share_batches_with_other_requests(
+        run_async, new_batcher, fake_backend) -> None:
     backend = fake_backend()
     rng = np.random.default_rng(3)
     sent = [rng.standard_normal((n, 2)).astype(np.float32) for n in (9, 1, 6, 2, 3, 1, 13)]
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=4, batch_delay_ms=1.0)
-        try:
-            results = await asyncio.gather(*(batcher.submit({"x": x}, len(x)) for x in sent))
-        finally:
-            batcher.close()
+        batcher = new_batcher(backend, max_batch_size=4, batch_delay_ms=1.0)
+        results = await asyncio.gather(*(batcher.submit({"x": x}, len(x)) for x in sent))
         for x, outputs in zip(sent, results, strict=True):
             assert_answer(outputs, x)
 
@@ -261,13 +225,13 @@ def test_split_chunks_share_batches_with_other_requests(run_async, fake_backend)
 
 
 def test_different_feature_shapes_never_share_a_batch(
-        run_async, fake_backend, fake_clock, wait_until) -> None:
+        run_async, new_batcher, fake_backend, fake_clock, wait_until) -> None:
     gate = threading.Event()
     backend = fake_backend(gate=gate)
     kinds = [(3, np.float32), (5, np.float32), (3, np.float64)]
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        batcher = new_batcher(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
         try:
             first = await blocked(batcher, backend, wait_until, rows=4)
             sent = [request(1, i, features, dtype)
@@ -280,7 +244,6 @@ def test_different_feature_shapes_never_share_a_batch(
                 assert_answer(outputs, x)
         finally:
             gate.set()
-            batcher.close()
 
     run_async(main)
     # the blocker, then one full batch per kind, each of a single shape and dtype
@@ -290,12 +253,12 @@ def test_different_feature_shapes_never_share_a_batch(
 
 
 def test_batches_keep_arrival_order_within_a_shape(
-        run_async, fake_backend, fake_clock, wait_until) -> None:
+        run_async, new_batcher, fake_backend, fake_clock, wait_until) -> None:
     gate = threading.Event()
     backend = fake_backend(gate=gate)
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        batcher = new_batcher(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
         try:
             first = await blocked(batcher, backend, wait_until, rows=4)
             futures = [batcher.submit({"x": request(1, i)}, 1) for i in range(8)]
@@ -303,22 +266,18 @@ def test_batches_keep_arrival_order_within_a_shape(
             await asyncio.gather(first, *futures)
         finally:
             gate.set()
-            batcher.close()
 
     run_async(main)
     assert [c["x"][:, 0].tolist() for c in backend.calls[1:]] == [[0, 1, 2, 3], [4, 5, 6, 7]]
 
 
-def test_max_batch_size_zero_runs_one_by_one(run_async, fake_backend) -> None:
+def test_max_batch_size_zero_runs_one_by_one(run_async, new_batcher, fake_backend) -> None:
     backend = fake_backend(batched=False)
     sent = [np.full((2, 2), 1.0), np.arange(3.0), np.ones((1, 4, 2)), np.float64(5.0) * np.ones(())]
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=0, batch_delay_ms=FOREVER_MS)
-        try:
-            results = await asyncio.gather(*(batcher.submit({"x": x}, 99) for x in sent))
-        finally:
-            batcher.close()
+        batcher = new_batcher(backend, max_batch_size=0, batch_delay_ms=FOREVER_MS)
+        results = await asyncio.gather(*(batcher.submit({"x": x}, 99) for x in sent))
         for x, outputs in zip(sent, results, strict=True):
             np.testing.assert_array_equal(outputs["y"], x * 2 + 1)  # passed as sent
             assert outputs["s"] == x.sum()
@@ -344,7 +303,7 @@ class RecordingQueue:
 
 
 def test_unbatched_queue_goes_to_the_instance_in_one_hop(
-        run_async, fake_backend, wait_until) -> None:
+        run_async, new_batcher, fake_backend, wait_until) -> None:
     """Requests queued behind a running one reach the idle instance together (one thread
     hop), each still runs alone, and a failing one fails alone."""
     gate = threading.Event()
@@ -353,7 +312,7 @@ def test_unbatched_queue_goes_to_the_instance_in_one_hop(
     stats_box: list[ModelStats] = []
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=0)
+        batcher = new_batcher(backend, max_batch_size=0)
         stats_box.append(batcher.stats)
         batcher._jobs = RecordingQueue(batcher._jobs, hops)  # type: ignore[assignment]
         try:
@@ -366,7 +325,6 @@ def test_unbatched_queue_goes_to_the_instance_in_one_hop(
             results = await asyncio.gather(*futures, return_exceptions=True)
         finally:
             gate.set()
-            batcher.close()
         for v, result in zip(values, results, strict=True):
             if v == 13.0:
                 assert isinstance(result, BackendError)
@@ -421,11 +379,11 @@ async def group_running(batcher: DynamicBatcher, backend: Holding, wait_until: A
     return futures
 
 
-def test_group_members_count_as_queued(run_async, wait_until) -> None:
+def test_group_members_count_as_queued(run_async, new_batcher, wait_until) -> None:
     backend = Holding(0.0, 1.0)
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=0, max_queue_size=3)
+        batcher = new_batcher(backend, max_batch_size=0, max_queue_size=3)
         try:
             futures = await group_running(batcher, backend, wait_until, [1.0, 2.0, 3.0])
             assert batcher.queue_depth == 2  # 1 runs; 2 and 3 wait their turn in its group
@@ -442,12 +400,12 @@ def test_group_members_count_as_queued(run_async, wait_until) -> None:
     assert backend.ran == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
-def test_group_member_whose_client_left_is_not_run(run_async, wait_until) -> None:
+def test_group_member_whose_client_left_is_not_run(run_async, new_batcher, wait_until) -> None:
     backend = Holding(0.0, 1.0)
     stats_box: list[ModelStats] = []
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=0)
+        batcher = new_batcher(backend, max_batch_size=0)
         stats_box.append(batcher.stats)
         try:
             futures = await group_running(batcher, backend, wait_until, [1.0, 2.0, 3.0])
@@ -465,11 +423,12 @@ def test_group_member_whose_client_left_is_not_run(run_async, wait_until) -> Non
     assert stats.cancelled == 1 and stats.success == 3 and stats.execution_count == 3
 
 
-def test_group_member_past_its_timeout_is_not_run(run_async, fake_clock, wait_until) -> None:
+def test_group_member_past_its_timeout_is_not_run(
+        run_async, new_batcher, fake_clock, wait_until) -> None:
     backend = Holding(0.0, 1.0)
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=0, timeout_ms=10.0)
+        batcher = new_batcher(backend, fake_clock, max_batch_size=0, timeout_ms=10.0)
         try:
             futures = await group_running(batcher, backend, wait_until, [1.0, 2.0])
             fake_clock.advance(0.02)  # 1.0 ran long: 2.0 has waited 20 ms
@@ -484,7 +443,7 @@ def test_group_member_past_its_timeout_is_not_run(run_async, fake_clock, wait_un
     assert backend.ran == [0.0, 1.0]
 
 
-def test_requests_of_one_loop_turn_travel_together(run_async, fake_backend) -> None:
+def test_requests_of_one_loop_turn_travel_together(run_async, new_batcher, fake_backend) -> None:
     """An idle instance does not take the first request alone: what arrived in the same
     loop turn goes with it (unbatched: one group; batched: one batch)."""
     hops: list[int] = []
@@ -492,33 +451,28 @@ def test_requests_of_one_loop_turn_travel_together(run_async, fake_backend) -> N
         backend = fake_backend(batched=bool(config["max_batch_size"]))
 
         async def main() -> None:
-            batcher = make(backend, **config)  # noqa: B023
+            batcher = new_batcher(backend, **config)  # noqa: B023
             batcher._jobs = RecordingQueue(batcher._jobs, hops)  # type: ignore[assignment]
-            try:
-                futures = [batcher.submit({"x": request(1, float(v))}, 1) for v in range(3)]
-                for v, outputs in enumerate(await asyncio.gather(*futures)):
-                    assert_answer(outputs, request(1, float(v)))
-            finally:
-                batcher.close()
+            futures = [batcher.submit({"x": request(1, float(v))}, 1) for v in range(3)]
+            for v, outputs in enumerate(await asyncio.gather(*futures)):
+                assert_answer(outputs, request(1, float(v)))
 
         run_async(main)
     assert hops == [3, 3]
 
 
-def test_unbatched_queue_is_shared_between_idle_instances(run_async, fake_backend) -> None:
+def test_unbatched_queue_is_shared_between_idle_instances(
+        run_async, new_batcher, fake_backend) -> None:
     barrier = threading.Barrier(2, timeout=5)
     backend = fake_backend(batched=False, barrier=barrier)
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=0, instances=2)
+        batcher = new_batcher(backend, max_batch_size=0, instances=2)
         batcher._idle = 0  # hold dispatch until all four are queued
-        try:
-            futures = [batcher.submit({"x": request(1, float(v))}, 1) for v in range(4)]
-            batcher._idle = 2
-            batcher._dispatch()
-            results = await asyncio.gather(*futures)
-        finally:
-            batcher.close()
+        futures = [batcher.submit({"x": request(1, float(v))}, 1) for v in range(4)]
+        batcher._idle = 2
+        batcher._dispatch()
+        results = await asyncio.gather(*futures)
         for v, result in enumerate(results):
             assert_answer(result, request(1, float(v)))
 
@@ -530,13 +484,13 @@ def test_unbatched_queue_is_shared_between_idle_instances(run_async, fake_backen
 
 
 def test_failure_is_isolated_to_the_culprit(
-        run_async, fake_backend, fake_clock, wait_until) -> None:
+        run_async, new_batcher, fake_backend, fake_clock, wait_until) -> None:
     gate = threading.Event()
     backend = fake_backend(gate=gate, fail_marker=13.0)
     stats_box: list[ModelStats] = []
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=8, batch_delay_ms=FOREVER_MS)
+        batcher = new_batcher(backend, fake_clock, max_batch_size=8, batch_delay_ms=FOREVER_MS)
         stats_box.append(batcher.stats)
         try:
             first = await blocked(batcher, backend, wait_until, rows=8)
@@ -547,7 +501,6 @@ def test_failure_is_isolated_to_the_culprit(
             results = await asyncio.gather(*futures, return_exceptions=True)
         finally:
             gate.set()
-            batcher.close()
         for v, result in zip(values, results, strict=True):
             if v == 13.0:
                 assert isinstance(result, BackendError)
@@ -563,35 +516,29 @@ def test_failure_is_isolated_to_the_culprit(
     assert stats.fail == 1 and stats.success == 8
 
 
-def test_failing_lone_request(run_async, fake_backend) -> None:
+def test_failing_lone_request(run_async, new_batcher, fake_backend) -> None:
     backend = fake_backend(fail_marker=1.0)
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=4, batch_delay_ms=0.0)
-        try:
-            with pytest.raises(BackendError, match=r"model 'm' raised ValueError"):
-                await batcher.submit({"x": request(1, 1.0)}, 1)
-            assert_answer(await batcher.submit({"x": request(1, 2.0)}, 1), request(1, 2.0))
-        finally:
-            batcher.close()
+        batcher = new_batcher(backend, max_batch_size=4, batch_delay_ms=0.0)
+        with pytest.raises(BackendError, match=r"model 'm' raised ValueError"):
+            await batcher.submit({"x": request(1, 1.0)}, 1)
+        assert_answer(await batcher.submit({"x": request(1, 2.0)}, 1), request(1, 2.0))
 
     run_async(main)
     assert backend.batch_sizes == [1, 1]  # not re-run alone: it was alone
 
 
-def test_failing_chunk_fails_the_whole_split_request(run_async, fake_backend) -> None:
+def test_failing_chunk_fails_the_whole_split_request(run_async, new_batcher, fake_backend) -> None:
     backend = fake_backend(fail_marker=99.0)
     x = np.arange(24, dtype=np.float32).reshape(8, 3)
     x[5, 1] = 99.0
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=2, batch_delay_ms=0.0)
-        try:
-            with pytest.raises(BackendError, match=r"marker 99.0"):
-                await batcher.submit({"x": x}, 8)
-            await batcher.drain()
-        finally:
-            batcher.close()
+        batcher = new_batcher(backend, max_batch_size=2, batch_delay_ms=0.0)
+        with pytest.raises(BackendError, match=r"marker 99.0"):
+            await batcher.submit({"x": x}, 8)
+        await batcher.drain()
 
     run_async(main)
 
@@ -617,24 +564,22 @@ class WrongRows:
     ("scalar", r"output 'y' has shape \[\] for a batch of 2 rows"),
     ("array", r"returned no outputs"),
 ])
-def test_backend_breaking_the_batch_contract(run_async, result: str, message: str) -> None:
+def test_backend_breaking_the_batch_contract(
+        run_async, new_batcher, result: str, message: str) -> None:
     async def main() -> None:
-        batcher = make(WrongRows(result), max_batch_size=4, batch_delay_ms=0.0)
-        try:
-            with pytest.raises(BackendError, match=message):
-                await batcher.submit({"x": request(2, 1.0)}, 2)
-        finally:
-            batcher.close()
+        batcher = new_batcher(WrongRows(result), max_batch_size=4, batch_delay_ms=0.0)
+        with pytest.raises(BackendError, match=message):
+            await batcher.submit({"x": request(2, 1.0)}, 2)
 
     run_async(main)
 
 
-def test_queue_full(run_async, fake_backend, fake_clock, wait_until) -> None:
+def test_queue_full(run_async, new_batcher, fake_backend, fake_clock, wait_until) -> None:
     gate = threading.Event()
     backend = fake_backend(gate=gate)
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS,
+        batcher = new_batcher(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS,
                        max_queue_size=3)
         try:
             first = await blocked(batcher, backend, wait_until, rows=4)
@@ -652,19 +597,18 @@ def test_queue_full(run_async, fake_backend, fake_clock, wait_until) -> None:
             assert_answer(await batcher.submit({"x": request(4, 5.0)}, 4), request(4, 5.0))
         finally:
             gate.set()
-            batcher.close()
 
     run_async(main)
     assert not backend.seen(9.0)
 
 
 def test_timeout_fails_a_request_that_waited_and_never_runs_it(
-        run_async, fake_backend, fake_clock, wait_until) -> None:
+        run_async, new_batcher, fake_backend, fake_clock, wait_until) -> None:
     gate = threading.Event()
     backend = fake_backend(gate=gate)
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=2, batch_delay_ms=FOREVER_MS,
+        batcher = new_batcher(backend, fake_clock, max_batch_size=2, batch_delay_ms=FOREVER_MS,
                        timeout_ms=100.0)
         try:
             first = await blocked(batcher, backend, wait_until, rows=2)
@@ -681,7 +625,6 @@ def test_timeout_fails_a_request_that_waited_and_never_runs_it(
             assert_answer(await fresh[1], request(1, 9.0))
         finally:
             gate.set()
-            batcher.close()
 
     run_async(main)
     assert not backend.seen(7.0)
@@ -689,12 +632,12 @@ def test_timeout_fails_a_request_that_waited_and_never_runs_it(
 
 
 def test_timeout_applies_to_unbatched_models(
-        run_async, fake_backend, fake_clock, wait_until) -> None:
+        run_async, new_batcher, fake_backend, fake_clock, wait_until) -> None:
     gate = threading.Event()
     backend = fake_backend(gate=gate, batched=False)
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=0, timeout_ms=10.0)
+        batcher = new_batcher(backend, fake_clock, max_batch_size=0, timeout_ms=10.0)
         try:
             first = batcher.submit({"x": np.ones(2)}, 1)
             await wait_until(lambda: backend.active == 1)
@@ -706,20 +649,19 @@ def test_timeout_applies_to_unbatched_models(
                 await stale
         finally:
             gate.set()
-            batcher.close()
 
     run_async(main)
     assert not backend.seen(7.0)
 
 
 def test_cancelled_future_is_skipped_and_counted(
-        run_async, fake_backend, fake_clock, wait_until) -> None:
+        run_async, new_batcher, fake_backend, fake_clock, wait_until) -> None:
     gate = threading.Event()
     backend = fake_backend(gate=gate)
     stats_box: list[ModelStats] = []
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=2, batch_delay_ms=FOREVER_MS)
+        batcher = new_batcher(backend, fake_clock, max_batch_size=2, batch_delay_ms=FOREVER_MS)
         stats_box.append(batcher.stats)
         try:
             first = await blocked(batcher, backend, wait_until, rows=2)
@@ -734,7 +676,6 @@ def test_cancelled_future_is_skipped_and_counted(
             await batcher.drain()
         finally:
             gate.set()
-            batcher.close()
 
     run_async(main)
     assert not backend.seen(7.0) and not backend.seen(6.0)
@@ -743,12 +684,12 @@ def test_cancelled_future_is_skipped_and_counted(
 
 
 def test_drain_finishes_queued_work_and_refuses_new(
-        run_async, fake_backend, fake_clock, wait_until) -> None:
+        run_async, new_batcher, fake_backend, fake_clock, wait_until) -> None:
     gate = threading.Event()
     backend = fake_backend(gate=gate)
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        batcher = new_batcher(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
         try:
             first = await blocked(batcher, backend, wait_until, rows=4)
             queued = [batcher.submit({"x": request(1, i)}, 1) for i in range(3)]
@@ -765,29 +706,25 @@ def test_drain_finishes_queued_work_and_refuses_new(
                 assert_answer(f.result(), request(1, i))
         finally:
             gate.set()
-            batcher.close()
 
     run_async(main)
     assert backend.batch_sizes == [4, 3]
 
 
-def test_drain_when_idle_returns_at_once(run_async, fake_backend) -> None:
+def test_drain_when_idle_returns_at_once(run_async, new_batcher, fake_backend) -> None:
     async def main() -> None:
-        batcher = make(fake_backend(), max_batch_size=4)
-        try:
-            await asyncio.wait_for(batcher.drain(), 1)
-        finally:
-            batcher.close()
+        batcher = new_batcher(fake_backend(), max_batch_size=4)
+        await asyncio.wait_for(batcher.drain(), 1)
 
     run_async(main)
 
 
-def test_fail_pending(run_async, fake_backend, fake_clock, wait_until) -> None:
+def test_fail_pending(run_async, new_batcher, fake_backend, fake_clock, wait_until) -> None:
     gate = threading.Event()
     backend = fake_backend(gate=gate)
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        batcher = new_batcher(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
         try:
             first = await blocked(batcher, backend, wait_until, rows=4)
             queued = [batcher.submit({"x": request(1, 9.0)}, 1) for _ in range(2)]
@@ -802,7 +739,6 @@ def test_fail_pending(run_async, fake_backend, fake_clock, wait_until) -> None:
             gate.set()
         finally:
             gate.set()
-            batcher.close()
 
     run_async(main)
     assert not backend.seen(9.0)
@@ -813,12 +749,12 @@ class Crash(BaseException):
 
 
 def test_crashed_worker_fails_pending_instead_of_hanging(
-        run_async, fake_backend, fake_clock, wait_until, caplog) -> None:
+        run_async, new_batcher, fake_backend, fake_clock, wait_until, caplog) -> None:
     gate = threading.Event()
     backend = fake_backend(gate=gate, crash_marker=-1.0, crash=Crash("boom"))
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        batcher = new_batcher(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
         try:
             first = await blocked(batcher, backend, wait_until, rows=4)
             queued = [batcher.submit({"x": request(1, i)}, 1) for i in range(3)]
@@ -830,7 +766,6 @@ def test_crashed_worker_fails_pending_instead_of_hanging(
             await asyncio.wait_for(drain, 10)  # a drain does not hang on a dead worker
         finally:
             gate.set()
-            batcher.close()
         with pytest.raises(ModelNotReadyError):
             batcher.submit({"x": request(1, 1.0)}, 1)
 
@@ -839,18 +774,15 @@ def test_crashed_worker_fails_pending_instead_of_hanging(
     assert backend.batch_sizes == [4]
 
 
-def test_two_instances_run_two_batches_at_once(run_async, fake_backend) -> None:
+def test_two_instances_run_two_batches_at_once(run_async, new_batcher, fake_backend) -> None:
     # Each batch waits at a two-party barrier: it only passes if both run concurrently.
     barrier = threading.Barrier(2, timeout=10)
     backend = fake_backend(barrier=barrier)
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=2, batch_delay_ms=0.0, instances=2)
-        try:
-            results = await asyncio.gather(batcher.submit({"x": request(2, 1.0)}, 2),
-                                           batcher.submit({"x": request(2, 2.0)}, 2))
-        finally:
-            batcher.close()
+        batcher = new_batcher(backend, max_batch_size=2, batch_delay_ms=0.0, instances=2)
+        results = await asyncio.gather(batcher.submit({"x": request(2, 1.0)}, 2),
+                                       batcher.submit({"x": request(2, 2.0)}, 2))
         assert_answer(results[0], request(2, 1.0))
         assert_answer(results[1], request(2, 2.0))
 
@@ -860,27 +792,24 @@ def test_two_instances_run_two_batches_at_once(run_async, fake_backend) -> None:
     assert sorted(c["instance"] for c in backend.calls) == [0, 1]
 
 
-def test_one_instance_runs_one_batch_at_a_time(run_async, fake_backend) -> None:
+def test_one_instance_runs_one_batch_at_a_time(run_async, new_batcher, fake_backend) -> None:
     backend = fake_backend()
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=2, batch_delay_ms=0.0)
-        try:
-            await asyncio.gather(*(batcher.submit({"x": request(2, i)}, 2) for i in range(10)))
-        finally:
-            batcher.close()
+        batcher = new_batcher(backend, max_batch_size=2, batch_delay_ms=0.0)
+        await asyncio.gather(*(batcher.submit({"x": request(2, i)}, 2) for i in range(10)))
 
     run_async(main)
     assert backend.max_active == 1 and len(backend.threads) == 1
 
 
 def test_close_fails_what_is_queued_and_refuses_new(
-        run_async, fake_backend, fake_clock, wait_until) -> None:
+        run_async, new_batcher, fake_backend, fake_clock, wait_until) -> None:
     gate = threading.Event()
     backend = fake_backend(gate=gate)
 
     async def main() -> None:
-        batcher = make(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
+        batcher = new_batcher(backend, fake_clock, max_batch_size=4, batch_delay_ms=FOREVER_MS)
         try:
             first = await blocked(batcher, backend, wait_until, rows=4)
             queued = batcher.submit({"x": request(1, 9.0)}, 1)
@@ -898,14 +827,15 @@ def test_close_fails_what_is_queued_and_refuses_new(
     assert not backend.seen(9.0)
 
 
-def test_fail_pending_answers_running_and_queued_requests(run_async, fake_backend) -> None:
+def test_fail_pending_answers_running_and_queued_requests(
+        run_async, new_batcher, fake_backend) -> None:
     # Shutdown past its drain timeout: the client of a batch still running gets the error
     # now (the batch's late result is dropped), and so does every queued one.
     gate = threading.Event()
     backend = fake_backend(gate=gate)
 
     async def main() -> None:
-        batcher = make(backend, max_batch_size=0)
+        batcher = new_batcher(backend, max_batch_size=0)
         try:
             running = batcher.submit({"x": request(1, 1.0)}, 1)
             while not backend.calls:  # the instance thread has taken it
@@ -919,6 +849,5 @@ def test_fail_pending_answers_running_and_queued_requests(run_async, fake_backen
             await asyncio.sleep(0.05)  # the late result arrives and is ignored
         finally:
             gate.set()
-            batcher.close()
 
     run_async(main)
