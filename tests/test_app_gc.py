@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from pathlib import Path
 
 from fastserve.app import App
@@ -10,15 +11,37 @@ from fastserve.config import ServerConfig
 from fastserve.core.repository import ModelVersion, State
 
 
+class Node:
+    other: Node
+
+
+def garbage_cycle() -> weakref.ref[Node]:
+    """Two objects that only refer to each other: only a cyclic GC pass can free them."""
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
 def test_ready_model_freezes_what_is_loaded(tmp_path: Path) -> None:
     app = App(ServerConfig(models=tmp_path))
     gc.unfreeze()
     try:
-        loading = ModelVersion("m", "1", tmp_path, state=State.LOADING)
-        app._model_changed(loading)
+        app._model_changed(ModelVersion("m", "1", tmp_path, state=State.LOADING))
         assert gc.get_freeze_count() == 0  # nothing is frozen while a model still loads
-        held = [{"cycle": None} for _ in range(100)]
+        while_loading = garbage_cycle()
+        gc.collect()
+        assert while_loading() is None  # the GC still visits everything
+
+        before_ready = garbage_cycle()
         app._model_changed(ModelVersion("m", "1", tmp_path, state=State.READY))
-        assert gc.get_freeze_count() >= len(held)
+        gc.collect()
+        # Frozen: a full pass no longer looks at what existed when the model became ready.
+        assert before_ready() is not None
+        assert gc.get_freeze_count() > 0
+        after_ready = garbage_cycle()
+        gc.collect()
+        assert after_ready() is None  # what comes later is collected as before
     finally:
         gc.unfreeze()
+        gc.collect()
+    assert before_ready() is None  # unfrozen, the cycle is garbage again
