@@ -74,9 +74,13 @@ class RouteNotFoundError(FastServeError, LookupError):
 
 
 class MethodNotAllowedError(FastServeError):
-    """The path exists but not for this method (HTTP 405)."""
+    """The path exists but not for this method (HTTP 405 + ``Allow``: the ``allow`` ones)."""
 
     code = ErrorCode.METHOD_NOT_ALLOWED
+
+    def __init__(self, message: str, allow: str = "") -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class AlreadyExistsError(FastServeError):

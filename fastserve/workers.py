@@ -22,11 +22,11 @@ import tempfile
 import time
 from urllib.parse import quote
 
-import orjson
 import uvloop
 
 from .auth import bearer_guard, read_tokens
 from .config import ServerConfig
+from .errors import BackendError, ModelNotReadyError
 from .http.messages import Request, Response
 from .http.router import Router
 from .http.server import HttpServer, Limits
@@ -200,6 +200,8 @@ class Supervisor:
     # Management: every call reaches all workers, or none
 
     async def forward(self, request: Request) -> Response:
+        """Replay a management call on the workers; errors go to the transport's mapping
+        (503 + Retry-After while a worker is down, 500 when only some took a change)."""
         if request.method in ("GET", "HEAD", "OPTIONS"):
             for worker in self.workers:
                 if worker.alive:
@@ -208,11 +210,11 @@ class Supervisor:
                     except OSError:
                         continue
                     return Response(body, status, ctype)
-            return _error(503, "no worker is running; retry shortly")
+            raise ModelNotReadyError("no worker is running; retry shortly")
         down = [w.index for w in self.workers if not w.alive]
         if down:
-            return _error(503, f"worker(s) {down} are restarting; the change was not applied to "
-                               "any worker; retry shortly")
+            raise ModelNotReadyError(f"worker(s) {down} are restarting; the change was not "
+                                     "applied to any worker; retry shortly")
         results = await asyncio.gather(*(call_worker(w, request) for w in self.workers),
                                        return_exceptions=True)
         failed = [(w.index, r) for w, r in zip(self.workers, results, strict=True)
@@ -226,9 +228,5 @@ class Supervisor:
             return Response(body, status, ctype)
         detail = "; ".join(f"worker {i}: {r if isinstance(r, BaseException) else r[2][:200]!r}"
                            for i, r in failed)
-        return _error(500, f"the change reached only some workers ({detail}); the workers now "
+        raise BackendError(f"the change reached only some workers ({detail}); the workers now "
                            "differ: repeat the call or restart the server")
-
-
-def _error(status: int, message: str) -> Response:
-    return Response(orjson.dumps({"error": message}), status)

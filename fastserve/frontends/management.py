@@ -27,7 +27,7 @@ from urllib.parse import parse_qs
 from ..core.files import resolve_model_folder
 from ..core.repository import ModelEntry, ModelRepository, ModelVersion, State
 from ..errors import BackendError, FastServeError, InvalidInputError
-from ..http.messages import Request, Response, status_for
+from ..http.messages import Request, Response, error_answer
 from ..http.router import Router
 from ._base import error_body, json_response, load_json
 
@@ -133,9 +133,10 @@ class ManagementFrontend:
             result = route.handler(request)
             return await result if route.is_async else result
         except Exception as exc:
-            message = exc.message if isinstance(exc, FastServeError) else (
-                f"internal error: {type(exc).__name__}: {exc}")
-            return error_body(status_for(exc), message, exc)
+            answer = error_answer(exc)
+            response = error_body(answer.status, answer.message, exc)
+            response.headers = answer.headers or None
+            return response
 
     # TorchServe
 

@@ -82,10 +82,8 @@ class TFServingFrontend:
         last = next(v for v in (p.get("label"), p.get("version"), name) if v is not None)
         if request.method != "POST" and last.rpartition(":")[2] in VERBS:
             # A GET on ".../m:predict" lands on the status template ("m:predict" as the name).
-            exc = MethodNotAllowedError(f"{request.method} is not allowed on {request.path}; "
-                                        "allowed: POST")
-            exc.allow = "POST"  # type: ignore[attr-defined]  # becomes the Allow header
-            raise exc
+            raise MethodNotAllowedError(f"{request.method} is not allowed on {request.path}; "
+                                        "allowed: POST", allow="POST")
         label = p.get("label")
         if label is None:
             return name, p.get("version")

@@ -27,7 +27,22 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ..core.dataplane import DataPlane
 from ..core.payloads import Payload
-from ..errors import InvalidInputError, VersionNotFoundError
+from ..errors import (
+    AlreadyExistsError,
+    BackendError,
+    DeadlineExceededError,
+    ForbiddenError,
+    InvalidInputError,
+    MethodNotAllowedError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    QueueFullError,
+    RequestTooLargeError,
+    RouteNotFoundError,
+    UnauthorizedError,
+    UnsupportedError,
+    VersionNotFoundError,
+)
 from ..http.messages import OCTET_STREAM, Request, Response
 from ..http.router import Router
 from ._base import load_json
@@ -42,8 +57,26 @@ _HEALTHY = orjson.dumps({"status": "Healthy", "health": "healthy!"})
 _UNHEALTHY = orjson.dumps({"status": "Unhealthy", "health": "unhealthy"})
 _TS_PREFIXES = ("/ping", "/predictions", "/explanations")
 
-# TorchServe's exception names by status (CONTRACT §3, errors table).
-ERROR_TYPES = {
+# TorchServe's exception names (CONTRACT §3, errors table), by exception class: the most
+# specific class in an error's MRO wins (starlette's _lookup_exception_handler).
+ERROR_TYPES: dict[type[BaseException], str] = {
+    InvalidInputError: "BadRequestException",
+    UnauthorizedError: "InvalidKeyException",
+    ForbiddenError: "ForbiddenException",
+    ModelNotFoundError: "ModelNotFoundException",
+    VersionNotFoundError: "ModelVersionNotFoundException",
+    RouteNotFoundError: "ModelNotFoundException",
+    MethodNotAllowedError: "MethodNotAllowedException",
+    AlreadyExistsError: "ConflictStatusException",
+    RequestTooLargeError: "RequestTooLargeException",
+    BackendError: "InternalServerException",
+    UnsupportedError: "NotImplementedException",
+    ModelNotReadyError: "ServiceUnavailableException",
+    QueueFullError: "ServiceUnavailableException",
+    DeadlineExceededError: "RequestTimeoutException",
+}
+# Errors without a class above (the transport's own answers carry no exception): by status.
+STATUS_ERROR_TYPES = {
     400: "BadRequestException",
     401: "InvalidKeyException",
     403: "ForbiddenException",
@@ -60,6 +93,17 @@ ERROR_TYPES = {
 }
 
 
+def error_type(status: int, exc: BaseException | None) -> str:
+    """TorchServe's ``type`` for an error: by the exception's class, else by status."""
+    if exc is not None:
+        for cls in type(exc).__mro__:
+            kind = ERROR_TYPES.get(cls)
+            if kind is not None:
+                return kind
+    return STATUS_ERROR_TYPES.get(status) or (
+        "InternalServerException" if status >= 500 else "BadRequestException")
+
+
 class TorchServeErrorBody:
     """TorchServe's error shape (``ErrorResponse.java``) for its own paths."""
 
@@ -71,12 +115,8 @@ class TorchServeErrorBody:
     })
 
     def __call__(self, status: int, message: str, exc: BaseException | None) -> Response:
-        if isinstance(exc, VersionNotFoundError):
-            kind = "ModelVersionNotFoundException"
-        else:
-            kind = ERROR_TYPES.get(status) or (
-                "InternalServerException" if status >= 500 else "BadRequestException")
-        return Response(orjson.dumps({"code": status, "type": kind, "message": message}), status)
+        return Response(orjson.dumps({"code": status, "type": error_type(status, exc),
+                                      "message": message}), status)
 
 
 ts_error_body = TorchServeErrorBody()

@@ -1,4 +1,4 @@
-"""Request and Response objects, status lines, and the error-code to status table."""
+"""Request and Response objects and status lines (error statuses: error_map.py)."""
 
 from __future__ import annotations
 
@@ -7,39 +7,21 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from ..errors import ErrorCode, FastServeError
+from .error_map import (  # noqa: F401  (re-exported: where callers found them before)
+    RETRY_AFTER_CODES,
+    RETRY_AFTER_SECONDS,
+    STATUS_BY_CODE,
+    ErrorAnswer,
+    error_answer,
+    status_for,
+)
 
 STATUS_LINE = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode("latin-1") for s in HTTPStatus
 }
 
-# The one place a closed error code becomes an HTTP status (Triton HttpCodeFromError).
-STATUS_BY_CODE = {
-    ErrorCode.INVALID_ARGUMENT: 400,
-    ErrorCode.UNAUTHENTICATED: 401,
-    ErrorCode.PERMISSION_DENIED: 403,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.METHOD_NOT_ALLOWED: 405,
-    ErrorCode.ALREADY_EXISTS: 409,
-    ErrorCode.TOO_LARGE: 413,
-    ErrorCode.INTERNAL: 500,
-    ErrorCode.UNIMPLEMENTED: 501,
-    ErrorCode.UNAVAILABLE: 503,
-    ErrorCode.RESOURCE_EXHAUSTED: 503,
-    ErrorCode.DEADLINE_EXCEEDED: 504,
-}
-RETRY_AFTER_CODES = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.RESOURCE_EXHAUSTED})
-RETRY_AFTER_SECONDS = b"1"
-
 JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"
-
-
-def status_for(exc: BaseException) -> int:
-    """HTTP status for any exception: FastServeError by code, anything else 500."""
-    if isinstance(exc, FastServeError):
-        return STATUS_BY_CODE[exc.code]
-    return 500
 
 
 class Request:

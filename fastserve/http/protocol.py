@@ -18,15 +18,13 @@ from urllib.parse import unquote
 
 import httptools
 
-from ..errors import ErrorCode, FastServeError, InvalidInputError, RequestTooLargeError
+from ..errors import FastServeError, InvalidInputError, RequestTooLargeError
 from .flow_control import MAX_PIPELINE, FlowControl
 from .messages import (
-    RETRY_AFTER_CODES,
-    RETRY_AFTER_SECONDS,
     STATUS_LINE,
     Request,
     Response,
-    status_for,
+    error_answer,
 )
 
 if TYPE_CHECKING:
@@ -412,29 +410,17 @@ class HttpProtocol(asyncio.BufferedProtocol):
     # Response interface
 
     def _error_response(self, request: Request | None, exc: BaseException) -> Response:
-        status = status_for(exc)
-        if isinstance(exc, FastServeError):
-            message = exc.message
-            if status >= 500 and status != 503 and status != 504:
-                log.error("%s %s failed: %s", request and request.method,
-                          request and request.path, message, exc_info=exc.__cause__)
-        else:
-            message = f"internal error: {type(exc).__name__}: {exc}"
+        status, headers, message = error_answer(exc)
+        if not isinstance(exc, FastServeError):
             log.error("unexpected error answering %s %s", request and request.method,
                       request and request.path, exc_info=exc)
+        elif status >= 500 and status != 503 and status != 504:
+            log.error("%s %s failed: %s", request and request.method,
+                      request and request.path, message, exc_info=exc.__cause__)
         path = request.path if request is not None else ""
         response = self.router.error_formatter(path)(status, message, exc)
-        extra: list[tuple[bytes, bytes]] = []
-        code = getattr(exc, "code", None)
-        if code in RETRY_AFTER_CODES:
-            extra.append((b"retry-after", RETRY_AFTER_SECONDS))
-        allow = getattr(exc, "allow", None)
-        if allow:
-            extra.append((b"allow", allow.encode()))
-        if code is ErrorCode.UNAUTHENTICATED:
-            extra.append((b"www-authenticate", b"Bearer"))
-        if extra:
-            response.headers = (response.headers or []) + extra
+        if headers:
+            response.headers = (response.headers or []) + headers
         return response
 
     def _send_checked(self, request: Request, response: Response) -> None:

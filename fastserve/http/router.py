@@ -133,7 +133,6 @@ class Router:
             if method == "HEAD" and "GET" in methods:
                 return methods["GET"], params
             allowed = ", ".join(sorted(methods))
-            exc = MethodNotAllowedError(f"{method} is not allowed on {path}; allowed: {allowed}")
-            exc.allow = allowed  # type: ignore[attr-defined]  # becomes the Allow header
-            raise exc
+            raise MethodNotAllowedError(f"{method} is not allowed on {path}; allowed: {allowed}",
+                                        allow=allowed)
         return route, params
