@@ -21,6 +21,7 @@ import uvloop
 
 from .auth import bearer_guard, read_tokens
 from .config import ServerConfig, available_cores
+from .core import ts_store
 from .core.archive import DEFAULT_MAX_SIZE, prepare
 from .core.dataplane import DataPlane
 from .core.model_config import ModelConfig
@@ -59,10 +60,10 @@ class TorchLoader:
         if config.device == "auto" and self.device != "auto":
             config = dataclasses.replace(config, device=self.device)
         if config.handler == "torchserve":  # a TorchServe archive (core/archive.py)
-            from .backends import torchserve
+            from .backends import ts_handler
 
             folder = prepare(folder, self.max_archive_size or DEFAULT_MAX_SIZE)
-            return torchserve.load(folder, config, labels)
+            return ts_handler.load(folder, config, labels)
         if config.handler == "handler.py":
             from .backends import custom
 
@@ -91,6 +92,7 @@ class App:
         self.config = config
         self.control_socket = control_socket
         self.started = time.monotonic()
+        ts_store.activate(config.store)
         self.repository = ModelRepository(config.models, loader=None,  # type: ignore[arg-type]
                                           store=config.store)
         self.repository.scan()
@@ -135,6 +137,12 @@ class App:
                                     on_response=_hooks(self.metrics.response_hook(), access))
         self.management = HttpServer(self.management_router, limits, guard=management_guard,
                                      on_response=_hooks(access))
+        # TorchServe's metrics_address: /metrics on a port of its own too.
+        self.metrics_server: HttpServer | None = None
+        if config.metrics_port is not None:
+            metrics_router = Router()
+            self.metrics.register(metrics_router)
+            self.metrics_server = HttpServer(metrics_router, limits, guard=inference_guard)
         self.port = 0
         self.management_port = 0
 
@@ -159,6 +167,11 @@ class App:
             log.info("inference API on http://%s:%d, management on http://%s:%d",
                      self.config.host, self.port, self.config.management_host,
                      self.management_port)
+        if self.metrics_server is not None and self.config.metrics_port is not None:
+            port = await self.metrics_server.listen(self.config.metrics_host,
+                                                    self.config.metrics_port,
+                                                    reuse_port=self.control_socket is not None)
+            log.info("metrics on http://%s:%d/metrics", self.config.metrics_host, port)
         self.repository.start_loading(loop)
         self.metrics.start()
         if self.watcher is not None:
@@ -174,6 +187,8 @@ class App:
         self.dataplane.start_draining()
         self.inference.stop_accepting()
         self.management.stop_accepting()
+        if self.metrics_server is not None:
+            self.metrics_server.stop_accepting()
         try:
             await asyncio.wait_for(self.dataplane.drain(), timeout)
         except TimeoutError:
@@ -181,6 +196,8 @@ class App:
             self.dataplane.fail_pending()
         await self.inference.close(timeout=1.0)
         await self.management.close(timeout=0.1)
+        if self.metrics_server is not None:
+            await self.metrics_server.close(timeout=0.1)
         self.dataplane.close()
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import os
 import sys
 from pathlib import Path
 
+from . import ts_config
 from ._version import __version__
 from .config import ServerConfig, parse_size
 from .logs import setup_logging
@@ -40,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "and TF Serving HTTP APIs.",
     )
     p.add_argument("--version", action="version", version=f"fastserve {__version__}")
-    p.add_argument("--models", required=True, metavar="DIR", help="the model repository")
+    p.add_argument("--models", nargs="+", metavar="DIR", help="the model repository (with "
+                   "--model-store: the archives to load, as TorchServe's --models)")
     p.add_argument("--host", default="127.0.0.1", help="inference address (0.0.0.0: all)")
     p.add_argument("--port", type=_port, default=8080, help="inference port")
     p.add_argument("--management-host", default="127.0.0.1")
@@ -68,12 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict-readiness", action="store_true",
                    help="Triton's rule: not ready while any model is not READY (default: "
                         "ready once a model serves)")
+    ts_config.add_flags(p, _size)
     return p
 
 
 def parse_config(argv: list[str] | None = None) -> ServerConfig:
-    args = build_parser().parse_args(argv)
-    models = Path(args.models)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        ts = ts_config.resolve(args.model_store, args.models if args.model_store else None,
+                               args.ts_config, ts_config.given_flags(parser, argv))
+    except ts_config.TsConfigError as exc:
+        sys.exit(f"fastserve: error: {exc}")
+    if ts.store is None and not args.models:
+        parser.error("the following arguments are required: --models DIR (or --model-store "
+                     "DIR, TorchServe's start line)")
+    if ts.store is None and len(args.models) > 1:
+        parser.error("--models takes one DIR (or, with --model-store, the archives to load)")
+    models = ts.store or Path(args.models[0])
+    args.models = str(models)
     if not models.is_dir():
         sys.exit(f"fastserve: error: --models {args.models}: not a directory")
     if not os.access(models, os.R_OK | os.X_OK):
@@ -81,7 +99,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
     token = Path(args.auth_token_file) if args.auth_token_file else None
     if token is not None and not os.access(token, os.R_OK):
         sys.exit(f"fastserve: error: --auth-token-file {token}: not readable")
-    return ServerConfig(
+    config = ServerConfig(
         models=models.resolve(), host=args.host, port=args.port,
         management_host=args.management_host, management_port=args.management_port,
         workers=args.workers, device=args.device, torch_threads=args.torch_threads,
@@ -90,11 +108,30 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         drain_timeout=args.drain_timeout, allow_shared_memory=args.allow_shared_memory,
         auth_token_file=token, strict_readiness=args.strict_readiness,
     )
+    return _with_torchserve(config, ts, args, argv)
+
+
+def _with_torchserve(config: ServerConfig, ts: ts_config.TsStart, args: argparse.Namespace,
+                     argv: list[str]) -> ServerConfig:
+    """config.properties' settings under the flags given, and the model store's."""
+    fields = {f.name for f in dataclasses.fields(ServerConfig)}
+    changes = {k: v for k, v in ts.server.items() if k in fields}
+    notes = ts.notes + ts_config.ignored_flags(args)
+    notes += [f"config.properties: {k} is not used by this build" for k in ts.server
+              if k not in fields]
+    if args.max_archive_size is not None:
+        ts.settings.max_archive_size = args.max_archive_size
+    if ts.store is not None or args.ts_config or ts.server:
+        changes["ts_argv"] = tuple(argv)
+    return dataclasses.replace(config, store=ts.settings, ts_notes=tuple(notes), **changes)
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(argv)
     setup_logging(config.log_level, config.log_format, config.access_log)
+    if not os.environ.get("FASTSERVE_CONTROL_SOCKET"):  # a --workers child: the parent said it
+        for note in config.ts_notes:
+            logging.getLogger("fastserve").info("%s", note)
     from .app import run
 
     return run(config)

@@ -51,4 +51,7 @@ class ServerConfig:
     strict_readiness: bool = False
     # TorchServe's start line (--model-store, --ts-config): archives, selection, defaults
     store: StoreSettings = field(default_factory=StoreSettings)
-    ts_argv: tuple[str, ...] = ()  # those flags as given, for --workers' processes
+    ts_argv: tuple[str, ...] = ()  # the command line, for --workers' processes
+    ts_notes: tuple[str, ...] = ()  # ignored keys and flags: logged once at start
+    metrics_host: str = "127.0.0.1"  # config.properties metrics_address: /metrics there too
+    metrics_port: int | None = None

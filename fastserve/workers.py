@@ -41,7 +41,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def config_to_argv(config: ServerConfig) -> list[str]:
     """The command line that makes a worker serve exactly this configuration."""
-    argv = ["--models", str(config.models), "--host", config.host, "--port", str(config.port),
+    # TorchServe's start line is given again as it was (--model-store, --ts-config, ...).
+    argv = list(config.ts_argv) if config.ts_argv else ["--models", str(config.models)]
+    argv += ["--host", config.host, "--port", str(config.port),
             "--management-host", config.management_host,
             "--management-port", str(config.management_port),
             "--workers", str(config.workers), "--device", config.device,

@@ -20,13 +20,15 @@ The interface the repository and the TorchServe handler backend share:
 - The loader (``app.TorchLoader``) calls ``prepare(source, limit)`` on the loader
   thread, which extracts a ``.mar`` safely into a private folder (a folder is used
   as it is) and returns that folder, then
-  ``backends.torchserve.load(folder, config, labels)``: ``folder`` holds
+  ``backends.ts_handler.load(folder, config, labels)``: ``folder`` holds
   ``MAR-INF/MANIFEST.json`` and everything the archive packed;
   ``read_archive(folder)`` gives the backend the manifest and ``model_yaml``
   (the handler's own keys included). ``config.name`` is the served name (it may
   differ from the manifest's, as with ``name=a.mar``); ``config.max_batch_size``,
   ``batch_delay_ms``, ``instances`` and ``timeout_ms`` already hold batchSize,
-  maxBatchDelay, minWorkers and responseTimeout.
+  maxBatchDelay, minWorkers and responseTimeout. Process-wide settings from
+  config.properties (``service_envelope``, ``max_response_size``,
+  ``install_py_dep_per_model``) are in ``core.ts_store.active``.
 
 Extraction is safe: absolute names, ``..`` members, symlinks and archives that
 inflate past the bound (the declared sizes, and the bytes actually written) FAIL

@@ -47,6 +47,11 @@ class StoreSettings:
     job_queue_size: int = 100
     # config.properties models / model_snapshot: {name: {version: {minWorkers: ...}}}
     models: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # For the handler backend: service_envelope (json | kserve | kservev2), the largest
+    # answer (max_response_size, bytes; 0: no cap), install_py_dep_per_model.
+    envelope: str | None = None
+    max_response_size: int = 0
+    install_py_dep_per_model: bool = False
 
     def selects(self, path: Path) -> bool:
         if self.selection is None or "all" in self.selection:
@@ -65,6 +70,16 @@ class StoreSettings:
             if settings.get("defaultVersion") in (True, "true"):
                 return version
         return None
+
+
+# This process's settings (service_envelope, max_response_size ... are process-wide in
+# TorchServe too): set by the app at start, read by the handler backend.
+active = StoreSettings()
+
+
+def activate(settings: StoreSettings) -> None:
+    global active
+    active = settings
 
 
 def _number(value: Any, key: str, kind: type, where: str) -> Any:
