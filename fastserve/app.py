@@ -117,6 +117,7 @@ class App:
         # Operations (issue #7): management API, /metrics, hot reload, access log.
         self.management_api = management.ManagementFrontend(self.repository)
         self.management_api.register(self.management_router)
+        self.management_api.register_on_inference(self.router, self._management_address)
         # TorchServe answers OPTIONS / on its management port too: this port's own document.
         openapi.ApiDescription(self.management_router, "fastserve management API",
                                self.dataplane.server_metadata()["version"]).register()
@@ -145,6 +146,10 @@ class App:
             self.metrics_server = HttpServer(metrics_router, limits, guard=inference_guard)
         self.port = 0
         self.management_port = 0
+
+    def _management_address(self) -> str:
+        port = self.management_port or self.config.management_port  # a worker: the parent's
+        return f"{self.config.management_host}:{port}"
 
     def _model_changed(self, version: ModelVersion) -> None:
         self.metrics.on_model_change(version)

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 
 from ..core.files import resolve_model_folder
 from ..core.repository import ModelEntry, ModelRepository, ModelVersion, State
-from ..errors import BackendError, FastServeError, InvalidInputError
+from ..errors import BackendError, FastServeError, ForbiddenError, InvalidInputError
 from ..http.messages import Request, Response, error_answer
 from ..http.router import Router
 from ._base import error_body, json_response, load_json
@@ -122,6 +122,24 @@ class ManagementFrontend:
             tag)
         router.set_error_formatter("/models", error_body)
         router.set_error_formatter("/v2", error_body)
+
+    def register_on_inference(self, router: Router, management_address: Any) -> None:
+        """The inference port's share of the repository extension (tritonclient calls it
+        there): the index, read-only; load and unload answer 403 naming the management
+        port. ``management_address()`` gives "host:port" once it is bound."""
+
+        def refuse(request: Request) -> Response:
+            action = request.path.rsplit("/", 1)[-1]
+            raise ForbiddenError(
+                f"{action} is not allowed on the inference port; it answers on the management "
+                f"port: POST http://{management_address()}{request.path}")
+
+        tag = ("KServe v2 repository",)
+        router.add("POST", "/v2/repository/index", self.v2_index,
+                   "Models of the repository (read-only here)", tag)
+        for action in ("load", "unload"):
+            router.add("POST", f"/v2/repository/models/{{model}}/{action}", refuse,
+                       f"403: {action} answers on the management port", tag)
 
     async def apply(self, method: str, path: str, query: str = "", body: bytes = b""
                     ) -> Response:

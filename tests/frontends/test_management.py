@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 
+import orjson
 import pytest
 
 from ops_helpers import infer, mgmt, wait_for
@@ -60,11 +61,31 @@ def test_management_describe(ops):
 
 def test_management_not_on_inference_port(ops):
     for method, path in (("GET", "/models"), ("POST", "/models?url=spare"),
-                         ("DELETE", "/models/spare"), ("POST", "/v2/repository/index"),
-                         ("POST", "/v2/repository/models/spare/unload")):
+                         ("DELETE", "/models/spare")):
         status, _, _ = ops.request(method, path)
         assert status in (404, 405), (method, path, status)
+    # The v2 repository extension: the index answers there too, load and unload are 403.
+    for action in ("load", "unload"):
+        status, _, raw = ops.request("POST", f"/v2/repository/models/spare/{action}")
+        error = orjson.loads(raw)["error"]
+        assert status == 403 and "management port" in error, (action, raw)
+        assert f"127.0.0.1:{ops.management_port}/v2/repository/models/spare/{action}" in error
     assert mgmt(ops, "GET", "/models/spare")[0] == 200  # still loaded
+
+
+def test_tritonclient_repository_calls_on_inference_port(ops):
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{ops.port}")
+    index = client.get_model_repository_index()
+    assert index == mgmt(ops, "POST", "/v2/repository/index")[1]
+    assert {"name": "versioned", "version": "2", "state": "READY", "reason": ""} in index
+    for call in (client.load_model, client.unload_model):
+        with pytest.raises(InferenceServerException, match="management port"):
+            call("versioned")
+    assert infer(ops, "versioned")[0] == 200
+    client.close()
 
 
 @pytest.mark.parametrize(("url", "status", "words"), ERROR_CASES)
