@@ -5,6 +5,7 @@
     POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict      row (instances) or columnar (inputs)
     POST /v1/models/{m}[/versions/{v}|/labels/{l}]:classify     examples (+ context) -> results
     POST /v1/models/{m}[/versions/{v}|/labels/{l}]:regress      examples (+ context) -> results
+    GET  /, GET /v1/models                                      KServe v1 liveness, model list
 
 The same under /model-serving/{m}... (Paperspace Gradient's path). Errors are
 {"error": "<message>"}. JSON follows TF Serving's ``util/json_tensor.cc``; see _tfjson.
@@ -70,8 +71,21 @@ class TFServingFrontend:
                 add("GET", base + "/metadata", self.metadata, "Model metadata (signature_def)",
                     tag)
                 add("GET", base, self.status, "Model version status", tag)
+        tag = ("KServe v1",)
+        add("GET", "/", self.server_live, "KServe v1 server liveness: {\"status\": \"alive\"}",
+            tag)
+        add("GET", "/v1/models", self.list_models, "KServe v1 model list: {\"models\": [...]}",
+            tag)
         router.set_error_formatter("/v1", error_body)
         router.set_error_formatter("/model-serving", error_body)
+
+    # KServe v1 server endpoints (the kserve SDK's is_server_live and list_models)
+
+    def server_live(self, request: Request) -> Response:
+        return json_response({"status": "alive"})
+
+    def list_models(self, request: Request) -> Response:
+        return json_response({"models": sorted(self.dataplane.repository.models)})
 
     # Versions and labels
 

@@ -117,6 +117,15 @@ def test_status_doc_example(tf_server: Any) -> None:
     assert body == {"name": "half_plus_three", "ready": True, **DOC_STATUS}
 
 
+def test_kserve_v1_server_live_and_model_list(tf_server: Any, tf_models: Any) -> None:
+    """The kserve SDK's v1 is_server_live (GET /) and list_models (GET /v1/models)."""
+    assert call(tf_server, "GET", "/") == (200, {"status": "alive"})
+    status, body = call(tf_server, "GET", "/v1/models")
+    folders = sorted(p.name for p in tf_models.iterdir() if p.is_dir())
+    assert status == 200 and body == {"models": folders}
+    assert call(tf_server, "POST", "/")[0] == 405
+
+
 def test_status_every_version_and_one(tf_server: Any) -> None:
     ok = {"error_code": "OK", "error_message": ""}
     status, body = call(tf_server, "GET", "/v1/models/half_plus_two")
