@@ -12,7 +12,7 @@ import pytest
 from fastserve.core.files import fingerprint, resolve_model_folder, snapshot
 from fastserve.core.model_config import ModelConfig
 from fastserve.core.repository import apply_overrides
-from fastserve.errors import ForbiddenError, InvalidInputError, ModelNotFoundError
+from fastserve.errors import InvalidInputError, ModelNotFoundError
 from fastserve.frontends.metrics import api_of
 from fastserve.logs import AccessLog, JsonFormatter
 
@@ -28,10 +28,11 @@ def root(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(("url", "error"), [
     ("mlp", None), ("mlp/", None), ("./mlp", None), ("file://{root}/mlp", None),
     ("{root}/mlp", None),
-    ("../outside", ForbiddenError), ("{root}/../outside", ForbiddenError),
-    ("file:///etc", ForbiddenError), ("mlp/../../outside", ForbiddenError),
+    # Outside the repository: 400, as CONTRACT section 7 says (TorchServe's answer)
+    ("../outside", InvalidInputError), ("{root}/../outside", InvalidInputError),
+    ("file:///etc", InvalidInputError), ("mlp/../../outside", InvalidInputError),
     ("", InvalidInputError), (".", InvalidInputError), ("mlp/1", InvalidInputError),
-    ("s3://bucket/mlp", InvalidInputError), ("mlp.mar", InvalidInputError),
+    ("s3://bucket/mlp", InvalidInputError), ("mlp.mar", ModelNotFoundError),
     (".hidden", InvalidInputError), ("nope", ModelNotFoundError),
 ])
 def test_resolve_model_folder(root, url, error):

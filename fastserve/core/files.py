@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from ..errors import ConfigError, ForbiddenError, InvalidInputError, ModelNotFoundError
+from ..errors import ConfigError, InvalidInputError, ModelNotFoundError
 from .archive import is_archive
 from .model_config import parse_model_config
 
@@ -103,27 +103,24 @@ def snapshot(root: Path) -> dict[Path, FolderFiles]:
 
 
 def resolve_model_folder(root: Path, url: str) -> Path:
-    """The model folder of DIR that ``url`` names: a folder name, a path or a file:// URL.
+    """The model source of DIR that ``url`` names: a model folder or a TorchServe archive
+    (``a.mar``, an archive folder), by name, path or file:// URL.
 
     Raises:
-        InvalidInputError: not a folder of DIR (a remote URL, an archive, a subfolder) (400).
-        ForbiddenError: a path outside DIR (403).
-        ModelNotFoundError: no such folder in DIR (404).
+        InvalidInputError: not a source of DIR: a remote URL (no downloads at run time),
+            a path outside DIR, a subfolder (400, as TorchServe answers).
+        ModelNotFoundError: no such folder or archive in DIR (404).
     """
     text = url.strip()
     if not text:
-        raise InvalidInputError("'url' is required: the name of a model folder in the model "
-                                f"repository {root}")
+        raise InvalidInputError("'url' is required: the name of a model folder or archive "
+                                f"(.mar) in the model repository {root}")
     if text.lower().startswith("file://"):
         text = unquote(urlparse(text).path)
     elif "://" in text:
         raise InvalidInputError(
-            f"url {url!r}: only folders inside the model repository {root} can be registered; "
-            "download the model into a folder there first")
-    if text.endswith(".mar"):
-        raise InvalidInputError(
-            f"url {url!r}: model archives (.mar) are not supported; put the model in a folder "
-            f"of {root} (<name>/1/model.pt2) and register that folder")
+            f"url {url!r}: only folders and archives inside the model repository {root} can "
+            "be registered (fastserve downloads nothing); copy the model there first")
     path = Path(text)
     if not path.is_absolute():
         path = root / path
@@ -132,12 +129,17 @@ def resolve_model_folder(root: Path, url: str) -> Path:
     if folder.parent != root:
         if folder == root or root in folder.parents:
             raise InvalidInputError(
-                f"url {url!r} names {folder}, not a model folder: give a folder directly "
-                f"inside the model repository {root}")
-        raise ForbiddenError(f"url {url!r} is outside the model repository {root}; only its "
-                             "folders can be registered")
+                f"url {url!r} names {folder}, not a model folder: give a folder or archive "
+                f"directly inside the model repository {root}")
+        raise InvalidInputError(f"url {url!r} is outside the model repository {root}; only "
+                                "its folders and archives can be registered")
     if folder.name.startswith("."):
         raise InvalidInputError(f"url {url!r}: hidden folders are not model folders")
+    if folder.suffix == ".mar":
+        if not folder.is_file():
+            raise ModelNotFoundError(f"no model archive {folder.name!r} in the model "
+                                     f"repository {root}")
+        return folder
     if not folder.is_dir():
         raise ModelNotFoundError(f"no model folder {folder.name!r} in the model repository "
                                  f"{root}")

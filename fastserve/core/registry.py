@@ -202,6 +202,13 @@ def merge_archive_versions(current: ModelEntry | None, entry: ModelEntry) -> boo
     return True
 
 
+def can_add_version(current: ModelEntry, fresh: ModelEntry) -> bool:
+    """``fresh`` is an archive adding a new, loadable version to the archive model
+    ``current`` (TorchServe registers versions of a model from separate archives)."""
+    return (current.archive and fresh.archive and fresh.config is not None
+            and len(fresh.versions) == 1 and not set(fresh.versions) & set(current.versions))
+
+
 def scan_fresh(folder: Path, store: StoreSettings | None = None) -> ModelEntry:
     """``scan_model`` plus the fingerprints of what it read (blocking: off the loop)."""
     entry = scan_model(folder, store)

@@ -27,6 +27,7 @@ from .registry import (
     ModelVersion,
     Registry,
     State,
+    can_add_version,
     read_labels,
     scan_fresh,
     scan_model,
@@ -119,6 +120,9 @@ class ModelRepository(Registry):
         name = fresh.name
         async with self.lock(name):
             current = self.models.get(name)
+            if current is not None and current.folder != folder and can_add_version(current,
+                                                                                     fresh):
+                return await self._add_archive_version(current, fresh, overrides)
             if current is not None and current.folder != folder:
                 raise AlreadyExistsError(f"model '{name}' is already served from "
                                          f"{current.folder}; folder {folder} has the same name")
@@ -145,6 +149,22 @@ class ModelRepository(Registry):
                 return fresh
             await self.reload(current, fresh)
             return current
+
+    async def _add_archive_version(self, entry: ModelEntry, fresh: ModelEntry,
+                                   overrides: dict[str, Any] | None) -> ModelEntry:
+        """Another archive of a served model, with a version of its own (TorchServe's way
+        to add a version): it loads beside the others under its own settings."""
+        (version,) = fresh.versions.values()
+        config = fresh.config
+        if overrides and config is not None:
+            config = apply_overrides(config, overrides)
+        self.unloaded_versions.discard((entry.name, version.version))
+        entry.versions[version.version] = version
+        self.lifecycle.changed(version)
+        log.info("model %s: loading version %s from %s", entry.name, version.version,
+                 fresh.folder)
+        await self.lifecycle.load_one(entry, version, config)
+        return entry
 
     async def unload_model(self, name: str, version: str | None = None, *,
                            by_api: bool = True) -> list[ModelVersion]:

@@ -3,7 +3,8 @@
 TorchServe (docs/management_api.md), with its JSON keys:
     GET    /models[?limit=100&next_page_token=N]      list, paginated
     GET    /models/{m}[/{v}|/all]                     describe (default version, one, all)
-    POST   /models?url=<folder in DIR>[&batch_size&max_batch_delay&initial_workers]
+    POST   /models?url=<folder or .mar in DIR>[&model_name&batch_size&max_batch_delay
+                  &initial_workers&response_timeout&synchronous]
     PUT    /models/{m}[/{v}]?min_worker=N             instances
     DELETE /models/{m}[/{v}]                          unload (drains first)
     PUT    /models/{m}/{v}/set-default                pin the default version
@@ -24,6 +25,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..core.archive import is_archive
 from ..core.files import resolve_model_folder
 from ..core.repository import ModelEntry, ModelRepository, ModelVersion, State
 from ..errors import BackendError, FastServeError, ForbiddenError, InvalidInputError
@@ -198,8 +200,17 @@ class ManagementFrontend:
             value = _number(query, key, kind)
             if value is not None and not (key == "initial_workers" and value == 0):
                 overrides[config_key] = value  # initial_workers=0: TorchServe's default
+        timeout = _number(query, "response_timeout", float)
+        if timeout is not None:
+            if timeout <= 0:
+                raise InvalidInputError(f"response_timeout must be > 0 seconds, got {timeout}")
+            overrides["timeout_ms"] = timeout * 1000.0
         name = query.get("model_name")
-        if name:
+        if name and is_archive(folder):  # TorchServe: the archive serves under this name
+            if "/" in name:
+                raise InvalidInputError(f"model_name {name!r} must not contain '/'")
+            self.repository.store.names[folder.name] = name
+        elif name:
             known = await asyncio.to_thread(self.repository.available)
             if known.get(name) != folder:
                 raise InvalidInputError(

@@ -13,11 +13,12 @@ from ops_helpers import infer, mgmt, wait_for
 ERROR_CASES = [
     # (url, status, words the message must contain)
     ("", 400, "url"),
-    ("../../etc", 403, "outside the model repository"),
-    ("/etc", 403, "outside the model repository"),
-    ("versioned/../../x", 403, "outside the model repository"),
-    ("https://example.com/m.mar", 400, "only folders inside"),
-    ("squeezenet.mar", 400, ".mar"),
+    # Outside the repository: 400, as CONTRACT section 7 says (TorchServe's answer)
+    ("../../etc", 400, "outside the model repository"),
+    ("/etc", 400, "outside the model repository"),
+    ("versioned/../../x", 400, "outside the model repository"),
+    ("https://example.com/m.mar", 400, "only folders and archives inside"),
+    ("squeezenet.mar", 404, "no model archive 'squeezenet.mar'"),
     ("versioned/1", 400, "directly inside"),
     ("no_such_model", 404, "no model folder"),
     ("versioned", 409, "already loaded"),
