@@ -198,7 +198,7 @@ def resolve(model_store: str | None, models: list[str] | None, ts_config: str | 
         settings.max_response_size = _int(keys["max_response_size"], 1)
     if "install_py_dep_per_model" in keys:
         settings.install_py_dep_per_model = _bool(keys["install_py_dep_per_model"])
-    if "service_envelope" in keys:
+    if keys.get("service_envelope", Entry("", "")).value:  # empty: none (an unset label)
         envelope = keys["service_envelope"].value
         if envelope not in ENVELOPES:
             raise TsConfigError(f"{keys['service_envelope'].where}: service_envelope must be "
