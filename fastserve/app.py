@@ -20,8 +20,8 @@ from typing import Any
 import uvloop
 
 from .auth import bearer_guard, read_tokens
+from .backends import ts_envelope
 from .config import ServerConfig, available_cores
-from .core import ts_store
 from .core.archive import DEFAULT_MAX_SIZE, prepare
 from .core.dataplane import DataPlane
 from .core.model_config import ModelConfig
@@ -92,7 +92,8 @@ class App:
         self.config = config
         self.control_socket = control_socket
         self.started = time.monotonic()
-        ts_store.activate(config.store)
+        ts_envelope.configure(config.store.envelope, config.store.max_response_size,
+                              config.store.install_py_dep_per_model)
         self.repository = ModelRepository(config.models, loader=None,  # type: ignore[arg-type]
                                           store=config.store)
         self.repository.scan()

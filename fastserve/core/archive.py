@@ -28,7 +28,8 @@ The interface the repository and the TorchServe handler backend share:
   ``batch_delay_ms``, ``instances`` and ``timeout_ms`` already hold batchSize,
   maxBatchDelay, minWorkers and responseTimeout. Process-wide settings from
   config.properties (``service_envelope``, ``max_response_size``,
-  ``install_py_dep_per_model``) are in ``core.ts_store.active``.
+  ``install_py_dep_per_model``) are in ``backends.ts_envelope.settings``, and
+  ``ts_envelope.wrap(handle)`` puts the envelope around a handler's entry point.
 
 Extraction is safe: absolute names, ``..`` members, symlinks and archives that
 inflate past the bound (the declared sizes, and the bytes actually written) FAIL

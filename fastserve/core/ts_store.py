@@ -72,16 +72,6 @@ class StoreSettings:
         return None
 
 
-# This process's settings (service_envelope, max_response_size ... are process-wide in
-# TorchServe too): set by the app at start, read by the handler backend.
-active = StoreSettings()
-
-
-def activate(settings: StoreSettings) -> None:
-    global active
-    active = settings
-
-
 def _number(value: Any, key: str, kind: type, where: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
