@@ -55,13 +55,14 @@ class _Parent:
 class _Item:
     """One unit of queued work: a request, or one chunk of a split request."""
 
-    __slots__ = ("inputs", "rows", "key", "future", "parent", "index", "arrival")
+    __slots__ = ("inputs", "rows", "key", "future", "parent", "index", "arrival", "solo")
 
     def __init__(self, inputs: dict[str, Any], rows: int, key: Any, arrival: float) -> None:
         self.inputs = inputs
         self.rows = rows
         self.key = key
         self.arrival = arrival
+        self.solo = False  # came to an idle model right after another that did (see _arrived)
         self.future: asyncio.Future[Outputs] | None = None
         self.parent: _Parent | None = None
         self.index = 0
@@ -132,6 +133,7 @@ class DynamicBatcher:
         self._running: dict[int, list[_Item]] = {}  # batches handed to instance threads
         self._in_groups = 0  # members of running groups beyond the one each instance runs
         self._dispatch_pending = False
+        self._last_alone = False  # the latest request found the model idle and its queue empty
 
     # Lifecycle
 
@@ -199,13 +201,14 @@ class DynamicBatcher:
             )
         future: asyncio.Future[Outputs] = self.loop.create_future()
         now = self.clock()
+        solo = self._arrived()
         if self.max_batch <= 0:
             item = _Item(inputs, 1, None, now)
             item.future = future
             self._enqueue(item)
         elif rows <= self.max_batch:
             item = _Item(inputs, rows, _batch_key(inputs), now)
-            item.future = future
+            item.future, item.solo = future, solo
             self._enqueue(item)
         else:
             starts = range(0, rows, self.max_batch)
@@ -236,11 +239,18 @@ class DynamicBatcher:
                 "waiting (max_queue_size); retry later"
             )
         future: asyncio.Future[Any] = self.loop.create_future()
+        solo = self._arrived()
         item = _Item(payload, 1, _Opaque(runner), self.clock())
-        item.future = future
+        item.future, item.solo = future, solo
         self._enqueue(item)
         self._dispatch_soon()
         return future
+
+    def _arrived(self) -> bool:
+        """Whether a request arriving now cannot be joined by another: see ``_dispatch``."""
+        alone = not self._queue and self._idle == self.instances
+        solo, self._last_alone = alone and self._last_alone, alone
+        return solo
 
     def _enqueue(self, item: _Item) -> None:
         self._queue.append(item)
@@ -263,8 +273,14 @@ class DynamicBatcher:
                 if not batch:
                     continue
             else:
+                # Wait to fill the batch only while another request may come to join it.
+                # NOTE: a request that found the model idle and its queue empty, right
+                # after one that did the same, comes from a client sending one request at
+                # a time (or from a trickle): nobody is there to join it, so it goes now.
+                # A first request, or one arriving while others wait or run, waits.
                 deadline = head.arrival + self.delay
-                if self._queued_rows < self.max_batch and now < deadline and self._accepting:
+                if (self._queued_rows < self.max_batch and now < deadline and self._accepting
+                        and not (head.solo and len(self._queue) == 1)):
                     self._arm_timer(deadline - now)
                     return
                 batch = self._take_batch(now)
