@@ -131,8 +131,10 @@ class App:
         access = AccessLog() if config.access_log else None
         limits = Limits(max_body=config.max_request_size)
         inference_guard = management_guard = None
+        self.tokens: tuple[bytes, bytes] | None = None
         if config.auth_token_file is not None:
-            inference_token, management_token = read_tokens(config.auth_token_file)
+            inference_token, management_token = self.tokens = read_tokens(
+                config.auth_token_file)
             inference_guard = bearer_guard(inference_token)
             management_guard = bearer_guard(management_token)
         self.inference = HttpServer(self.router, limits, guard=inference_guard,
@@ -147,6 +149,7 @@ class App:
             self.metrics_server = HttpServer(metrics_router, limits, guard=inference_guard)
         self.port = 0
         self.management_port = 0
+        self.grpc: Any = None  # fastserve.grpc.server.GrpcServers, imported only when on
 
     def _management_address(self) -> str:
         port = self.management_port or self.config.management_port  # a worker: the parent's
@@ -178,10 +181,32 @@ class App:
                                                     self.config.metrics_port,
                                                     reuse_port=self.control_socket is not None)
             log.info("metrics on http://%s:%d/metrics", self.config.metrics_host, port)
+        if self.config.grpc_port or self.config.grpc_management_port:
+            await self._start_grpc()
         self.repository.start_loading(loop)
         self.metrics.start()
         if self.watcher is not None:
             self.watcher.start()
+
+    async def _start_grpc(self) -> None:
+        from .grpc.server import GrpcServers
+
+        def count(model: str, version: str | None, status: int) -> None:
+            params = {"model": model} if version is None else {"model": model,
+                                                              "version": version}
+            self.metrics.count(params, "grpc", status)
+
+        config = self.config
+        self.grpc = GrpcServers(self.dataplane, self.management_api.apply,
+                                config.max_request_size, self.tokens, count)
+        host = config.grpc_host or config.host
+        management_host = config.grpc_management_host or config.management_host
+        management_port = 0 if self.control_socket else config.grpc_management_port
+        await self.grpc.start(host, config.grpc_port, management_host, management_port,
+                              reuse_port=self.control_socket is not None)
+        log.info("gRPC inference on %s:%d%s", host, self.grpc.port,
+                 f", gRPC management on {management_host}:{self.grpc.management_port}"
+                 if self.grpc.management_port else "")
 
     async def shutdown(self) -> None:
         """Drain: not ready at once, no new connections, finish in-flight work, then close."""
@@ -195,11 +220,16 @@ class App:
         self.management.stop_accepting()
         if self.metrics_server is not None:
             self.metrics_server.stop_accepting()
+        # gRPC: no new calls from now on; those in flight finish with the drain.
+        grpc_stopped = (asyncio.ensure_future(self.grpc.stop(timeout + 1.0))
+                        if self.grpc is not None else None)
         try:
             await asyncio.wait_for(self.dataplane.drain(), timeout)
         except TimeoutError:
             log.warning("drain timeout: failing requests still queued with 503")
             self.dataplane.fail_pending()
+        if grpc_stopped is not None:
+            await grpc_stopped
         await self.inference.close(timeout=1.0)
         await self.management.close(timeout=0.1)
         if self.metrics_server is not None:
@@ -223,6 +253,9 @@ def run(config: ServerConfig) -> int:
     if config.workers > 1 and control_socket is None:
         from .workers import Supervisor
 
+        if config.grpc_management_port:
+            log.warning("--grpc-management-port is not served with --workers > 1; use the "
+                        "HTTP management port")
         return Supervisor(config).run()
     try:
         uvloop.run(serve(config, control_socket))

@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow clients to register system shared-memory regions")
     p.add_argument("--auth-token-file", default=os.environ.get("FASTSERVE_AUTH_TOKEN_FILE"),
                    metavar="FILE", help="require Authorization: Bearer <token>")
+    p.add_argument("--grpc-port", type=_port, default=8001,
+                   help="gRPC inference port on the inference host (KServe v2/Triton and "
+                   "TorchServe gRPC APIs; 0: off)")
+    p.add_argument("--grpc-management-port", type=_port, default=0,
+                   help="gRPC management port on the management host (0: off)")
     p.add_argument("--strict-readiness", action="store_true",
                    help="Triton's rule: not ready while any model is not READY (default: "
                         "ready once a model serves)")
@@ -107,6 +112,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         max_request_size=args.max_request_size, poll_interval=args.poll_interval,
         drain_timeout=args.drain_timeout, allow_shared_memory=args.allow_shared_memory,
         auth_token_file=token, strict_readiness=args.strict_readiness,
+        grpc_port=args.grpc_port, grpc_management_port=args.grpc_management_port,
     )
     return _with_torchserve(config, ts, args, argv)
 

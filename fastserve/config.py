@@ -55,3 +55,9 @@ class ServerConfig:
     ts_notes: tuple[str, ...] = ()  # ignored keys and flags: logged once at start
     metrics_host: str = "127.0.0.1"  # config.properties metrics_address: /metrics there too
     metrics_port: int | None = None
+    # The command line's default is 8001 (CONTRACT §1); off here so that a server built in
+    # code (tests, embedding) does not take a fixed port unless asked to.
+    grpc_port: int = 0
+    grpc_management_port: int = 0
+    grpc_host: str | None = None  # None: the inference host (TorchServe's grpc_*_address)
+    grpc_management_host: str | None = None  # None: the management host

@@ -49,7 +49,10 @@ def config_to_argv(config: ServerConfig) -> list[str]:
             "--workers", str(config.workers), "--device", config.device,
             "--log-level", config.log_level, "--log-format", config.log_format,
             "--max-request-size", str(config.max_request_size),
-            "--drain-timeout", str(config.drain_timeout)]
+            "--drain-timeout", str(config.drain_timeout),
+            # Every worker serves gRPC on the shared port; gRPC management is not served
+            # by workers (one process cannot apply a change to all of them).
+            "--grpc-port", str(config.grpc_port), "--grpc-management-port", "0"]
     if config.torch_threads:
         argv += ["--torch-threads", str(config.torch_threads)]
     if config.access_log:

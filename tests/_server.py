@@ -103,6 +103,13 @@ class ServerProcess:
         self.management_port = free_port()
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"fastserve-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        # gRPC is off unless a test asks for it (--grpc-port N): parallel servers must
+        # never meet on the default 8001.
+        if "--grpc-port" in self.args:
+            self.grpc_port = int(self.args[self.args.index("--grpc-port") + 1])
+        else:
+            self.grpc_port = 0
+            self.args += ["--grpc-port", "0"]
         self.returncode: int | None = None
 
     @property

@@ -226,15 +226,19 @@ class MetricsFrontend:
             path = request.path
             if path in NOT_COUNTED or (path.endswith("/ready") and path.startswith("/v2/")):
                 return
-            model, version = self._labels(request.params)
-            key = (model, version, api or api_of(path), status)
-            pending = self._requests.get(key)
-            if pending is None:
-                pending = self._requests[key] = [self.metrics.requests.labels(
-                    model, version, key[2], str(status)), 0]
-            pending[1] += 1
+            self.count(request.params, api or api_of(path), status)
 
         return observe
+
+    def count(self, params: dict[str, str], api: str, status: int) -> None:
+        """One answer of ``api`` with an HTTP(-equivalent) status, for the model in params."""
+        model, version = self._labels(params)
+        key = (model, version, api, status)
+        pending = self._requests.get(key)
+        if pending is None:
+            pending = self._requests[key] = [self.metrics.requests.labels(
+                model, version, api, str(status)), 0]
+        pending[1] += 1
 
     def flush(self) -> None:
         """Hand what the hooks counted to prometheus_client: on each scrape, and each

@@ -45,7 +45,10 @@ class TritonExtensionsFrontend:
 
     def model_config(self, request: Request) -> Response:
         p = request.params
-        name, version = p["model"], p.get("version")
+        return json_response(self.config_doc(p["model"], p.get("version")))
+
+    def config_doc(self, name: str, version: str | None) -> dict[str, Any]:
+        """Triton's ModelConfig of a model as JSON (gRPC parses the same document)."""
         config = self.dataplane.config(name)
         inputs, outputs = self.dataplane.specs(name, version)
         batched = config.batched
@@ -82,18 +85,21 @@ class TritonExtensionsFrontend:
                     "max_queue_size": config.max_queue_size,
                 },
             }
-        return json_response(doc)
+        return doc
 
     def model_stats(self, request: Request) -> Response:
         p = request.params
-        name = p.get("model")
+        return json_response(self.stats_doc(p.get("model"), p.get("version")))
+
+    def stats_doc(self, name: str | None, version: str | None) -> dict[str, Any]:
+        """Triton's statistics of every model, one model or one version (gRPC too)."""
         if name is None:
             versions = self.dataplane.versions()
-        elif p.get("version") is None:
+        elif version is None:
             versions = self.dataplane.versions(name)
         else:
-            versions = [self.dataplane.version(name, p["version"])]
-        return json_response({"model_stats": [self._stats(v) for v in versions]})
+            versions = [self.dataplane.version(name, version)]
+        return {"model_stats": [self._stats(v) for v in versions]}
 
     @staticmethod
     def _stats(version: ModelVersion) -> dict[str, Any]:

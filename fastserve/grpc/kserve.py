@@ -1,0 +1,215 @@
+"""KServe v2 ``inference.GRPCInferenceService`` with Triton's additions, as tritonclient.grpc
+and perf_analyzer call it. Messages are tritonclient's generated ones (Triton's
+``grpc_service.proto``, a superset of KServe's ``grpc_predict_v2.proto``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.grpc import service_pb2 as pb
+
+from ..core.dataplane import DataPlane
+from ..core.image import preprocess_images
+from ..errors import ForbiddenError, InvalidInputError, UnsupportedError
+from ..frontends.kserve_v2 import classify
+from ..frontends.triton import TritonExtensionsFrontend
+from .management import Management
+from .services import Malformed, check
+from .status import CallPolicy, code_of, model_of, unary
+from .tensors import decode_request, encode_response
+
+MAX_STREAM_IN_FLIGHT = 1024  # requests of one stream running at once; more wait to be read
+
+
+class InferenceService:
+    """One per port: on the inference port ``management`` refuses mutations."""
+
+    def __init__(self, dataplane: DataPlane, policy: CallPolicy, management: Management,
+                 mutable: bool) -> None:
+        self.dataplane = dataplane
+        self.policy = policy
+        self.management = management
+        self.mutable = mutable
+        self.triton = TritonExtensionsFrontend(dataplane)
+
+    # Health and metadata
+
+    @unary(counted=False, public=True)
+    async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self.dataplane.live())
+
+    @unary(counted=False, public=True)
+    async def ServerReady(self, request: Any, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.dataplane.ready())
+
+    @unary(counted=False)
+    async def ModelReady(self, request: Any, context: Any) -> pb.ModelReadyResponse:
+        return pb.ModelReadyResponse(
+            ready=self.dataplane.model_ready(request.name, request.version or None))
+
+    @unary()
+    async def ServerMetadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(**self.dataplane.server_metadata())
+
+    @unary()
+    async def ModelMetadata(self, request: Any, context: Any) -> pb.ModelMetadataResponse:
+        doc = self.dataplane.model_metadata(request.name, request.version or None)
+        doc.pop("error", None)
+        return json_format.ParseDict(doc, pb.ModelMetadataResponse())
+
+    @unary()
+    async def ModelConfig(self, request: Any, context: Any) -> pb.ModelConfigResponse:
+        doc = self.triton.config_doc(request.name, request.version or None)
+        return pb.ModelConfigResponse(
+            config=json_format.ParseDict(doc, mc.ModelConfig(), ignore_unknown_fields=True))
+
+    @unary()
+    async def ModelStatistics(self, request: Any, context: Any) -> pb.ModelStatisticsResponse:
+        doc = self.triton.stats_doc(request.name or None, request.version or None)
+        return json_format.ParseDict(doc, pb.ModelStatisticsResponse(),
+                                     ignore_unknown_fields=True)
+
+    # Repository (Triton's layout: model_name is field 2)
+
+    @unary(counted=False)
+    async def RepositoryIndex(self, request: Any, context: Any) -> pb.RepositoryIndexResponse:
+        rows = await self.management.call("POST", "/v2/repository/index",
+                                          {"ready": request.ready})
+        return json_format.ParseDict({"models": rows}, pb.RepositoryIndexResponse(),
+                                     ignore_unknown_fields=True)
+
+    @unary(counted=False)
+    async def RepositoryModelLoad(self, request: Any, context: Any
+                                  ) -> pb.RepositoryModelLoadResponse:
+        self._check_mutable("RepositoryModelLoad")
+        if request.parameters:
+            raise InvalidInputError("load parameters (config or file overrides) are not "
+                                    "supported: change the model's folder, then load it")
+        name = self.management.segment(request.model_name)
+        await self.management.call("POST", f"/v2/repository/models/{name}/load")
+        return pb.RepositoryModelLoadResponse()
+
+    @unary(counted=False)
+    async def RepositoryModelUnload(self, request: Any, context: Any
+                                    ) -> pb.RepositoryModelUnloadResponse:
+        self._check_mutable("RepositoryModelUnload")
+        name = self.management.segment(request.model_name)
+        await self.management.call("POST", f"/v2/repository/models/{name}/unload")
+        return pb.RepositoryModelUnloadResponse()
+
+    def _check_mutable(self, what: str) -> None:
+        if not self.mutable:
+            raise ForbiddenError(f"{what} changes the server: call it on the gRPC management "
+                                 f"port ({self.management.where()}), not the inference port")
+
+    # System shared memory (with --allow-shared-memory)
+
+    @unary(counted=False)
+    async def SystemSharedMemoryStatus(self, request: Any, context: Any
+                                       ) -> pb.SystemSharedMemoryStatusResponse:
+        rows = self.dataplane.shared_memory.status(request.name or None)
+        return pb.SystemSharedMemoryStatusResponse(regions={
+            r["name"]: pb.SystemSharedMemoryStatusResponse.RegionStatus(**r) for r in rows})
+
+    @unary(counted=False)
+    async def SystemSharedMemoryRegister(self, request: Any, context: Any
+                                         ) -> pb.SystemSharedMemoryRegisterResponse:
+        self.dataplane.shared_memory.register(request.name, request.key, request.offset,
+                                              request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    @unary(counted=False)
+    async def SystemSharedMemoryUnregister(self, request: Any, context: Any
+                                           ) -> pb.SystemSharedMemoryUnregisterResponse:
+        self.dataplane.shared_memory.unregister(request.name or None)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    # Inference
+
+    @unary()
+    async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
+        return await self.infer(request)
+
+    async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        check(request)
+        dataplane = self.dataplane
+        target = dataplane.resolve(request.model_name, request.model_version or None)
+        backend = target.backend
+        assert backend is not None
+        config = dataplane.config(target.name)
+        if config.handler == "handler.py":
+            raise UnsupportedError(
+                f"model '{target.name}' has a custom handler.py; it answers on TorchServe's "
+                "Predictions RPC (or /predictions/{model}), not on ModelInfer")
+        infer_request, options = decode_request(request, dataplane.shared_memory)
+        if config.handler == "image_classifier":
+            # BYTES elements are encoded images (as OpenVINO Model Server takes them).
+            for name, arr in infer_request.inputs.items():
+                if arr.dtype == object:
+                    infer_request.inputs[name] = preprocess_images(list(arr.ravel()),
+                                                                   config.image)
+        response = await dataplane.infer(infer_request, target)
+        if options.classification:
+            labels = dataplane.labels(target.name)
+            for name, k in options.classification.items():
+                if name in response.outputs:
+                    response.outputs[name] = classify(response.outputs[name], k, labels,
+                                                      config.batched)
+        return encode_response(response, options, backend.outputs, dataplane.shared_memory)
+
+    async def ModelStreamInfer(self, requests: Any, context: Any) -> Any:
+        """Each request runs as it arrives (several at once); answers go back as they
+        finish, an error as ``error_message`` on the stream, which stays open. A client
+        that leaves cancels what it still had queued."""
+        refused = self.policy.authorized(context)
+        if refused is not None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
+        answers: asyncio.Queue[Any] = asyncio.Queue()
+        running: set[asyncio.Task[Any]] = set()
+        slots = asyncio.Semaphore(MAX_STREAM_IN_FLIGHT)
+
+        async def answer(request: pb.ModelInferRequest) -> None:
+            try:
+                message = pb.ModelStreamInferResponse(infer_response=await self.infer(request))
+                status = 200
+            except Exception as exc:  # each request fails alone; the stream goes on
+                _, text, status = code_of(exc)
+                message = pb.ModelStreamInferResponse(error_message=text)
+                if type(request) is not Malformed:
+                    message.infer_response.CopyFrom(pb.ModelInferResponse(
+                        model_name=request.model_name, model_version=request.model_version,
+                        id=request.id))
+            finally:
+                slots.release()
+            if self.policy.count is not None:
+                self.policy.count(*model_of(request), status)
+            answers.put_nowait(message)
+
+        async def read() -> None:
+            async for request in requests:
+                await slots.acquire()
+                task = asyncio.create_task(answer(request))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            if running:
+                await asyncio.wait(list(running))
+            answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                message = await answers.get()
+                if message is None:
+                    break
+                yield message
+            await reader  # a read error (the client broke the stream) surfaces here
+        finally:
+            reader.cancel()
+            for task in list(running):
+                task.cancel()
+

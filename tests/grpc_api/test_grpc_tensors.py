@@ -1,0 +1,80 @@
+"""ModelInferRequest <-> fastserve tensors without a server (fastserve.grpc.tensors)."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from tritonclient.grpc import service_pb2 as pb
+
+from fastserve.core.shm import SharedMemoryRegistry
+from fastserve.errors import ForbiddenError, InvalidInputError
+from fastserve.grpc.tensors import OutputOptions, decode_request, encode_response, parameters
+from fastserve.types import DataType, InferResponse, TensorSpec
+
+NO_SHM = SharedMemoryRegistry(enabled=False)
+
+
+def test_raw_and_typed_inputs_and_parameters() -> None:
+    request = pb.ModelInferRequest(model_name="m", model_version="2", id="7")
+    request.parameters["priority"].int64_param = 3
+    request.inputs.add(name="a", datatype="INT16", shape=[2, 2]).contents.int_contents.extend(
+        [1, -2, 3, 4])
+    request.inputs.add(name="s", datatype="BYTES", shape=[2]).contents.bytes_contents.extend(
+        [b"x", b""])
+    out = request.outputs.add(name="y")
+    out.parameters["classification"].int64_param = 2
+    decoded, options = decode_request(request, NO_SHM)
+    assert (decoded.model, decoded.version, decoded.id) == ("m", "2", "7")
+    assert decoded.parameters == {"priority": 3}
+    assert decoded.inputs["a"].dtype == np.int16 and decoded.inputs["a"].tolist() == [[1, -2],
+                                                                                      [3, 4]]
+    assert decoded.inputs["s"].tolist() == [b"x", b""]
+    assert decoded.outputs == ["y"] and options.classification == {"y": 2}
+
+    raw = pb.ModelInferRequest(model_name="m")
+    raw.inputs.add(name="f", datatype="FP16", shape=[3])
+    raw.inputs.add(name="s", datatype="BYTES", shape=[2])
+    raw.raw_input_contents.extend([np.arange(3, dtype="<f2").tobytes(),
+                                   struct.pack("<I", 2) + b"hi" + struct.pack("<I", 0)])
+    decoded, _ = decode_request(raw, NO_SHM)
+    assert decoded.version is None and decoded.outputs is None
+    assert decoded.inputs["f"].tolist() == [0, 1, 2]
+    assert decoded.inputs["s"].tolist() == [b"hi", b""]
+
+
+@pytest.mark.parametrize("build, error", [
+    (lambda r: r.inputs.add(name="a", datatype="INT8", shape=[1]).contents.int_contents.append(
+        300), InvalidInputError),
+    (lambda r: r.inputs.add(name="a", datatype="FP16", shape=[1]).contents.fp32_contents.append(
+        1.0), InvalidInputError),
+    (lambda r: r.inputs.add(name="a", datatype="INT32", shape=[2]).contents.int_contents.append(
+        1), InvalidInputError),
+    (lambda r: (r.inputs.add(name="s", datatype="BYTES", shape=[1]),
+                r.raw_input_contents.append(b"\x09\0\0\0ab")), InvalidInputError),
+    (lambda r: (r.inputs.add(name="a", datatype="FP32", shape=[1]),
+                r.inputs[0].parameters["shared_memory_region"].__setattr__("string_param", "r")),
+     ForbiddenError),
+    (lambda r: None, InvalidInputError),
+])
+def test_bad_inputs(build, error) -> None:
+    request = pb.ModelInferRequest(model_name="m")
+    build(request)
+    with pytest.raises(error):
+        decode_request(request, NO_SHM)
+
+
+def test_response_raw_outputs_by_index() -> None:
+    response = InferResponse("m", "1", {
+        "y": np.array([[1.5, 2.5]], np.float32),
+        "s": np.array([b"ab", b""], dtype=object),
+        "h": np.array([1, 2], np.uint16)}, "id-1")
+    specs = (TensorSpec("h", DataType.BF16, (-1,)),)
+    answer = encode_response(response, OutputOptions(), specs, NO_SHM)
+    assert answer.id == "id-1" and answer.model_version == "1"
+    assert [(o.name, o.datatype, list(o.shape)) for o in answer.outputs] == [
+        ("y", "FP32", [1, 2]), ("s", "BYTES", [2]), ("h", "BF16", [2])]
+    assert np.frombuffer(answer.raw_output_contents[0], np.float32).tolist() == [1.5, 2.5]
+    assert answer.raw_output_contents[1] == b"\x02\0\0\0ab\0\0\0\0"
+    assert parameters(pb.ModelInferRequest().parameters) == {}
