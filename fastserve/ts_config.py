@@ -253,6 +253,8 @@ def _selection(start: TsStart, models: list[str] | None, keys: dict[str, Entry])
     models map's marName entries, else none (TorchServe's rule)."""
     assert start.store is not None
     settings = start.settings
+    if models and len(models) == 1 and Path(models[0]).resolve() == start.store.resolve():
+        models = None  # --models naming the store itself (fastserve's start line) selects none
     if models:
         items, where = split_models(models), "--models"
     elif "load_models" in keys:

@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from _server import ServerProcess
+from _server import ServerProcess, free_port
 from models_factory import build_repository, load_model, model_file
 from ts_archives import hostile_archives
 
@@ -26,11 +26,29 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
 
 
 @pytest.fixture(scope="module")
-def server(store: tuple[Path, dict[str, str]]) -> Iterator[ServerProcess]:
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def server(store: tuple[Path, dict[str, str]], metrics_port: int) -> Iterator[ServerProcess]:
     root, _ = store
-    with ServerProcess(root, "--model-store", str(root), "--models", "all",
-                       "--max-archive-size", "1MB", "--ncs") as srv:
+    config = root.parent / "config.properties"
+    config.write_text(f"metrics_address=http://127.0.0.1:{metrics_port}\n"
+                      "number_of_netty_threads=4\njob_queue_size=50\nload_models=all\n")
+    with ServerProcess(root, "--model-store", str(root), "--max-archive-size", "1MB", "--ncs",
+                       env={"TS_CONFIG_FILE": str(config)}) as srv:
         yield srv
+
+
+def test_config_file_from_ts_config_file(server, metrics_port) -> None:
+    """TS_CONFIG_FILE names the config: its metrics port serves /metrics, its unknown key
+    is logged once, load_models=all loaded the store."""
+    status, headers, body = server.request("GET", "/metrics", port=metrics_port)
+    assert status == 200 and b"fastserve_model_state" in body
+    assert server.log_path.read_text().count("number_of_netty_threads") == 1
+    status, described = mgmt(server, "GET", "/models/versioned")
+    assert status == 200 and described[0]["jobQueueSize"] == 1024  # a folder model: its own
 
 
 def mgmt(server: ServerProcess, method: str, path: str) -> tuple[int, object]:

@@ -150,3 +150,10 @@ def test_bad_selection_exits(store: Path, models: str, words: str) -> None:
 def test_without_models_or_store_is_an_error() -> None:
     with pytest.raises(SystemExit):
         parse_config([])
+
+
+def test_models_naming_the_store_itself_selects_nothing(tmp_path: Path, store: Path) -> None:
+    cfg = properties(tmp_path, "load_models=other.mar\n")
+    config = parse_config(["--models", str(store), "--model-store", str(store),
+                           "--ts-config", str(cfg)])
+    assert config.store.selection == ("other.mar",)
