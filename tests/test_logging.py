@@ -89,3 +89,23 @@ def test_access_log_json(ops):
     assert any("fragile: negative input" in r["exc_info"] for r in errors)
     assert all("Traceback" not in r.get("exc_info", "") for r in records
                if r["level"] != "ERROR")
+
+
+def test_client_mistakes_log_warning_with_request_id(text_server):
+    """A 4xx logs one WARNING line carrying the request id (the client's X-Request-ID, or
+    one the answer gives back), never ERROR; ragged data says which input is ragged."""
+    json = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    given = text_server.request("POST", INFER, b"{not json", {**json, "X-Request-ID": "rq-4711"})
+    assert given.status == 400 and given.header("x-request-id") == "rq-4711"
+    ragged = (b'{"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", '
+              b'"data": [[1, 2], [3]]}]}')
+    made = text_server.request("POST", INFER, ragged, json)
+    assert made.status == 400, made.body
+    error = orjson.loads(made.body)["error"]
+    assert "input 'x'" in error and "ragged" in error and "inhomogeneous" not in error
+    rid = made.header("x-request-id")
+    assert rid and rid != "rq-4711"
+    log = _log_text(text_server, f"[request {rid}]")
+    for request in ("rq-4711", rid):
+        lines = [line for line in log.splitlines() if f"[request {request}]" in line]
+        assert len(lines) == 1 and " WARNING " in lines[0] and "-> 400" in lines[0], lines

@@ -168,6 +168,15 @@ class LiftedProgram:
         return (v for _, v in self.lifted if isinstance(v, torch.Tensor) and v.requires_grad)
 
 
+def _forward_arguments(model: Any) -> tuple[list[str], int] | None:
+    """A scripted forward's argument names (self excluded) and how many are required."""
+    try:
+        arguments = model.forward.schema.arguments[1:]
+    except (AttributeError, RuntimeError):
+        return None
+    return [a.name for a in arguments], sum(not a.has_default_value() for a in arguments)
+
+
 class TorchBackend:
     """A loaded model version (see backends._base.Backend)."""
 
@@ -177,6 +186,7 @@ class TorchBackend:
         self.device = resolve_device(config.device)
         self.cuda = self.device.startswith("cuda")
         self.declared = True
+        self._forward_args: tuple[list[str], int] | None = None  # undeclared model.pt only
         pt2, pt = folder / "model.pt2", folder / "model.pt"
         if pt2.exists():
             self.platform = "pytorch_export"
@@ -241,9 +251,23 @@ class TorchBackend:
         model.eval()
         if self.config.inputs is None:
             self.declared = False
+            self._forward_args = _forward_arguments(model)
         # TorchScript keeps no shapes: the config says them, else the contract's defaults.
         return model, [TensorSpec("input__0", DataType.FP32, (-1,))], \
             [TensorSpec("output__0", DataType.FP32, (-1,))]
+
+    def _check_count(self, sent: int) -> None:
+        """A request for an undeclared model.pt must give each of forward's arguments."""
+        if self._forward_args is None:
+            return
+        names, required = self._forward_args
+        if sent < required:
+            raise InvalidInputError(
+                f"missing input for argument '{names[sent]}' of the model's forward("
+                f"{', '.join(names)}): send one input per argument, in this order")
+        if sent > len(names):
+            raise InvalidInputError(f"{sent} inputs sent but the model's forward takes "
+                                    f"{len(names)} ({', '.join(names)})")
 
     def _merge(self, section: str, configured: Any, found: list[TensorSpec],
                prefix: str) -> tuple[TensorSpec, ...]:
@@ -287,6 +311,7 @@ class TorchBackend:
             pairs = [(s.name, inputs[s.name], s.datatype) for s in self.inputs]
         else:  # a model.pt without [[inputs]]: whatever was sent, in request order
             pairs = [(n, a, None) for n, a in inputs.items()]
+            self._check_count(len(pairs))
         args = []
         for name, arr, datatype in pairs:
             if arr.dtype == object:

@@ -111,11 +111,36 @@ def array_from_json(name: str, data: Any, datatype: DataType, shape: tuple[int, 
     except (ValueError, TypeError, OverflowError) as exc:
         if isinstance(exc, InvalidInputError):
             raise
+        where = _ragged_at(data)
+        if where is not None:
+            raise InvalidInputError(
+                f"input '{name}': the data is ragged ({where}); send a flat list, or nested "
+                "lists that are all the same length at each level") from None
         raise InvalidInputError(
             f"input '{name}': data is not a valid {datatype.wire} tensor: {exc}") from None
     if arr.size != expected:
         raise _count_error(name, shape, expected, arr.size)
     return arr.reshape(shape)
+
+
+def _ragged_at(data: Any) -> str | None:
+    """Where nested JSON lists stop being rectangular, or None (an error path only).
+
+    Level by level, not recursively: the data may be nested thousands deep."""
+    level = data if isinstance(data, list) else []
+    depth = 2  # the top list is depth 1; its items are at depth 2
+    while level and depth <= MAX_JSON_DEPTH:
+        nested = [isinstance(item, list) for item in level]
+        if not any(nested):
+            return None
+        if not all(nested):
+            return f"lists and single values mix at depth {depth}"
+        lengths = {len(item) for item in level}
+        if len(lengths) > 1:
+            return f"the lists at depth {depth} have lengths {sorted(lengths)}"
+        level = [x for item in level for x in item]
+        depth += 1
+    return None
 
 
 def _numeric(name: str, data: Any, dtype: np.dtype) -> np.ndarray:

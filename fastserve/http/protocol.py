@@ -9,7 +9,9 @@ cancelled if the client goes away.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import time
 import zlib
 from collections import deque
@@ -31,6 +33,16 @@ if TYPE_CHECKING:
     from .server import ServerState
 
 log = logging.getLogger("fastserve.http")
+_error_ids = itertools.count(1)
+
+
+def request_id(request: Request | None) -> str:
+    """The client's X-Request-ID, else a fresh one (answered in X-Request-ID): what an
+    error's log line and its answer share, so a user can find one from the other."""
+    given = request.headers.get(b"x-request-id") if request is not None else None
+    if given:
+        return given[:128].decode("latin-1")
+    return f"{os.getpid():x}-{next(_error_ids)}"
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # status line, date line, content type, length, further header lines
@@ -411,12 +423,17 @@ class HttpProtocol(asyncio.BufferedProtocol):
 
     def _error_response(self, request: Request | None, exc: BaseException) -> Response:
         status, headers, message = error_answer(exc)
+        rid = request_id(request)
         if not isinstance(exc, FastServeError):
-            log.error("unexpected error answering %s %s", request and request.method,
-                      request and request.path, exc_info=exc)
+            log.error("unexpected error answering %s %s [request %s]", request and request.method,
+                      request and request.path, rid, exc_info=exc)
         elif status >= 500 and status != 503 and status != 504:
-            log.error("%s %s failed: %s", request and request.method,
-                      request and request.path, message, exc_info=exc.__cause__)
+            log.error("%s %s failed [request %s]: %s", request and request.method,
+                      request and request.path, rid, message, exc_info=exc.__cause__)
+        elif status < 500:  # the client's mistake: never ERROR (CONTRACT section 3, Errors)
+            log.warning("%s %s -> %d [request %s]: %s", request and request.method,
+                        request and request.path, status, rid, message)
+        headers = [*(headers or ()), (b"x-request-id", rid.encode("latin-1"))]
         path = request.path if request is not None else ""
         response = self.router.error_formatter(path)(status, message, exc)
         if headers:

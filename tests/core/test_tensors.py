@@ -387,3 +387,14 @@ def test_validate_inputs_not_strict() -> None:
         validate_inputs((), {"p": np.zeros(())}, batched=True, strict=False)
     with pytest.raises(InvalidInputError, match=r"a batch of 0 rows"):
         validate_inputs((), {"p": np.zeros((0, 2))}, batched=True, strict=False)
+
+
+@pytest.mark.parametrize(("data", "where"), [
+    ([[1, 2], [3]], "the lists at depth 2 have lengths [1, 2]"),
+    ([[1, 2], 3, 4], "lists and single values mix at depth 2"),
+    ([[[1], [2, 3]], [[4], [5]]], "the lists at depth 3 have lengths [1, 2]"),
+])
+def test_ragged_says_which_input_and_where(data: Any, where: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        array_from_json("pixels", data, D.FP32, (2, 2))
+    assert info.value.message.startswith(f"input 'pixels': the data is ragged ({where})")
