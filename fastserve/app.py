@@ -22,7 +22,7 @@ import uvloop
 from .auth import bearer_guard, read_tokens
 from .backends import ts_envelope
 from .config import ServerConfig, available_cores
-from .core.archive import DEFAULT_MAX_SIZE, prepare
+from .core.archive import DEFAULT_MAX_SIZE, install_requirements, prepare, read_archive
 from .core.dataplane import DataPlane
 from .core.model_config import ModelConfig
 from .core.repository import ModelRepository, ModelVersion
@@ -63,6 +63,8 @@ class TorchLoader:
             from .backends import ts_handler
 
             folder = prepare(folder, self.max_archive_size or DEFAULT_MAX_SIZE)
+            if ts_envelope.settings.install_py_dep_per_model:
+                install_requirements(folder, read_archive(folder).manifest)
             return ts_handler.load(folder, config, labels)
         if config.handler == "handler.py":
             from .backends import custom

@@ -304,3 +304,40 @@ def extract(source: Path, folder: Path, max_size: int) -> None:
         raise ArchiveError(f"{label} is not a valid model archive: {exc}") from None
     except OSError as exc:
         raise ArchiveError(f"{label} cannot be extracted: {exc}") from None
+
+
+# requirements.txt (config.properties install_py_dep_per_model=true)
+
+PIP_TIMEOUT = 600.0
+
+
+def install_requirements(folder: Path, manifest: dict[str, Any]) -> None:
+    """Install an archive's requirementsFile into its folder, as TorchServe does
+    (``pip install -t <model dir> -r requirements.txt``), from the package index pip is
+    configured with (pip.conf, PIP_INDEX_URL). Raises ArchiveError with pip's reason."""
+    import subprocess
+    import sys
+
+    name = (manifest.get("model") or {}).get("requirementsFile")
+    if not name:
+        return
+    requirements = folder / str(name)
+    if not requirements.is_file() or folder.resolve() not in requirements.resolve().parents:
+        raise ArchiveError(f"the manifest names requirementsFile {name}, which is not in the "
+                           "archive")
+    if (folder / ".fastserve-deps-installed").exists():
+        return
+    log.info("installing %s of %s (install_py_dep_per_model=true)", name, folder.name)
+    cmd = [sys.executable, "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+           "--no-warn-script-location", "--retries", "1", "--timeout", "30", "--target",
+           str(folder), "-r", str(requirements)]
+    try:
+        done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True,
+                              timeout=PIP_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ArchiveError(f"installing {name} failed: {exc}") from None
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise ArchiveError(f"installing {name} failed (pip exit {done.returncode}): "
+                           + " | ".join(tail))
+    (folder / ".fastserve-deps-installed").touch()

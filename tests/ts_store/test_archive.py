@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from fastserve.core.archive import ArchiveError, is_archive, prepare, read_archive
+from fastserve.core.archive import (
+    ArchiveError,
+    install_requirements,
+    is_archive,
+    prepare,
+    read_archive,
+)
 from fastserve.core.files import version_key
 from fastserve.core.ts_store import StoreSettings, archive_config
 
@@ -114,3 +120,36 @@ def test_members_that_lie_about_their_size_are_counted_as_written(tmp_path: Path
 def test_version_strings_sort_as_torchserve_numbers() -> None:
     assert sorted(["2.0", "1.10", "1.2", "10", "1", "beta"], key=version_key) == [
         "1", "1.2", "1.10", "2.0", "10", "beta"]
+
+
+def _wheel(path: Path, module: str, source: str) -> Path:
+    """A minimal pure-Python wheel (pip installs it offline)."""
+    dist = f"{module}-0.1.dist-info"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{module}.py", source)
+        zf.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: "
+                    "true\nTag: py3-none-any\n")
+        zf.writestr(f"{dist}/RECORD", "")
+    return path
+
+
+def test_requirements_install_into_the_archive_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    (folder / "MAR-INF").mkdir(parents=True)
+    _wheel(folder / "tsdep_marker-0.1-py3-none-any.whl", "tsdep_marker", "VALUE = 42\n")
+    (folder / "requirements.txt").write_text("./tsdep_marker-0.1-py3-none-any.whl\n")
+    manifest = {"model": {"modelName": "m", "requirementsFile": "requirements.txt"}}
+    install_requirements(folder, manifest)
+    assert (folder / "tsdep_marker.py").read_text() == "VALUE = 42\n"
+    install_requirements(folder, manifest)  # once per folder
+
+
+def test_requirements_that_cannot_install_fail_with_pips_reason(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "requirements.txt").write_text("./missing-0.1-py3-none-any.whl\n")
+    with pytest.raises(ArchiveError, match="installing requirements.txt failed"):
+        install_requirements(folder, {"model": {"requirementsFile": "requirements.txt"}})
+    with pytest.raises(ArchiveError, match="not in the archive"):
+        install_requirements(folder, {"model": {"requirementsFile": "../../etc/passwd"}})
