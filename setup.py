@@ -82,7 +82,8 @@ if NO_EXTENSIONS:
     ext_modules = []
 else:
     ext_modules = [
-        Extension("fastserve._codec", ["fastserve/_codec.pyx"]),
+        Extension("fastserve._codec", ["fastserve/_codec.pyx"],
+                  depends=["fastserve/_codec_json.pxi"]),
     ]
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": fastserve_build_ext})

@@ -368,3 +368,6 @@ def numbers_from_json(data, dtype, count):
     if fill(<list>data, 0, ndim, dims, <Kind>kind, PyByteArray_AS_STRING(buf), 0) != n:
         return None
     return _np.frombuffer(buf, dtype)  # writable: numpy views the bytearray
+
+
+include "_codec_json.pxi"

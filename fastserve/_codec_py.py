@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from .errors import CodecError
 
 __all__ = ["split_binary_inputs", "decode_bytes_tensor", "encode_bytes_tensor", "bytes_tensor_size",
-           "numbers_from_json"]
+           "numbers_from_json", "split_json_tensors", "JsonNumbers"]
 
 Buffer = bytes | bytearray | memoryview
 Element = bytes | bytearray | memoryview | str
@@ -142,4 +142,23 @@ def bytes_tensor_size(items: Iterable[Element]) -> int:
 def numbers_from_json(data: object, dtype: object, count: int) -> None:
     """The C version's fast path for plain JSON number lists; here there is none, and the
     general path (tensors.array_from_json) gives the very same arrays."""
+    return None
+
+
+class JsonNumbers:
+    """The C version's plain number array cut from a v2 body; the twin never makes one."""
+
+    count: int
+    shape: tuple[int, ...]
+
+    def text(self) -> memoryview:
+        raise NotImplementedError
+
+    def to_array(self, dtype: object, count: int) -> None:
+        return None
+
+
+def split_json_tensors(body: object) -> None:
+    """The C version's fast path for plain inputs[i].data arrays; here there is none, and
+    orjson on the whole body (the general path) gives the very same document."""
     return None

@@ -24,6 +24,7 @@ from ..core.tensors import (
     check_shape,
     datatype_of,
     element_count,
+    load_tensor_json,
 )
 from ..errors import InvalidInputError, UnsupportedError
 from ..http.messages import OCTET_STREAM, Request, Response
@@ -174,7 +175,7 @@ class KServeV2Frontend:
             header, tail = view[:n], view[n:]
         else:
             header = body
-        doc = load_json(header)
+        doc = load_tensor_json(header, load_json)
         if not isinstance(doc, dict):
             raise InvalidInputError("the inference request must be a JSON object")
         raw_inputs = doc.get("inputs")
