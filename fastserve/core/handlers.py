@@ -29,6 +29,7 @@ from ..errors import (
     UnsupportedError,
 )
 from ..types import DataType, TensorSpec
+from .batching import check_outputs, run_rows, tensor_key
 from .image import preprocess_image
 from .model_config import ModelConfig
 from .payloads import Payload, b64decode, decode_body, parse_target
@@ -270,6 +271,7 @@ class HandlerRunner:
         self.handler = handler
         self.backend = backend
         self.batched = config.batched
+        self.model = config.name
         self.declared = getattr(backend, "declared", True)
 
     def inputs_of(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
@@ -286,16 +288,12 @@ class HandlerRunner:
         return inputs, target
 
     def run_batch(self, payloads: list[Payload], instance: int) -> list[Any]:
-        """One answer (or the exception that fails it) per payload, in order."""
-        if len(payloads) == 1:  # an unbatched model's request, or a lone one: no grouping
-            try:
-                inputs, _ = self.inputs_of(payloads[0])
-            except FastServeError as exc:
-                return [exc]
-            outputs = self.backend.infer(inputs, instance)
-            if self.batched:
-                self._check_rows(outputs, 1)
-            return [self.handler.postprocess(outputs)]
+        """One answer (or the exception that fails it) per payload, in order.
+
+        The handler's preprocessing is a stage in front of the tensor policy: payloads
+        whose inputs agree in all but the batch dimension run as one batch
+        (``batching.run_rows``); a model without a batch dimension runs each alone.
+        """
         results: list[Any] = [None] * len(payloads)
         groups: dict[Any, list[tuple[int, dict[str, np.ndarray]]]] = {}
         for i, payload in enumerate(payloads):
@@ -304,33 +302,17 @@ class HandlerRunner:
             except FastServeError as exc:  # a bad request fails alone
                 results[i] = exc
                 continue
-            key = tuple((n, a.shape[1:] if self.batched else a.shape, a.dtype.str)
-                        for n, a in inputs.items())
+            key = tensor_key(inputs) if self.batched else i
             groups.setdefault(key, []).append((i, inputs))
         for members in groups.values():
-            if not self.batched:
-                for i, inputs in members:
-                    results[i] = self.handler.postprocess(self.backend.infer(inputs, instance))
-                continue
-            if len(members) == 1:
-                merged = members[0][1]
+            if self.batched:
+                outputs = run_rows(self.backend, self.model, [m[1] for m in members],
+                                   [1] * len(members), instance, unit="")
             else:
-                # merged: (len(members), *instance_shape) per input
-                merged = {n: np.concatenate([m[1][n] for m in members]) for n in members[0][1]}
-            outputs = self.backend.infer(merged, instance)
-            self._check_rows(outputs, len(members))
-            for j, (i, _) in enumerate(members):
-                results[i] = self.handler.postprocess({n: a[j : j + 1]
-                                                       for n, a in outputs.items()})
+                outputs = [check_outputs(self.model, self.backend.infer(members[0][1], instance))]
+            for (i, _), answer in zip(members, outputs, strict=True):
+                results[i] = self.handler.postprocess(answer)
         return results
-
-    @staticmethod
-    def _check_rows(outputs: dict[str, Any], rows: int) -> None:
-        for n, a in outputs.items():
-            if getattr(a, "ndim", 0) < 1 or len(a) != rows:
-                raise BackendError(
-                    f"output '{n}' has shape {list(getattr(a, 'shape', ()))} for a batch "
-                    f"of {rows}; batched models return one row per input row")
 
     def explain_payload(self, payload: Payload, method: str, target: Any = None) -> Any:
         inputs, body_target = self.inputs_of(payload)

@@ -1,0 +1,184 @@
+"""Queued work and the jobs an instance thread runs (the scheduler's units).
+
+An ``Item`` is one queued request, or one chunk of a request split into chunks of at
+most max_batch_size rows (its ``Parent`` joins them again). An idle instance is handed
+one job: a ``Batch`` (items sharing one model run, under their policy) or, for a
+model without a batch dimension, a ``Group`` (items that share the thread hop only,
+each run alone). A job returns one result per item and one (rows, seconds, requests)
+record per model run, for the statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .batching import BatchPolicy, run_isolated
+
+Outputs = dict[str, Any]
+Run = tuple[int, float, int]  # rows, seconds, requests of one model run
+SKIPPED = object()  # a group member not run: its client left or its timeout passed
+
+
+class Parent:
+    """A request split into chunks of at most max_batch_size rows, joined again at the end."""
+
+    __slots__ = ("future", "parts", "remaining", "observed", "join")
+
+    def __init__(self, future: asyncio.Future[Outputs], chunks: int,
+                 join: Callable[[list[Outputs]], Outputs]) -> None:
+        self.future = future
+        self.parts: list[Outputs | None] = [None] * chunks
+        self.remaining = chunks
+        self.observed = False  # its total time went to the stats observer
+        self.join = join  # the chunks' outputs -> the request's
+
+
+class Item:
+    """One unit of queued work: a request, or one chunk of a split request."""
+
+    __slots__ = ("inputs", "rows", "policy", "key", "future", "parent", "index", "arrival",
+                 "solo")
+
+    def __init__(self, inputs: Any, rows: int, policy: BatchPolicy, arrival: float,
+                 future: asyncio.Future[Any] | None = None, solo: bool = False) -> None:
+        self.inputs = inputs
+        self.rows = rows
+        self.policy = policy
+        self.key = policy.key(inputs)  # items with equal keys may share a batch
+        self.arrival = arrival
+        self.future = future
+        self.solo = solo  # came to an idle model right after another that did
+        self.parent: Parent | None = None
+        self.index = 0
+
+    @property
+    def target(self) -> asyncio.Future[Any]:
+        """The future its client waits on (a chunk's: its parent's)."""
+        return self.future if self.parent is None else self.parent.future  # type: ignore[return-value]
+
+    def abandoned(self) -> bool:
+        """True when nobody waits for the answer any more (the client went away)."""
+        return self.target.done()
+
+    def resolve(self, outputs: Any) -> None:
+        """Answer its client (a chunk: once every chunk of its request is in)."""
+        parent = self.parent
+        if parent is None:
+            if not self.future.done():  # type: ignore[union-attr]
+                self.future.set_result(outputs)  # type: ignore[union-attr]
+            return
+        parent.parts[self.index] = outputs
+        parent.remaining -= 1
+        if parent.remaining == 0 and not parent.future.done():
+            parent.future.set_result(parent.join(parent.parts))  # type: ignore[arg-type]
+
+
+class Batch(list[Item]):
+    """Items that share one model run (tensor rows, or an opaque request list)."""
+
+    behind = 0  # members waiting inside the job for their turn (none: one run)
+
+    def execute(self, model: str, instance: int, stale: Callable[[Item], bool]
+                ) -> tuple[list[Any], list[Run]]:
+        start = time.perf_counter()
+        results = run_isolated(self[0].policy, model, [it.inputs for it in self],
+                               [it.rows for it in self], instance)
+        return results, [(sum(it.rows for it in self), time.perf_counter() - start, len(self))]
+
+
+class Group(list[Item]):
+    """Items of a model without a batch dimension: one thread hop, each run alone."""
+
+    @property
+    def behind(self) -> int:
+        return len(self) - 1
+
+    def execute(self, model: str, instance: int, stale: Callable[[Item], bool]
+                ) -> tuple[list[Any], list[Run]]:
+        results: list[Any] = []
+        runs: list[Run] = []
+        for item in self:
+            # Gone or expired while the members before it ran: the loop drops it.
+            # (Reading a future's state from this thread is a plain attribute read.)
+            if stale(item):
+                results.append(SKIPPED)
+                continue
+            start = time.perf_counter()
+            results.extend(run_isolated(item.policy, model, [item.inputs], [item.rows],
+                                        instance))
+            runs.append((item.rows, time.perf_counter() - start, 1))
+        return results, runs
+
+
+class WorkQueue:
+    """A model version's queued items in arrival order, and the rows they hold."""
+
+    def __init__(self) -> None:
+        self.items: deque[Item] = deque()
+        self.rows = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def head(self) -> Item:
+        return self.items[0]
+
+    def append(self, item: Item) -> None:
+        self.items.append(item)
+        self.rows += item.rows
+
+    def popleft(self) -> Item:
+        item = self.items.popleft()
+        self.rows -= item.rows
+        return item
+
+    def take_group(self, share: int, discard: Callable[[Item], bool]) -> Group:
+        """The first ``share`` items (``discard`` drops the stale ones)."""
+        group = Group()
+        while self.items and len(group) < share:
+            item = self.popleft()
+            if not discard(item):
+                group.append(item)
+        return group
+
+    def take_batch(self, most_rows: int, discard: Callable[[Item], bool]) -> Batch:
+        """The oldest item, then later ones of its key, up to ``most_rows`` rows."""
+        key = None
+        rows = 0
+        batch = Batch()
+        kept: deque[Item] = deque()
+        while self.items:
+            item = self.items.popleft()
+            if discard(item):
+                self.rows -= item.rows
+                continue
+            if key is None:
+                key = item.key
+            if item.key == key and rows + item.rows <= most_rows:
+                batch.append(item)
+                rows += item.rows
+                self.rows -= item.rows
+                if rows == most_rows:
+                    break
+            else:
+                kept.append(item)
+        kept.extend(self.items)
+        self.items = kept
+        return batch
+
+
+def observe(observer: Any, ran: list[Item], runs: list[Run], now: float) -> None:
+    """Tell the stats observer what a job computed and which clients it answered."""
+    for rows, seconds, requests in runs:
+        observer.computed(rows, requests, seconds)
+    for item in ran:
+        parent = item.parent
+        if parent is None:
+            observer.answered(now - item.arrival)
+        elif parent.future.done() and not parent.observed:
+            parent.observed = True
+            observer.answered(now - item.arrival)
