@@ -134,7 +134,8 @@ def run_locust(sc: dict, host: str, out: Path, server: h.Server | None) -> dict:
                 proc.kill()
             rc = proc.wait()
     res = {"scenario": sc["name"], "locust_rc": rc, "command": cmd,
-           **cpu_figures(samples, sc["duration_s"], sc["users"] / sc["spawn_rate"])}
+           **cpu_figures(samples, sc["duration_s"], sc["users"] / sc["spawn_rate"],
+                         server_sampled=server is not None)}
     res.update(read_stats(prefix))
     text = log_path.read_text(errors="replace")
     res["locust_cpu_warning"] = "CPU usage above 90%" in text  # locust's own check
@@ -143,10 +144,12 @@ def run_locust(sc: dict, host: str, out: Path, server: h.Server | None) -> dict:
     return res
 
 
-def cpu_figures(samples: list[tuple[float, int, int]], duration: int, ramp: float) -> dict:
+def cpu_figures(samples: list[tuple[float, int, int]], duration: int, ramp: float,
+                server_sampled: bool = True) -> dict:
     """Locust's and the server's CPU over the load window: the last `duration` s before
     locust exited, less the ramp-up and the final second (start-up imports and writing
-    the CSVs are not load)."""
+    the CSVs are not load). A server not started here (--host) is not sampled: its CPU
+    is None (printed n/a), never 0."""
     if len(samples) < 2:
         return {"locust_cpu": None, "locust_cpu_max": None, "server_cpu": None}
     end = samples[-1][0]
@@ -159,7 +162,8 @@ def cpu_figures(samples: list[tuple[float, int, int]], duration: int, ramp: floa
                     for a, b in zip(window, window[1:], strict=False) if b[0] > a[0]]
     return {"locust_cpu": (window[-1][1] - window[0][1]) / clk / wall,
             "locust_cpu_max": max(per_interval),
-            "server_cpu": (window[-1][2] - window[0][2]) / clk / wall,
+            "server_cpu": (window[-1][2] - window[0][2]) / clk / wall if server_sampled
+            else None,
             "cpu_window_s": wall}
 
 

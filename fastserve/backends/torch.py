@@ -12,6 +12,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from time import perf_counter_ns
 from typing import Any
 
 import numpy as np
@@ -187,6 +188,8 @@ class TorchBackend:
         self.cuda = self.device.startswith("cuda")
         self.declared = True
         self._forward_args: tuple[list[str], int] | None = None  # undeclared model.pt only
+        # Per instance (each written by its own thread only): [input ns, output ns]
+        self.io_ns = [[0, 0] for _ in range(config.instances)]
         pt2, pt = folder / "model.pt2", folder / "model.pt"
         if pt2.exists():
             self.platform = "pytorch_export"
@@ -303,6 +306,7 @@ class TorchBackend:
         try:
             for instance in range(self.config.instances):
                 self.infer(batch, instance)
+                self.io_ns[instance] = [0, 0]  # requests only, as Triton counts them
         except torch.OutOfMemoryError as exc:
             raise _too_large(None, self.device, exc) from None
 
@@ -328,19 +332,35 @@ class TorchBackend:
         return args
 
     def infer(self, inputs: dict[str, Any], instance: int) -> dict[str, Any]:
+        # io_ns: Triton's compute_input (arrays to tensors) and compute_output (back).
+        io = self.io_ns[instance]
+        start = perf_counter_ns()
         names = self._plain_inputs
         if names is not None:
+            args = [torch.from_numpy(inputs[n]) for n in names]
+            ran = perf_counter_ns()
             with _inference_mode():
-                result = self._forward(*[torch.from_numpy(inputs[n]) for n in names])
+                result = self._forward(*args)
+            done = perf_counter_ns()
             if type(result) is torch.Tensor and self._single_output is not None and (
                     result.dtype is not torch.bfloat16 and not result.requires_grad):
-                return {self._single_output: result.numpy()}
-            return self._outputs(result)
-        args = self._args(inputs)
-        with _inference_mode():
-            if self.cuda:
-                return self._infer_cuda(args, instance)
-            return self._outputs(self._forward(*args))
+                outputs = {self._single_output: result.numpy()}
+            else:
+                outputs = self._outputs(result)
+        else:
+            args = self._args(inputs)
+            ran = perf_counter_ns()
+            with _inference_mode():
+                if self.cuda:  # the copies run on the instance's stream, with the model
+                    outputs = self._infer_cuda(args, instance)
+                    io[0] += ran - start
+                    return outputs
+                result = self._forward(*args)
+            done = perf_counter_ns()
+            outputs = self._outputs(result)
+        io[0] += ran - start
+        io[1] += perf_counter_ns() - done
+        return outputs
 
     def _infer_cuda(self, args: list[Any], instance: int) -> dict[str, Any]:
         stream = self._streams[instance]

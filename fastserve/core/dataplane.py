@@ -153,14 +153,18 @@ class DataPlane:
         assert backend is not None and batcher is not None
         config = self.repository.models[target.name].config
         assert config is not None
-        rows = validate_inputs(backend.inputs, request.inputs, config.batched,
-                               strict=getattr(backend, "declared", True))
-        if request.outputs is not None:
-            known = {s.name for s in backend.outputs}
-            for name in request.outputs:
-                if name not in known and known:
-                    raise InvalidInputError(f"unknown output '{name}'; the model's outputs are "
-                                            f"{', '.join(sorted(known))}")
+        try:
+            rows = validate_inputs(backend.inputs, request.inputs, config.batched,
+                                   strict=getattr(backend, "declared", True))
+            if request.outputs is not None:
+                known = {s.name for s in backend.outputs}
+                for name in request.outputs:
+                    if name not in known and known:
+                        raise InvalidInputError(f"unknown output '{name}'; the model's outputs "
+                                                f"are {', '.join(sorted(known))}")
+        except InvalidInputError:
+            self.refused(target)
+            raise
         start = time.perf_counter_ns()
         try:
             outputs = await batcher.submit(request.inputs, rows)
@@ -173,6 +177,12 @@ class DataPlane:
         return InferResponse(target.name, target.version, outputs, request.id)
 
     # TorchServe-style requests: one body (or KServe v1 instance) through the handler
+
+    @staticmethod
+    def refused(target: ModelVersion) -> None:
+        """Count a request refused for bad input as a failure of its model version (as
+        Triton's statistics do); front-ends call it for what their decoding refuses."""
+        target.stats.fail += 1
 
     def runner(self, target: ModelVersion) -> Any:
         """The handler runner of a READY version (core.handlers.make_runner), made once."""

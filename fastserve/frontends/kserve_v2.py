@@ -30,6 +30,7 @@ from ..errors import InvalidInputError, UnsupportedError
 from ..http.messages import OCTET_STREAM, Request, Response
 from ..http.router import Router
 from ..types import BY_WIRE, DataType, InferRequest, InferResponse, TensorSpec
+from . import _tfjson
 from ._base import JSON_OPTIONS, error_body, json_response, load_json
 
 INFERENCE_HEADER_CONTENT_LENGTH = b"inference-header-content-length"
@@ -135,14 +136,18 @@ class KServeV2Frontend:
             raise UnsupportedError(
                 f"model '{target.name}' has a custom handler.py; it answers on "
                 "/predictions/{model} (TorchServe API), not on the v2 tensor API")
-        infer_request, options = self.decode(request, target.backend.inputs)
+        try:
+            infer_request, options = self.decode(request, target.backend.inputs)
+            if config.handler == "image_classifier":
+                # BYTES elements are encoded images (as OpenVINO Model Server takes them).
+                for name, arr in infer_request.inputs.items():
+                    if arr.dtype == object:
+                        infer_request.inputs[name] = preprocess_images(list(arr.ravel()),
+                                                                       config.image)
+        except InvalidInputError:
+            self.dataplane.refused(target)  # a bad request counts as a failure (as Triton)
+            raise
         infer_request.model, infer_request.version = p["model"], p.get("version")
-        if config.handler == "image_classifier":
-            # BYTES elements are encoded images (as OpenVINO Model Server takes them).
-            for name, arr in infer_request.inputs.items():
-                if arr.dtype == object:
-                    infer_request.inputs[name] = preprocess_images(list(arr.ravel()),
-                                                                   config.image)
         response = await self.dataplane.infer(infer_request, target)
         if options.classification:
             labels = self.dataplane.labels(target.name)
@@ -279,6 +284,8 @@ class KServeV2Frontend:
         for item in raw:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 raise InvalidInputError("each requested output needs a 'name' string")
+            if item["name"] in names:  # as Triton: a name requested twice is refused
+                raise InvalidInputError(f"output '{item['name']}' is requested more than once")
             names.append(item["name"])
             params = item.get("parameters") or {}
             if not isinstance(params, dict):
@@ -404,8 +411,11 @@ def json_data(arr: np.ndarray, datatype: DataType) -> Any:
         return [b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b)
                 for b in arr.ravel()]
     if datatype is DataType.BF16:
-        return bf16_to_float(arr).ravel()
-    return np.ascontiguousarray(arr).ravel()
+        arr = bf16_to_float(arr)
+    flat = np.ascontiguousarray(arr).ravel()
+    if flat.dtype.kind == "f":  # NaN and +-Infinity as tokens, as Triton writes them
+        return _tfjson.float_json(flat)
+    return flat
 
 
 def classify(arr: np.ndarray, k: int, labels: dict[str, str], batched: bool) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -70,6 +71,18 @@ def _flag(query: dict[str, str], name: str, default: bool) -> bool:
     if text.lower() in ("false", "0", "no"):
         return False
     raise InvalidInputError(f"query parameter '{name}' must be true or false, got {text!r}")
+
+
+def process_rss() -> int:
+    """This serving process's resident memory in bytes (TorchServe's per-worker
+    memoryUsage: each instance runs in this process)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # not Linux: the peak is what there is
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _raise_if_failed(entry: ModelEntry) -> None:
@@ -353,7 +366,8 @@ class ManagementFrontend:
         if version.state is State.READY:
             doc["workers"] = [{"id": f"{entry.name}-{version.version}-{i}",
                                "startTime": _iso(version.loaded_at), "status": "READY",
-                               "gpu": device.startswith("cuda"), "memoryUsage": 0}
+                               "gpu": device.startswith("cuda"),
+                               "memoryUsage": process_rss()}
                               for i in range(instances)]
         if version.error:
             doc["error"] = version.error

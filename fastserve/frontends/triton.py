@@ -105,6 +105,9 @@ class TritonExtensionsFrontend:
     def _stats(version: ModelVersion) -> dict[str, Any]:
         s = version.stats
         done = s.success
+        # Measured by backends that convert tensors (torch): per instance [input, output]
+        io = getattr(version.backend, "io_ns", None) or []
+        input_ns, output_ns = sum(i[0] for i in io), sum(i[1] for i in io)
         return {
             "name": version.name,
             "version": version.version,
@@ -115,9 +118,9 @@ class TritonExtensionsFrontend:
                 "success": _duration(s.success, s.success_ns),
                 "fail": _duration(s.fail, s.fail_ns),
                 "queue": _duration(done, s.queue_ns),
-                "compute_input": _duration(done, 0),
+                "compute_input": _duration(done, input_ns),
                 "compute_infer": _duration(done, s.compute_ns),
-                "compute_output": _duration(done, 0),
+                "compute_output": _duration(done, output_ns),
                 "cache_hit": _duration(0, 0),
                 "cache_miss": _duration(0, 0),
             },
