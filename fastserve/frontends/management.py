@@ -344,17 +344,22 @@ class ManagementFrontend:
         instances = batcher.instances if batcher is not None else self._instances(entry)
         device = backend.device if backend is not None else (config.device if config else "")
         delay = config.batch_delay_ms if config is not None else 0.0
+        batch = config.max_batch_size if config is not None else 0
+        queue = config.max_queue_size if config is not None else 0
+        if batcher is not None:  # what this version runs with (archives: its own settings)
+            batch, queue = batcher.max_batch, batcher.max_queue
+            delay = round(batcher.delay * 1000.0, 3)
         doc: dict[str, Any] = {
             "modelName": entry.name,
             "modelVersion": version.version,
-            "modelUrl": entry.folder.name,
+            "modelUrl": version.folder.name if entry.archive else entry.folder.name,
             "engine": "Torch",
             "runtime": "python",
             "minWorkers": instances,
             "maxWorkers": instances,
-            "batchSize": config.max_batch_size if config is not None else 0,
+            "batchSize": batch,
             "maxBatchDelay": int(delay) if delay == int(delay) else delay,
-            "jobQueueSize": config.max_queue_size if config is not None else 0,
+            "jobQueueSize": queue,
             "status": version.state.value,
             "default": entry.default is version,
             "versions": [v.version for v in entry.sorted_versions()],

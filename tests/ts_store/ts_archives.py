@@ -25,14 +25,28 @@ class TinyNet(torch.nn.Module):
 '''
 
 HANDLER_PY = '''import torch
+from ts.torch_handler.base_handler import BaseHandler
 
 
-def handle(data, context):
-    """Each request's JSON list of 4 numbers -> the model's 3 outputs."""
-    if data is None:
-        return None
-    return [{"sum": float(sum(row.get("body") or row.get("data")))} for row in data]
+class TinyHandler(BaseHandler):
+    """Each request's JSON list of 4 numbers -> the eager TinyNet's 3 outputs."""
+
+    def preprocess(self, data):
+        rows = [row.get("data") or row.get("body") for row in data]
+        return torch.tensor(rows, dtype=torch.float32)
+
+    def postprocess(self, output):
+        return output.tolist()
 '''
+
+
+def tiny_weights(seed: int) -> dict:
+    """The state dict archived for a seed (tests compute expected answers with it)."""
+    import torch
+
+    torch.manual_seed(seed)
+    net = torch.nn.Linear(4, 3)
+    return {"fc.weight": net.weight.detach().clone(), "fc.bias": net.bias.detach().clone()}
 
 
 def archiver() -> str:
@@ -46,7 +60,7 @@ def archiver() -> str:
 
 def build_mar(work: Path, store: Path, name: str, version: str = "1.0", *,
               config_yaml: str | None = None, fmt: str = "default",
-              handler: str = HANDLER_PY) -> Path:
+              handler: str = HANDLER_PY, seed: int = 0) -> Path:
     """A real archive of a TinyNet eager model (state dict + model file) with a handler."""
     import torch
 
@@ -55,10 +69,7 @@ def build_mar(work: Path, store: Path, name: str, version: str = "1.0", *,
     store.mkdir(parents=True, exist_ok=True)
     (src / "model.py").write_text(MODEL_PY)
     (src / "handler.py").write_text(handler)
-    torch.manual_seed(0)
-    net = torch.nn.Linear(4, 3)
-    torch.save({"fc.weight": net.weight.detach(), "fc.bias": net.bias.detach()},
-               src / "weights.pt")
+    torch.save(tiny_weights(seed), src / "weights.pt")
     (src / "index_to_name.json").write_text('{"0": ["n0", "zero"], "1": ["n1", "one"]}')
     args = [archiver(), "--model-name", name, "--version", version,
             "--model-file", str(src / "model.py"), "--serialized-file", str(src / "weights.pt"),
