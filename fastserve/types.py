@@ -81,3 +81,52 @@ class InferResponse:
     version: str
     outputs: dict[str, Any]
     id: str | None = None
+
+
+@dataclass
+class HandlerReply:
+    """One answer of a TorchServe handler, serialized as its worker does (bytes as they
+    are, text as UTF-8, anything else as JSON), with what the handler set through its
+    context: status, content type (None: TorchServe's default) and response headers."""
+
+    body: bytes
+    status: int = 200
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ReplyStream:
+    """The parts of one streamed answer (``send_intermediate_predict_response``).
+
+    The instance thread ``push``es each part as the handler produces it; the front-end
+    awaits ``first`` and then ``next_part``. The final part is the request's own answer,
+    which the scheduler resolves after the parts (both travel through
+    ``call_soon_threadsafe``, so their order holds).
+    """
+
+    def __init__(self, loop: Any) -> None:
+        import asyncio
+
+        self.loop = loop
+        self.first: Any = loop.create_future()
+        self._parts: asyncio.Queue[HandlerReply] = asyncio.Queue()
+
+    def push(self, part: HandlerReply) -> None:
+        """From any thread: one part, in order."""
+        self.loop.call_soon_threadsafe(self._put, part)
+
+    def _put(self, part: HandlerReply) -> None:
+        if not self.first.done():
+            self.first.set_result(part)
+        else:
+            self._parts.put_nowait(part)
+
+    def pending(self) -> list[HandlerReply]:
+        """The parts that arrived and were not read yet."""
+        parts = []
+        while not self._parts.empty():
+            parts.append(self._parts.get_nowait())
+        return parts
+
+    async def next_part(self) -> HandlerReply:
+        return await self._parts.get()

@@ -14,10 +14,11 @@ from typing import Any
 from .._version import __version__
 from ..errors import FastServeError, InvalidInputError, ModelNotReadyError
 from ..types import InferRequest, InferResponse, TensorSpec
+from . import ts_store
 from .explain import ExplainQueue
 from .handlers import make_runner
 from .model_config import ModelConfig
-from .payloads import Payload, kserve_payload
+from .payloads import Payload, kserve_payload, reply_value
 from .repository import ModelEntry, ModelRepository, ModelVersion, State
 from .shm import SharedMemoryRegistry
 from .tensors import validate_inputs
@@ -112,6 +113,13 @@ class DataPlane:
 
     def config(self, name: str) -> ModelConfig:
         return self.repository.config_of(name)
+
+    def archive(self, name: str) -> ModelConfig | None:
+        """The config of a TorchServe archive's model (its handler answers with its own
+        status, content type and headers, and may stream), else None."""
+        entry = self.repository.models.get(name)
+        config = entry.config if entry is not None else None
+        return config if config is not None and config.handler == ts_store.HANDLER else None
 
     def labels(self, name: str) -> dict[str, str]:
         return self.repository.entry(name).labels
@@ -236,7 +244,7 @@ class DataPlane:
         """KServe v1 envelope (TorchServe's): each instance — {"data": <b64>}, {"b64": ...}
         or a JSON value — goes through the handler like one /predictions body."""
         payloads = [kserve_payload(v, self._binary_data(name)) for v in instances]
-        return await self.predict(name, version, payloads)
+        return [reply_value(a) for a in await self.predict(name, version, payloads)]
 
     async def explain(self, name: str, version: str | None, payload: Payload,
                       target: Any = None) -> Any:

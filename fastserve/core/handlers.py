@@ -358,8 +358,10 @@ class CustomRunner:
 
 
 def make_runner(config: ModelConfig, backend: Any, labels: dict[str, str]
-                ) -> HandlerRunner | CustomRunner:
+                ) -> Any:
     """What runs a model's TorchServe-style requests: its handler over its backend."""
+    if getattr(backend, "runs_requests", False):  # a TorchServe archive types its own
+        return backend
     if getattr(backend, "opaque", False):
         return CustomRunner(backend)
     return HandlerRunner(make_handler(config, backend, labels), backend, config)

@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from ..errors import InvalidInputError
+from ..types import HandlerReply
 
 NPY_MAGIC = b"\x93NUMPY"
 NPY_TYPES = ("application/x-npy", "application/npy", "application/x-numpy")
@@ -39,6 +40,8 @@ class Payload:
     name: str = "body"
     extra: dict[str, Any] = field(default_factory=dict)
     headers: dict[bytes, bytes] | None = None
+    # TorchServe archives: where streamed parts go (types.ReplyStream), if the API streams.
+    stream: Any = None
 
 
 # Body typing
@@ -154,3 +157,15 @@ def parse_target(value: Any) -> int | tuple[int, ...] | None:
             isinstance(v, int) and not isinstance(v, bool) for v in value):
         return tuple(value)
     raise InvalidInputError(f"target must be an integer (or a list of integers), got {value!r}")
+
+
+def reply_value(answer: Any) -> Any:
+    """A TorchServe archive's answer (types.HandlerReply) as a JSON value, for APIs that
+    list answers inside their own JSON (KServe v1 ``predictions``): its JSON body decoded,
+    else its text; other answers as they are."""
+    if not isinstance(answer, HandlerReply):
+        return answer
+    try:
+        return orjson.loads(answer.body)
+    except orjson.JSONDecodeError:
+        return answer.body.decode("utf-8", "replace")

@@ -28,6 +28,7 @@ import asyncio
 import math
 import os
 from bisect import bisect_left
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -41,6 +42,7 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric as PromMetric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ..core.repository import ModelRepository, ModelVersion, State
@@ -71,6 +73,46 @@ def api_of(path: str) -> str:
     if path.startswith("/models"):
         return "management"
     return "other"
+
+
+class HandlerMetricsCollector:
+    """What TorchServe handlers record in ``context.metrics`` (add_counter, add_time,
+    add_metric_to_cache ...), under the names they give, labelled with the model, the
+    version and the handler's dimensions. Counters add up, gauges keep the last value,
+    histograms show as a summary's count and sum."""
+
+    KINDS = {"counter": "counter", "gauge": "gauge", "histogram": "summary"}
+
+    def __init__(self, repository: ModelRepository) -> None:
+        self.repository = repository
+
+    def collect(self) -> Iterator[PromMetric]:
+        families: dict[tuple[str, str], PromMetric] = {}
+        for version in self.repository.all_versions():
+            read = getattr(version.backend, "handler_metrics", None)
+            if read is None:
+                continue
+            for name, kind, unit, dims, values in read():
+                name = _metric_name(name)
+                family = families.get((name, kind))
+                if family is None:
+                    family = families[(name, kind)] = PromMetric(
+                        name, f"handler metric {name} ({unit or 'no unit'})", self.KINDS[kind])
+                labels = {"model": version.name, "version": version.version,
+                          **{_metric_name(k): str(v) for k, v in dims.items()}}
+                if kind == "counter":
+                    family.add_sample(name + "_total", labels, values[0])
+                elif kind == "gauge":
+                    family.add_sample(name, labels, values[0])
+                else:
+                    family.add_sample(name + "_count", labels, values[0])
+                    family.add_sample(name + "_sum", labels, values[1])
+        yield from families.values()
+
+
+def _metric_name(name: str) -> str:
+    clean = "".join(c if c.isalnum() or c in "_:" else "_" for c in name)
+    return clean if clean[:1].isalpha() or clean[:1] in "_:" else "_" + clean
 
 
 class Metrics:
@@ -192,6 +234,8 @@ class MetricsFrontend:
         if not self.multiprocess and registry is None:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
+        if not self.multiprocess:
+            self.registry.register(HandlerMetricsCollector(repository))
         # Answers counted since the last flush: label values -> [counter child, count].
         self._requests: dict[tuple[str, str, str, int], list[Any]] = {}
         self._observers: list[VersionObserver] = []

@@ -45,7 +45,9 @@ from ..errors import (
 )
 from ..http.messages import OCTET_STREAM, Request, Response
 from ..http.router import Router
+from ..types import HandlerReply
 from ._base import load_json
+from ._ts_archive import archive_answer, reply_response
 from .openapi import ApiDescription
 
 # python-multipart logs every malformed body it sees; the client gets the 400 instead.
@@ -270,8 +272,12 @@ class TorchServeFrontend:
                                     "(curl -T file, --data-binary @file) or -F data=@file")
         return [Payload(request.body, request.content_type, "body", extra, request.headers)]
 
-    async def predictions(self, request: Request) -> Response:
+    async def predictions(self, request: Request) -> Any:
         p = request.params
+        archive = self.dataplane.archive(p["model"])
+        if archive is not None:  # a TorchServe archive's handler answers as TorchServe's
+            return await archive_answer(self.dataplane, request, p["model"], p.get("version"),
+                                        archive, parse_multipart)
         payloads = self.payloads(request)
         answers = await self.dataplane.predict(p["model"], p.get("version"), payloads)
         if len(payloads) == 1:
@@ -284,6 +290,8 @@ class TorchServeFrontend:
         model, version = p["model"], p.get("version")
         answers = await asyncio.gather(
             *(self.dataplane.explain(model, version, payload) for payload in payloads))
+        if len(answers) == 1 and isinstance(answers[0], HandlerReply):
+            return reply_response(answers[0])
         return Response(dumps(answers[0] if len(payloads) == 1 else answers))
 
     async def kserve_explain(self, request: Request) -> Response:
