@@ -190,16 +190,13 @@ class TorchBackend:
         self._forward_args: tuple[list[str], int] | None = None  # undeclared model.pt only
         # Per instance (each written by its own thread only): [input ns, output ns]
         self.io_ns = [[0, 0] for _ in range(config.instances)]
-        pt2, pt = folder / "model.pt2", folder / "model.pt"
-        if pt2.exists():
+        path = self._model_file(folder, getattr(config, "model_filename", None))
+        if path.suffix == ".pt2":
             self.platform = "pytorch_export"
-            self.model, model_in, model_out = self._load_export(pt2)
-        elif pt.exists():
-            self.platform = "pytorch_torchscript"
-            self.model, model_in, model_out = self._load_torchscript(pt)
+            self.model, model_in, model_out = self._load_export(path)
         else:
-            raise ConfigError(f"no model file in {folder}: expected model.pt2 (torch.export) "
-                              "or model.pt (TorchScript)")
+            self.platform = "pytorch_torchscript"
+            self.model, model_in, model_out = self._load_torchscript(path)
         # A scripted module's compiled forward, called without nn.Module.__call__'s Python
         # (hooks a served model never has): ~10 us less per call on a small model.
         self._forward = (self.model.forward if isinstance(self.model, torch.jit.ScriptModule)
@@ -219,6 +216,21 @@ class TorchBackend:
             self._staging: list[dict[str, torch.Tensor]] = [{} for _ in range(config.instances)]
 
     # Loading
+
+    @staticmethod
+    def _model_file(folder: Path, named: str | None) -> Path:
+        """model.pt2 (preferred), else model.pt; or config.pbtxt's default_model_filename
+        (a .pt2 is a torch.export program, anything else TorchScript, as Triton loads it)."""
+        if named is not None:
+            if not (folder / named).is_file():
+                raise ConfigError(f"no model file {named} in {folder} (default_model_filename "
+                                  "in config.pbtxt; Triton's PyTorch backend expects model.pt)")
+            return folder / named
+        for name in ("model.pt2", "model.pt"):
+            if (folder / name).exists():
+                return folder / name
+        raise ConfigError(f"no model file in {folder}: expected model.pt2 (torch.export) "
+                          "or model.pt (TorchScript)")
 
     def _load_export(self, path: Path) -> tuple[Any, list[TensorSpec], list[TensorSpec]]:
         program = load_exported(path)
@@ -276,16 +288,17 @@ class TorchBackend:
                prefix: str) -> tuple[TensorSpec, ...]:
         if configured is None:
             return tuple(found)
+        source = getattr(self.config, "source", "config.toml")
         if self.platform == "pytorch_export" and found:
             if len(configured) != len(found):
-                raise ConfigError(f"config.toml declares {len(configured)} {section} but the "
+                raise ConfigError(f"{source} declares {len(configured)} {section} but the "
                                   f"model has {len(found)}")
             for c, f in zip(configured, found, strict=True):
                 if c.datatype is not f.datatype:
-                    raise ConfigError(f"config.toml: {section} '{c.name}' is {c.datatype.wire} "
+                    raise ConfigError(f"{source}: {section} '{c.name}' is {c.datatype.wire} "
                                       f"but the model's is {f.datatype.wire}")
                 if len(c.shape) != len(f.shape):
-                    raise ConfigError(f"config.toml: {section} '{c.name}' has shape "
+                    raise ConfigError(f"{source}: {section} '{c.name}' has shape "
                                       f"{list(c.shape)} but the model's is {list(f.shape)}")
         return tuple(configured)
 

@@ -21,7 +21,8 @@ from .model_config import parse_model_config
 
 VERSION_RE = re.compile(r"[1-9][0-9]*\Z")
 # Model-level files: a change to one of them retries a model whose config was broken.
-MODEL_LEVEL_FILES = ("config.toml", "labels.json", "index_to_name.json", "handler.py")
+MODEL_LEVEL_FILES = ("config.toml", "config.pbtxt", "labels.json", "index_to_name.json",
+                     "handler.py")
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 

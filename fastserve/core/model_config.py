@@ -27,6 +27,24 @@ class ImageConfig:
 
 
 @dataclass(frozen=True)
+class VersionPolicy:
+    """Which version folders serve (Triton's version_policy): ``latest`` (values: (n,)),
+    ``all``, or ``specific`` (values: the version numbers)."""
+
+    kind: str = "all"
+    values: tuple[int, ...] = ()
+
+    def select(self, versions: Any) -> list[str]:
+        """The names among ``versions`` (numeric folder names) this policy serves."""
+        names = [v for v in versions if v.isdigit()]
+        if self.kind == "latest":
+            return sorted(names, key=int)[-self.values[0]:]
+        if self.kind == "specific":
+            return [v for v in names if int(v) in self.values]
+        return names
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     name: str
     max_batch_size: int = 0
@@ -42,6 +60,10 @@ class ModelConfig:
     # None: not configured (read off the model, or the contract's defaults).
     inputs: tuple[TensorSpec, ...] | None = None
     outputs: tuple[TensorSpec, ...] | None = None
+    # Triton repositories (config.pbtxt): the version's model file, and which versions serve.
+    model_filename: str | None = None  # None: model.pt2, else model.pt
+    version_policy: VersionPolicy | None = None  # None: every version folder
+    source: str = "config.toml"  # the file the settings came from (for messages)
 
     @property
     def batched(self) -> bool:
@@ -96,8 +118,13 @@ def _tensor_specs(
 
 
 def parse_model_config(folder: Path) -> ModelConfig:
-    """Read ``folder/config.toml`` (absent: all defaults). Raises ConfigError."""
+    """Read ``folder/config.toml`` (absent: all defaults; Triton's config.pbtxt when it is
+    there instead, see triton_config). Raises ConfigError."""
     path = folder / "config.toml"
+    if not path.exists() and (folder / "config.pbtxt").is_file():
+        from .triton_config import parse_triton_config  # protobuf: only for such folders
+
+        return parse_triton_config(folder)
     table: dict[str, Any] = {}
     if path.exists():
         try:

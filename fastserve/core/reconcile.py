@@ -52,6 +52,13 @@ async def reconcile(repo: ModelRepository, entry: ModelEntry,
             failed_error = fresh.error
         entry.config, entry.labels, entry.error = fresh.config, fresh.labels, fresh.error
         entry.files = fresh.files
+    config = entry.config
+    if config is not None and config.version_policy is not None:
+        # Triton's version_policy: a new version may retire an older one (latest N)
+        # (chosen among settled and loaded versions: one still being written waits)
+        served = set(config.version_policy.select(set(versions) | set(entry.versions)))
+        versions = {k: f for k, f in versions.items() if k in served}
+        present = [k for k in (present if present is not None else versions) if k in served]
     keep = versions if present is None else present
     gone = [v for key, v in entry.versions.items() if key not in keep]
     if gone:

@@ -155,6 +155,10 @@ def scan_model(folder: Path, store: StoreSettings | None = None) -> ModelEntry:
                         entry.name, sub.name)
             continue
         entry.versions[sub.name] = ModelVersion(entry.name, sub.name, sub)
+    if config is not None and config.version_policy is not None:
+        # Triton's version_policy: versions outside it are not served (404)
+        served = set(config.version_policy.select(entry.versions))
+        entry.versions = {k: v for k, v in entry.versions.items() if k in served}
     if not entry.versions and not error:
         entry.error = (f"no version folders in {folder}: put the model in "
                        f"{folder}/1/model.pt2 (or model.pt)")
