@@ -27,6 +27,16 @@ def _dims(spec: TensorSpec, batched: bool) -> list[int]:
     return list(spec.shape[1:] if batched else spec.shape)
 
 
+def _version_policy(config: Any) -> dict[str, Any]:
+    """config.pbtxt's version_policy; a config.toml model serves every version folder."""
+    policy = config.version_policy
+    if policy is None or policy.kind == "all":
+        return {"all": {}}
+    if policy.kind == "latest":
+        return {"latest": {"num_versions": policy.values[0]}}
+    return {"specific": {"versions": list(policy.values)}}
+
+
 def _duration(count: int, ns: int) -> dict[str, int]:
     return {"count": count, "ns": ns}
 
@@ -58,7 +68,7 @@ class TritonExtensionsFrontend:
             "name": name,
             "platform": "pytorch_libtorch" if platform == "pytorch_torchscript" else platform,
             "backend": "pytorch",
-            "version_policy": {"latest": {"num_versions": 1}},
+            "version_policy": _version_policy(config),
             "max_batch_size": config.max_batch_size,
             "input": [{"name": s.name, "data_type": _triton_type(s.datatype),
                        "format": "FORMAT_NONE", "dims": _dims(s, batched),
@@ -69,8 +79,8 @@ class TritonExtensionsFrontend:
                         "is_shape_tensor": False} for s in outputs],
             "instance_group": [{"name": name, "kind": device, "count": config.instances,
                                 "gpus": [], "profile": [], "passive": False}],
-            "default_model_filename": "model.pt2" if platform == "pytorch_export"
-            else "model.pt",
+            "default_model_filename": config.model_filename or (
+                "model.pt2" if platform == "pytorch_export" else "model.pt"),
             "parameters": {}, "model_warmup": [],
         }
         if batched:

@@ -137,6 +137,10 @@ def test_model_config_as_triton_reports_it(client: Any, triton_server: ServerPro
     assert config["input"][0]["name"] == "INPUT__0" and config["input"][0]["dims"] == [4]
     assert config["input"][0]["data_type"] == "TYPE_FP32"
     assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 500
+    assert config["version_policy"] == {"latest": {"num_versions": 1}}
+    sumdiff = client.get_model_config("sumdiff")
+    assert sumdiff["version_policy"] == {"specific": {"versions": [1, 3]}}
+    assert sumdiff["default_model_filename"] == "sumdiff.pt"
     status, _, body = triton_server.request("GET", "/models/linear",
                                             port=triton_server.management_port)
     (d,) = orjson.loads(body)
