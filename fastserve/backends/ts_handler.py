@@ -331,7 +331,7 @@ def _request(payload: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     row: dict[str, Any] = {}
     if payload.content_type == MULTIPART:  # the data is [(field, content type, bytes)]
         for name, ctype, data in payload.data:
-            row[name] = bytearray(data)  # TorchServe types no form field
+            row[name] = typed(data, ctype)  # "" for a plain field: bytes
             headers[name] = {"content-type": ctype}
     elif payload.content_type == FORM:
         for name, value in parse_qsl(bytes(payload.data).decode("utf-8", "replace"),

@@ -36,7 +36,10 @@ def archive_payload(request: Request, parts: Any) -> Payload:
     headers = request.headers
     if request.content_type == MULTIPART:
         ctype = headers.get(b"content-type", b"")
-        fields = [(p.name or "data", p.content_type, p.data) for p in parts(request.body, ctype)]
+        # TorchServe passes a file part's content type on and types it by it; a plain field
+        # is bytes.
+        fields = [(p.name or "data", p.content_type if p.is_file else "", p.data)
+                  for p in parts(request.body, ctype)]
         return Payload(fields, MULTIPART, "", {}, headers)
     return Payload(request.body, request.content_type, "body", {}, headers)
 

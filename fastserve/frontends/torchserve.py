@@ -154,12 +154,13 @@ def answer_response(answer: Any) -> Response:
 
 
 class _Part:
-    __slots__ = ("name", "content_type", "data")
+    __slots__ = ("name", "content_type", "data", "is_file")
 
     def __init__(self) -> None:
         self.name = ""
         self.content_type = "text/plain"  # RFC 7578: a part without one is text
         self.data = bytearray()
+        self.is_file = False  # a filename was given (TorchServe types only file parts)
 
 
 def parse_multipart(body: Any, content_type: bytes) -> list[_Part]:
@@ -197,6 +198,7 @@ def parse_multipart(body: Any, content_type: bytes) -> list[_Part]:
         if name == b"content-disposition":
             _, params = parse_options_header(value)
             parts[-1].name = params.get(b"name", b"").decode("utf-8", "replace")
+            parts[-1].is_file = b"filename" in params
         elif name == b"content-type":
             parts[-1].content_type = value.split(b";", 1)[0].strip().lower().decode("latin-1")
 

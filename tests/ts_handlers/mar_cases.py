@@ -63,11 +63,13 @@ def image_png(seed: int = 0, size: tuple[int, int] = (60, 80)) -> bytes:
     return buffer.getvalue()
 
 
-def multipart(fields: list[tuple[str, bytes, str | None]]) -> tuple[bytes, dict[str, str]]:
+def multipart(fields: list[tuple[str, bytes, str | None]], files: bool = True
+              ) -> tuple[bytes, dict[str, str]]:
+    """A form; a field with a content type is a file (has a filename) unless not files."""
     out = b""
     for name, value, ctype in fields:
         out += f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"".encode()
-        out += b"; filename=\"f\"" if ctype else b""
+        out += b"; filename=\"f\"" if ctype and files else b""
         out += f"\r\nContent-Type: {ctype}".encode() if ctype else b""
         out += b"\r\n\r\n" + value + b"\r\n"
     out += f"--{BOUNDARY}--\r\n".encode()
@@ -85,6 +87,9 @@ def cases() -> list[Case]:
     form, form_headers = multipart([("data", bytes(range(7)), "application/octet-stream"),
                                     ("name", b"joe", None)])
     json_part, json_part_headers = multipart([("data", b'{"x": 1}', "application/json")])
+    json_field, json_field_headers = multipart([("data", b'{"x": 1}', "application/json")],
+                                               files=False)
+    text_part, text_part_headers = multipart([("body", b"words", "text/plain")])
     return [
         Case("mnist-png", "mnist", image_png(0), {"Content-Type": "image/png"}),
         Case("mnist-png-raw", "mnist", image_png(1), {"Content-Type": "application/octet-stream"}),
@@ -107,6 +112,8 @@ def cases() -> list[Case]:
         Case("headers-empty", "headers", b"", {"Content-Type": "application/octet-stream"}),
         Case("headers-form", "headers", form, form_headers),
         Case("headers-json-part", "headers", json_part, json_part_headers),
+        Case("headers-json-field", "headers", json_field, json_field_headers),
+        Case("headers-text-part", "headers", text_part, text_part_headers),
         Case("headers-urlencoded", "headers", b"body=hello+x",
              {"Content-Type": "application/x-www-form-urlencoded"}),
         Case("headers-mode-text", "headers", b"hi", {**TEXT, "x-mode": "text", "x-name": "bob"}),

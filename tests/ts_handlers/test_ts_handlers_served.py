@@ -88,8 +88,12 @@ def expected(case: Case, weights: Path) -> tuple[int, str | None, object]:
             return 200, None, echo("bytearray", 0)
         case "headers-form":  # form fields by name, each as bytes
             return 200, None, echo("bytearray", 7, ("data", "name"))
-        case "headers-json-part":
+        case "headers-json-part":  # a file part: typed by its content type
+            return 200, None, echo("dict", {"x": 1}, ("data",))
+        case "headers-json-field":  # a plain field: bytes whatever its content type
             return 200, None, echo("bytearray", 8, ("data",))
+        case "headers-text-part":
+            return 200, None, echo("str", "words")
         case "headers-urlencoded":
             return 200, None, echo("bytearray", 7)
         case "headers-mode-text":
