@@ -108,6 +108,7 @@ class App:
         self.dataplane = DataPlane(self.repository,
                                    extensions=kserve_v2.EXTENSIONS + triton.EXTENSIONS,
                                    shared_memory=SharedMemoryRegistry(config.allow_shared_memory))
+        self.dataplane.service_envelope = config.store.envelope
         self.dataplane.strict_readiness = config.strict_readiness
         self.router = Router()
         kserve_v2.KServeV2Frontend(self.dataplane).register(self.router)

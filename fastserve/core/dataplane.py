@@ -34,6 +34,9 @@ class DataPlane:
         self.shared_memory = shared_memory or SharedMemoryRegistry(enabled=False)
         self.draining = False
         self.strict_readiness = False  # --strict-readiness: see ready()
+        # config.properties service_envelope: KServe v1/v2 requests for a TorchServe archive
+        # go to its handler whole, which the envelope unwraps (as TorchServe routes them).
+        self.service_envelope: str | None = None
         # TorchServe-style requests: each loaded backend's handler runner, and the
         # explanation threads (outside the batchers).
         self._runners: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -120,6 +123,10 @@ class DataPlane:
         entry = self.repository.models.get(name)
         config = entry.config if entry is not None else None
         return config if config is not None and config.handler == ts_store.HANDLER else None
+
+    def enveloped(self, name: str) -> ModelConfig | None:
+        """The archive's config when a service_envelope takes its KServe requests whole."""
+        return self.archive(name) if self.service_envelope else None
 
     def labels(self, name: str) -> dict[str, str]:
         return self.repository.entry(name).labels

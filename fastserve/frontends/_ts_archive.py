@@ -34,7 +34,7 @@ _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection"})
 def archive_payload(request: Request, parts: Any) -> Payload:
     """The one request a /predictions call is for an archive's handler."""
     headers = request.headers
-    if request.content_type == MULTIPART:
+    if request.content_type == MULTIPART and parts is not None:
         ctype = headers.get(b"content-type", b"")
         # TorchServe passes a file part's content type on and types it by it; a plain field
         # is bytes.
@@ -76,7 +76,7 @@ def _headers(reply: HandlerReply) -> list[tuple[bytes, bytes]]:
 
 
 async def archive_answer(dataplane: DataPlane, request: Request, model: str,
-                         version: str | None, config: ModelConfig, parts: Any) -> Any:
+                         version: str | None, config: ModelConfig, parts: Any = None) -> Any:
     """Run one /predictions request on an archive's handler; stream if it streams."""
     payload = archive_payload(request, parts)
     loop = asyncio.get_running_loop()

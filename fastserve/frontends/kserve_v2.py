@@ -32,6 +32,7 @@ from ..http.router import Router
 from ..types import BY_WIRE, DataType, InferRequest, InferResponse, TensorSpec
 from . import _tfjson
 from ._base import JSON_OPTIONS, error_body, json_response, load_json
+from ._ts_archive import archive_answer
 
 INFERENCE_HEADER_CONTENT_LENGTH = b"inference-header-content-length"
 EXTENSIONS = ["binary_tensor_data", "classification", "system_shared_memory"]
@@ -132,6 +133,10 @@ class KServeV2Frontend:
         p = request.params
         target = self.dataplane.resolve(p["model"], p.get("version"))
         assert target.backend is not None
+        archive = self.dataplane.enveloped(target.name)
+        if archive is not None:  # the kservev2 envelope unwraps the body in the handler
+            return await archive_answer(self.dataplane, request, target.name, target.version,
+                                        archive)
         config = self.dataplane.config(target.name)
         if config.handler == "handler.py":
             raise UnsupportedError(

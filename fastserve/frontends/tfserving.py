@@ -33,6 +33,7 @@ from ..http.router import Router
 from ..types import DataType, InferRequest, TensorSpec
 from . import _tfjson
 from ._base import error_body, json_response
+from ._ts_archive import archive_answer
 
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -153,6 +154,9 @@ class TFServingFrontend:
     async def predict(self, request: Request) -> Response:
         name, version = self._target(request)
         target = self.dataplane.resolve(name, version)
+        archive = self.dataplane.enveloped(name)
+        if archive is not None:  # the kserve/json envelope unwraps the body in the handler
+            return await archive_answer(self.dataplane, request, name, target.version, archive)
         doc = _load_object(request.body)
         signature = _signature_name(doc)
         if signature not in ("", DEFAULT_SIGNATURE):
