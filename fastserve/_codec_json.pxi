@@ -345,6 +345,9 @@ cdef class JsonNumbers:
     cdef bint all_int      # every token an integer: values are int64, else double
     cdef bint big_int      # some integer beyond +-2**53 (not exact as a double)
 
+    def __dealloc__(self):
+        give_back(self.values)  # not converted (the general path took over): reuse it
+
     @property
     def shape(self):
         return tuple(self.dims[i] for i in range(self.ndim))
@@ -376,6 +379,7 @@ cdef class JsonNumbers:
                 dbls[i] = <double>ints[i]
         if kind == F8 or kind == I8:
             out, self.values = self.values, None  # handed over: no copy
+            PyByteArray_Resize(out, n * 8)
             return _np.frombuffer(out, dtype)
         buf = PyByteArray_FromStringAndSize(NULL, n * 4)
         cdef float* f4 = <float*>PyByteArray_AS_STRING(buf)
@@ -386,7 +390,30 @@ cdef class JsonNumbers:
         else:
             for i in range(n):
                 i4[i] = <int>ints[i]
+        give_back(self.values)
+        self.values = None
         return _np.frombuffer(buf, dtype)
+
+
+# One spare values buffer, reused request after request (issue 18: RSS after large JSON
+# tensors stays flat). Parsing is synchronous under the GIL and a buffer goes back as soon
+# as its numbers are converted, so one is enough; a buffer handed to numpy is replaced.
+cdef bytearray _spare = None
+cdef Py_ssize_t SPARE_MAX = 64 * 1024 * 1024  # a larger one (a huge tensor) is let go
+
+
+cdef bytearray take_scratch():
+    global _spare
+    buf = _spare if _spare is not None else bytearray()
+    _spare = None
+    return buf
+
+
+cdef void give_back(bytearray buf) noexcept:
+    global _spare
+    if buf is not None and len(buf) <= SPARE_MAX and (
+            _spare is None or len(buf) > len(_spare)):
+        _spare = buf
 
 
 cdef inline int store(JsonNumbers nums, Py_ssize_t* cap, Number* num) except -1:
@@ -423,13 +450,14 @@ cdef Py_ssize_t parse_plain(cptr base, Py_ssize_t pos, Py_ssize_t size,
     cdef cptr p = base + pos
     cdef cptr end = base + size
     cdef Py_ssize_t counts[MAX_NDIM]
-    cdef Py_ssize_t cap = 0
+    cdef Py_ssize_t cap
     cdef int level = 0, leaf = -1
     cdef Number num
     for level in range(MAX_NDIM):
         nums.dims[level] = -1
     level = 0
-    nums.values = bytearray()
+    nums.values = take_scratch()
+    cap = len(nums.values) // 8
     nums.all_int = True
     counts[0] = 0
     p += 1
@@ -482,7 +510,6 @@ cdef Py_ssize_t parse_plain(cptr base, Py_ssize_t pos, Py_ssize_t size,
         elif p[0] != 93:
             return -1
     nums.ndim = leaf + 1
-    PyByteArray_Resize(nums.values, nums.count * 8)
     return p - base
 
 
@@ -525,6 +552,8 @@ cdef Py_ssize_t walk_input(object body, cptr base, Py_ssize_t pos, Py_ssize_t si
                     found.append((index, nums))
                     p = base + at
                 else:
+                    give_back(nums.values)
+                    nums.values = None
                     p = skip_value(p, end)
             else:
                 p = skip_value(p, end)

@@ -102,8 +102,22 @@ def test_cut_arrays_and_skeleton():
     assert nums.to_array(np.dtype(np.float32), 5) is None  # count must agree
     assert nums.to_array(np.dtype(np.int32), 4) is None  # 2.5: the general path refuses it
     np.testing.assert_array_equal(nums.to_array(np.dtype(np.float32), 4), [1, 2.5, 3, 4])
-    assert nums.to_array(np.dtype(np.float64), 4).dtype == np.float64
-    assert nums.to_array(np.dtype(np.float64), 4) is None  # handed over once, no copy
+    assert nums.to_array(np.dtype(np.float32), 4) is None  # converted once; buffer reused
+    _, [(_, nums)] = CODEC_C.split_json_tensors(body)
+    assert nums.to_array(np.dtype(np.float64), 4).dtype == np.float64  # handed over, no copy
+    assert nums.to_array(np.dtype(np.float64), 4) is None
+    assert bytes(nums.text()) == b"[[1, 2.5], [3, 4]]"  # the general path can still read it
+
+
+@needs_c
+def test_values_buffer_is_reused_not_grown():
+    body = v2(list(range(1000)))
+    first = CODEC_C.split_json_tensors(body)[1][0][1]
+    first.to_array(np.dtype(np.float32), 1000)
+    del first
+    for _ in range(3):  # the spare buffer is taken, filled, converted and given back
+        nums = CODEC_C.split_json_tensors(body)[1][0][1]
+        np.testing.assert_array_equal(nums.to_array(np.dtype(np.int32), 1000), range(1000))
 
 
 @needs_c
