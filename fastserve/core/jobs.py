@@ -44,7 +44,8 @@ class Item:
                  "solo")
 
     def __init__(self, inputs: Any, rows: int, policy: BatchPolicy, arrival: float,
-                 future: asyncio.Future[Any] | None = None, solo: bool = False) -> None:
+                 future: asyncio.Future[Any] | None = None, solo: bool = False,
+                 parent: tuple[Parent, int] | None = None) -> None:
         self.inputs = inputs
         self.rows = rows
         self.policy = policy
@@ -52,8 +53,8 @@ class Item:
         self.arrival = arrival
         self.future = future
         self.solo = solo  # came to an idle model right after another that did
-        self.parent: Parent | None = None
-        self.index = 0
+        # A chunk: the request it belongs to, and its place there.
+        self.parent, self.index = parent if parent is not None else (None, 0)
 
     @property
     def target(self) -> asyncio.Future[Any]:
@@ -63,6 +64,20 @@ class Item:
     def abandoned(self) -> bool:
         """True when nobody waits for the answer any more (the client went away)."""
         return self.target.done()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.target.done():
+            self.target.set_exception(exc)
+
+    def answered(self) -> bool:
+        """Whether its client got its answer with this item (once per split request)."""
+        parent = self.parent
+        if parent is None:
+            return True
+        if parent.future.done() and not parent.observed:
+            parent.observed = True
+            return True
+        return False
 
     def resolve(self, outputs: Any) -> None:
         """Answer its client (a chunk: once every chunk of its request is in)."""
@@ -170,15 +185,3 @@ class WorkQueue:
         self.items = kept
         return batch
 
-
-def observe(observer: Any, ran: list[Item], runs: list[Run], now: float) -> None:
-    """Tell the stats observer what a job computed and which clients it answered."""
-    for rows, seconds, requests in runs:
-        observer.computed(rows, requests, seconds)
-    for item in ran:
-        parent = item.parent
-        if parent is None:
-            observer.answered(now - item.arrival)
-        elif parent.future.done() and not parent.observed:
-            parent.observed = True
-            observer.answered(now - item.arrival)

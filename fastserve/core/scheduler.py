@@ -36,7 +36,7 @@ from ..errors import (
     QueueFullError,
 )
 from .batching import GroupedPolicy, OpaquePolicy, Runner, TensorPolicy
-from .jobs import SKIPPED, Batch, Group, Item, Outputs, Parent, Run, WorkQueue, observe
+from .jobs import SKIPPED, Batch, Group, Item, Outputs, Parent, Run, WorkQueue
 from .model_config import ModelConfig
 from .stats import ModelStats
 
@@ -48,16 +48,9 @@ MAX_GROUP = 64  # requests of an unbatched model one thread hop carries at most
 class DynamicBatcher:
     """The scheduler of one model version."""
 
-    def __init__(
-        self,
-        name: str,
-        version: str,
-        backend: Backend,
-        config: ModelConfig,
-        loop: asyncio.AbstractEventLoop,
-        clock: Callable[[], float] = time.monotonic,
-        stats: ModelStats | None = None,
-    ) -> None:
+    def __init__(self, name: str, version: str, backend: Backend, config: ModelConfig,
+                 loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.monotonic,
+                 stats: ModelStats | None = None) -> None:
         self.name = name
         self.version = version
         self.backend = backend
@@ -114,10 +107,10 @@ class DynamicBatcher:
         running too, whose late results are then dropped (shutdown past its drain timeout)."""
         self._accepting = False
         while self._queue:
-            self._fail(self._queue.popleft(), exc)
+            self._queue.popleft().fail(exc)
         for job in list(self._running.values()) if running else ():
             for item in job:
-                self._fail(item, exc)
+                item.fail(exc)
 
     def close(self) -> None:
         # Nothing runs after this: refuse new work and fail what is still queued, which
@@ -149,17 +142,14 @@ class DynamicBatcher:
         future, solo = self._admit()
         now = self.clock()
         policy = self.tensors
-        if policy.grouped:
-            self._queue.append(Item(inputs, 1, policy, now, future, solo))
-        elif rows <= self.max_batch:
-            self._queue.append(Item(inputs, rows, policy, now, future, solo))
-        else:
+        if policy.grouped or rows <= self.max_batch:
+            self._queue.append(Item(inputs, 1 if policy.grouped else rows, policy, now, future,
+                                    solo))
+        else:  # chunks of at most max_batch rows, joined again by their Parent
             chunks = policy.split(inputs, rows, self.max_batch)
             parent = Parent(future, len(chunks), policy.join)
             for index, (chunk, chunk_rows) in enumerate(chunks):
-                item = Item(chunk, chunk_rows, policy, now)
-                item.parent, item.index = parent, index
-                self._queue.append(item)
+                self._queue.append(Item(chunk, chunk_rows, policy, now, parent=(parent, index)))
         self._dispatch_soon()
         return future
 
@@ -205,11 +195,8 @@ class DynamicBatcher:
             if not job:
                 continue
             self._idle -= 1
-            observer = self.stats.observer
             for item in job:
-                self.stats.queue_ns += int((now - item.arrival) * 1e9)
-                if observer is not None:
-                    observer.queued(now - item.arrival)
+                self.stats.record_queued(now - item.arrival)
             self._running[id(job)] = job
             self._in_groups += job.behind
             self._jobs.put(job)
@@ -272,11 +259,9 @@ class DynamicBatcher:
 
     def _drop(self, item: Item, now: float) -> None:
         if item.abandoned():
-            self.stats.cancelled += 1
-            if self.stats.observer is not None:
-                self.stats.observer.cancelled()
+            self.stats.record_cancelled()
             return
-        self._fail(item, DeadlineExceededError(
+        item.fail(DeadlineExceededError(
             f"request to model '{self.name}' waited {1000 * (now - item.arrival):.0f} ms in the "
             f"queue, more than timeout_ms={1000 * self.timeout:g}; it was not run"
         ))
@@ -309,29 +294,24 @@ class DynamicBatcher:
         self._idle += 1
         self._in_groups -= job.behind
         stats = self.stats
-        for rows, seconds, _ in runs:
-            stats.record_batch(rows, seconds)
+        stats.record_runs(runs)
         now = self.clock()
         for item, result in zip(job, results, strict=True):
             if result is SKIPPED:
                 self._drop(item, now)
             elif isinstance(result, BaseException):
                 stats.fail += 1
-                self._fail(item, result)
+                item.fail(result)
             else:
                 stats.success += 1
                 item.resolve(result)
         if stats.observer is not None:
-            ran = [it for it, r in zip(job, results, strict=True) if r is not SKIPPED]
-            observe(stats.observer, ran, runs, self.clock())
+            for item, result in zip(job, results, strict=True):
+                if result is not SKIPPED and item.answered():
+                    stats.observer.answered(now - item.arrival)
         self._dispatch()
         if self._idle_event is not None and not self._queue and self._idle == self.instances:
             self._idle_event.set()
-
-    @staticmethod
-    def _fail(item: Item, exc: BaseException) -> None:
-        if not item.target.done():
-            item.target.set_exception(exc)
 
     def _crashed(self, batch: Batch | Group, exc: BaseException) -> None:
         self._running.pop(id(batch), None)
@@ -340,7 +320,7 @@ class DynamicBatcher:
         self._broken = exc
         error = BackendError(f"scheduler of model '{self.name}' crashed: {exc!r}")
         for item in batch:
-            self._fail(item, error)
+            item.fail(error)
         self.fail_pending(error)
         if self._idle_event is not None:
             self._idle_event.set()

@@ -44,6 +44,25 @@ class ModelStats:
     batches: dict[int, BatchStat] = field(default_factory=dict)
     observer: StatsObserver | None = None
 
+    def record_queued(self, seconds: float) -> None:
+        """A request (or chunk) left the queue after ``seconds``."""
+        self.queue_ns += int(seconds * 1e9)
+        if self.observer is not None:
+            self.observer.queued(seconds)
+
+    def record_cancelled(self) -> None:
+        """A queued request was dropped: its client went away."""
+        self.cancelled += 1
+        if self.observer is not None:
+            self.observer.cancelled()
+
+    def record_runs(self, runs: list[tuple[int, float, int]]) -> None:
+        """The model runs of one job: (rows, seconds, requests) each."""
+        for rows, seconds, requests in runs:
+            self.record_batch(rows, seconds)
+            if self.observer is not None:
+                self.observer.computed(rows, requests, seconds)
+
     def record_batch(self, rows: int, seconds: float) -> None:
         ns = int(seconds * 1e9)
         self.inference_count += rows
