@@ -26,7 +26,7 @@ from pathlib import Path
 
 import _harness as h
 import torch
-from ab import checkout, start
+from ab import LAUNCHER, checkout
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"nobatch": 0, "batched": 32}
@@ -49,6 +49,24 @@ def build_repository(root: Path, heavy: bool) -> None:
                 f"max_batch_size = {max_batch}\nbatch_delay_ms = 2.0\n"
                 '[[inputs]]\nname = "input__0"\ndatatype = "FP32"\nshape = [-1, 64]\n'
                 '[[outputs]]\nname = "output__0"\ndatatype = "FP32"\nshape = [-1, 10]\n')
+
+
+def counts(port: int, model: str) -> tuple[int, int]:
+    """(rows run, model runs) of a model so far, from the v2 statistics extension."""
+    stats = json.loads(h.request(port, "GET", f"/v2/models/{model}/stats")[1])
+    model_stats = stats["model_stats"][0]
+    return model_stats["inference_count"], model_stats["execution_count"]
+
+
+def start(name: str, tree: Path, models: Path) -> h.Server:
+    """ab.py's start, with gRPC off where the tree has it (its fixed default port would
+    collide between the two servers and with any other on the box)."""
+    port, mport = h.free_port(), h.free_port()
+    argv = [sys.executable, "-c", LAUNCHER, str(tree), "--models", str(models), "--port",
+            str(port), "--management-port", str(mport)]
+    if "--grpc-port" in (tree / "fastserve" / "cli.py").read_text():
+        argv += ["--grpc-port", "0"]
+    return h.Server(name, argv, port, tree)
 
 
 def main() -> int:
@@ -80,11 +98,17 @@ def main() -> int:
                 for tree in servers if i % 2 == 0 else reversed(servers):
                     for conns in (1, 64):
                         for model in NAMES:
+                            before = counts(servers[tree].port, model)
                             r = h.wrk(servers[tree].port, f"/v2/models/{model}/infer",
                                       args.duration, body, conns=conns)
+                            after = counts(servers[tree].port, model)
+                            r["mean_batch"] = ((after[0] - before[0])
+                                               / max(1, after[1] - before[1]))
                             if r["non_2xx"] or r["socket_errors"]:
-                                raise SystemExit(f"{tree}: failed requests\n"
-                                                 f"{servers[tree].log_tail()}")
+                                print(f"{tree} {model} -c{conns}: {r['non_2xx']} non-2xx, "
+                                      f"{r['socket_errors']} socket errors {r}", flush=True)
+                                if r["non_2xx"]:
+                                    raise SystemExit(servers[tree].log_tail())
                             runs.setdefault((tree, model, conns), []).append(r)
                 print(f"round {i + 1}/{args.rounds} done", flush=True)
         finally:
@@ -93,20 +117,21 @@ def main() -> int:
             if "B" in trees:
                 subprocess.run(["git", "worktree", "remove", "--force", str(trees["B"])],
                                cwd=ROOT, capture_output=True)
-    med = {k: {m: statistics.median(r[m] for r in rs) for m in ("rps", "p50_ms", "p99_ms")}
-           for k, rs in runs.items()}
+    fields = ("rps", "p50_ms", "p99_ms", "mean_batch")
+    med = {k: {m: statistics.median(r[m] for r in rs) for m in fields} for k, rs in runs.items()}
     print(f"\nCPU: {h.cpu_model()}; server on core {h.SERVER_CORE}, wrk on core {h.WRK_CORE}; "
           f"{'heavy' if args.heavy else 'light'} MLP; median of {args.rounds} x "
           f"{args.duration} s; A = working tree ({h.git_state(ROOT)}), B = {args.base}\n")
     print("| tree | conns | nobatch req/s | batched req/s | × | nobatch p50 ms | batched p50 ms "
-          "| × | batched p99 ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| × | batched p99 ms | mean batch |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for tree in servers:
         for conns in (1, 64):
             n, b = med[(tree, "nobatch", conns)], med[(tree, "batched", conns)]
             print(f"| {tree} | {conns} | {n['rps']:,.0f} | {b['rps']:,.0f} | "
                   f"{b['rps'] / n['rps']:.2f} | {n['p50_ms']:.2f} | {b['p50_ms']:.2f} | "
-                  f"{b['p50_ms'] / n['p50_ms']:.2f} | {b['p99_ms']:.2f} |")
+                  f"{b['p50_ms'] / n['p50_ms']:.2f} | {b['p99_ms']:.2f} | "
+                  f"{b['mean_batch']:.1f} |")
     return 0
 
 
