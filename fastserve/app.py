@@ -232,7 +232,11 @@ class App:
             log.warning("drain timeout: failing requests still queued with 503")
             self.dataplane.fail_pending()
         if grpc_stopped is not None:
+            # What is left are streams (health Watch, idle ModelStreamInfer): the answers
+            # just finished get a moment to be written, then every call is ended.
+            await self.grpc.stop(GRPC_LAST_WRITES)
             await grpc_stopped
+            self.grpc.release()
         await self.inference.close(timeout=1.0)
         await self.management.close(timeout=0.1)
         if self.metrics_server is not None:
@@ -270,6 +274,7 @@ def run(config: ServerConfig) -> int:
 
 
 THREAD_EXIT_TIMEOUT = 5.0
+GRPC_LAST_WRITES = 0.5  # seconds
 
 
 def _join_threads(timeout: float) -> None:

@@ -99,6 +99,10 @@ class GrpcServers:
         """No new calls at once; calls in flight get up to ``grace`` seconds."""
         await asyncio.gather(*(server.stop(grace) for server in self.servers))
 
+    def release(self) -> None:
+        """Drop the stopped servers (grpc's poller thread ends once they are gone)."""
+        self.servers.clear()
+
 
 def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
