@@ -33,6 +33,7 @@ from .http.messages import Request
 from .http.router import Router
 from .http.server import HttpServer, Limits, ResponseHook
 from .logs import AccessLog
+from .startup import log_start
 
 log = logging.getLogger("fastserve")
 
@@ -176,22 +177,22 @@ class App:
         else:
             self.management_port = await self.management.listen(self.config.management_host,
                                                                  self.config.management_port)
-            log.info("inference API on http://%s:%d, management on http://%s:%d",
-                     self.config.host, self.port, self.config.management_host,
-                     self.management_port)
         if self.metrics_server is not None and self.config.metrics_port is not None:
             port = await self.metrics_server.listen(self.config.metrics_host,
                                                     self.config.metrics_port,
                                                     reuse_port=self.control_socket is not None)
             log.info("metrics on http://%s:%d/metrics", self.config.metrics_host, port)
+        grpc = "off"
         if self.config.grpc_port or self.config.grpc_management_port:
-            await self._start_grpc()
+            grpc = await self._start_grpc()
+        if self.control_socket is None:  # a --workers parent says it for its workers
+            log_start(self.config, self.port, self.management_port, grpc, self._models_found())
         self.repository.start_loading(loop)
         self.metrics.start()
         if self.watcher is not None:
             self.watcher.start()
 
-    async def _start_grpc(self) -> None:
+    async def _start_grpc(self) -> str:
         from .grpc.server import GrpcServers
 
         def count(model: str, version: str | None, status: int) -> None:
@@ -207,9 +208,13 @@ class App:
         management_port = 0 if self.control_socket else config.grpc_management_port
         await self.grpc.start(host, config.grpc_port, management_host, management_port,
                               reuse_port=self.control_socket is not None)
-        log.info("gRPC inference on %s:%d%s", host, self.grpc.port,
-                 f", gRPC management on {management_host}:{self.grpc.management_port}"
-                 if self.grpc.management_port else "")
+        return f"{host}:{self.grpc.port}" + (
+            f" (management {management_host}:{self.grpc.management_port})"
+            if self.grpc.management_port else "")
+
+    def _models_found(self) -> list[str]:
+        """Models with at least one version folder (the others are FAILED, and logged)."""
+        return [name for name, entry in self.repository.models.items() if entry.versions]
 
     async def shutdown(self) -> None:
         """Drain: not ready at once, no new connections, finish in-flight work, then close."""

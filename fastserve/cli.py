@@ -36,19 +36,32 @@ def _port(text: str) -> int:
     return value
 
 
+class _DefaultsHelp(argparse.HelpFormatter):
+    """--help shows each flag's default (not for switches, nor where there is none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or "(default" in text or not action.option_strings or (
+                default is None or default is False or default == argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fastserve",
         description="Serve every PyTorch model in a folder over the KServe v2, TorchServe "
-                    "and TF Serving HTTP APIs.",
+                    "and TF Serving HTTP APIs. Reference: docs/reference.md.",
+        formatter_class=_DefaultsHelp,
     )
     p.add_argument("--version", action="version", version=f"fastserve {__version__}")
     p.add_argument("--models", nargs="+", metavar="DIR", help="the model repository (with "
                    "--model-store: the archives to load, as TorchServe's --models)")
     p.add_argument("--host", default="127.0.0.1", help="inference address (0.0.0.0: all)")
     p.add_argument("--port", type=_port, default=8080, help="inference port")
-    p.add_argument("--management-host", default="127.0.0.1")
-    p.add_argument("--management-port", type=_port, default=8081)
+    p.add_argument("--management-host", default="127.0.0.1", help="management address")
+    p.add_argument("--management-port", type=_port, default=8081, help="management port")
     p.add_argument("--workers", type=_positive_int, default=1,
                    help="server processes sharing the port")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (models may "
@@ -56,19 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-threads", type=_positive_int, default=None, metavar="N",
                    help="PyTorch intra-op threads (default: cores / (workers x instances))")
     p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error", "critical"])
+                   choices=["debug", "info", "warning", "error", "critical"], help="log level")
     p.add_argument("--access-log", action="store_true", help="one line per request")
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="one text line or one JSON object per record")
     p.add_argument("--max-request-size", type=_size, default="100MB", metavar="SIZE",
                    help="largest request body (after inflating), e.g. 64KB, 100MB, 1GB")
     p.add_argument("--poll-interval", type=float, default=None, metavar="S",
-                   help="rescan the repository every S seconds")
+                   help="rescan the repository every S seconds (default: off)")
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
                    help="on SIGTERM, how long in-flight requests may take")
     p.add_argument("--allow-shared-memory", action="store_true",
                    help="allow clients to register system shared-memory regions")
     p.add_argument("--auth-token-file", default=os.environ.get("FASTSERVE_AUTH_TOKEN_FILE"),
-                   metavar="FILE", help="require Authorization: Bearer <token>")
+                   metavar="FILE", help="require Authorization: Bearer <token> (default: "
+                   "$FASTSERVE_AUTH_TOKEN_FILE, else no auth)")
     p.add_argument("--grpc-port", type=_port, default=8001,
                    help="gRPC inference port on the inference host (KServe v2/Triton and "
                    "TorchServe gRPC APIs; 0: off)")

@@ -30,6 +30,7 @@ from .errors import BackendError, ModelNotReadyError
 from .http.messages import Request, Response
 from .http.router import Router
 from .http.server import HttpServer, Limits
+from .startup import log_start, models_on_disk
 
 log = logging.getLogger("fastserve.workers")
 
@@ -143,9 +144,10 @@ class Supervisor:
             self._spawn(worker)
         port = await self.management.listen(self.config.management_host,
                                             self.config.management_port)
-        log.info("%d workers on http://%s:%d, management on http://%s:%d",
-                 len(self.workers), self.config.host, self.config.port,
-                 self.config.management_host, port)
+        grpc = f"{self.config.grpc_host or self.config.host}:{self.config.grpc_port}" \
+            if self.config.grpc_port else "off"
+        log_start(self.config, self.config.port, port, grpc,
+                  await asyncio.to_thread(models_on_disk, self.config.models))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -47,6 +47,21 @@ def test_help():
         assert flag in result.stdout, flag
 
 
+@pytest.mark.parametrize(("flag", "default"), [
+    ("--host", "127.0.0.1"), ("--port", "8080"), ("--management-host", "127.0.0.1"),
+    ("--management-port", "8081"), ("--workers", "1"), ("--device", "auto"),
+    ("--log-level", "info"), ("--log-format", "text"), ("--max-request-size", "100MB"),
+    ("--poll-interval", "off"), ("--drain-timeout", "30.0"), ("--grpc-port", "8001"),
+    ("--grpc-management-port", "0"),
+])
+def test_help_shows_defaults(flag, default):
+    text = " ".join(run_cli("--help").stdout.split())
+    options = text[text.index("options:"):]
+    start = options.index(f" {flag} ") + len(flag) + 2
+    paragraph = options[start:options.find(" --", start)]
+    assert f"(default: {default})" in paragraph, (flag, paragraph)
+
+
 def test_version():
     result = run_cli("--version")
     assert result.returncode == 0
@@ -137,6 +152,13 @@ def test_empty_models_dir(tmp_path, spawn_server):
     srv.wait_ready(30)
     r = srv.get("/v2/health/ready")
     assert r.status == 200 and r.json() == {"ready": True}
+    # One line of effective settings, and a warning: a wrong --models must not go unnoticed.
+    log = srv.log()
+    line = next(x for x in log.splitlines() if " fastserve serving " in x)
+    assert f"inference http://127.0.0.1:{srv.port}," in line
+    assert f"management http://127.0.0.1:{srv.management_port}," in line
+    assert "gRPC off, workers 1, device auto, 0 model(s) found" in line
+    assert f"WARNING fastserve: no model found in {empty.resolve()}" in log
     assert srv.get("/v2/health/live").json() == {"live": True}
     for path in ("/v2/models/digits/ready", "/v2/models/digits/versions/1/ready",
                  "/v2/models/digits"):
@@ -153,6 +175,15 @@ def test_empty_models_dir(tmp_path, spawn_server):
     assert srv.process is not None
     srv.process.send_signal(signal.SIGINT)
     assert srv.process.wait(15) == 0, srv.log()
+
+
+def test_start_line_lists_the_models_found(server):
+    line = next(x for x in server.log().splitlines() if " fastserve serving " in x)
+    assert f"inference http://127.0.0.1:{server.port}," in line and " INFO " in line
+    assert "workers 1, device auto," in line
+    assert "model(s) found (" in line and "digits" in line and "versioned" in line
+    assert "no_version" not in line.split("found", 1)[1]  # a folder without a version
+    assert "no model found" not in server.log()
 
 
 def slow_body(x: np.ndarray, n: int) -> bytes:
