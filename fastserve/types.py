@@ -105,11 +105,16 @@ class ReplyStream:
     """
 
     def __init__(self, loop: Any) -> None:
-        import asyncio
-
         self.loop = loop
         self.first: Any = loop.create_future()
-        self._parts: asyncio.Queue[HandlerReply] = asyncio.Queue()
+        self._parts: Any = None  # an asyncio.Queue once a second part comes (most never)
+
+    def _queue(self) -> Any:
+        if self._parts is None:
+            import asyncio
+
+            self._parts = asyncio.Queue()
+        return self._parts
 
     def push(self, part: HandlerReply) -> None:
         """From any thread: one part, in order."""
@@ -119,14 +124,14 @@ class ReplyStream:
         if not self.first.done():
             self.first.set_result(part)
         else:
-            self._parts.put_nowait(part)
+            self._queue().put_nowait(part)
 
     def pending(self) -> list[HandlerReply]:
         """The parts that arrived and were not read yet."""
-        parts = []
-        while not self._parts.empty():
+        parts: list[HandlerReply] = []
+        while self._parts is not None and not self._parts.empty():
             parts.append(self._parts.get_nowait())
         return parts
 
     async def next_part(self) -> HandlerReply:
-        return await self._parts.get()
+        return await self._queue().get()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 import torch
 
 from ..errors import BackendError, ConfigError, FastServeError, UnsupportedError
@@ -37,6 +38,7 @@ log = logging.getLogger("fastserve.backends.ts_handler")
 
 MANIFEST = Path("MAR-INF") / "MANIFEST.json"
 MULTIPART = "multipart/form-data"
+_ORJSON = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -77,6 +79,15 @@ def serialize(value: Any) -> bytes:
         buffer = io.BytesIO()
         torch.save(value, buffer)
         return buffer.getvalue()
+    try:
+        # orjson writes json.dumps(indent=2)'s layout ~20x faster; where its output could
+        # differ in meaning (non-ASCII, which json escapes; NaN/Infinity, which orjson
+        # writes as null) json.dumps writes it, as TorchServe's worker does.
+        fast = orjson.dumps(value, default=_json_default, option=_ORJSON)
+        if fast.isascii() and b"null" not in fast:
+            return fast
+    except (TypeError, orjson.JSONEncodeError):
+        pass
     try:
         return json.dumps(value, indent=2, default=_json_default).encode("utf-8")
     except (TypeError, ValueError) as exc:

@@ -82,18 +82,20 @@ async def archive_answer(dataplane: DataPlane, request: Request, model: str,
     loop = asyncio.get_running_loop()
     stream = payload.stream = ReplyStream(loop)
     task = loop.create_task(dataplane.predict(model, version, [payload]))
-    timeout = config.timeout_ms / 1000.0 or None
-    done, _ = await asyncio.wait((task, stream.first), timeout=timeout,
-                                 return_when=asyncio.FIRST_COMPLETED)
-    if not done:
+    # ``stream.first`` wakes us: with the first streamed part, or None once the answer is
+    # there (or the time is up): one future, no asyncio.wait machinery per request.
+    task.add_done_callback(lambda _: _wake(stream.first, None))
+    timer = (loop.call_later(config.timeout_ms / 1000.0, _wake, stream.first, _EXPIRED)
+             if config.timeout_ms else None)
+    first = await stream.first
+    if timer is not None:
+        timer.cancel()
+    if first is _EXPIRED:
         task.cancel()
-        stream.first.cancel()
         raise DeadlineExceededError(f"model '{model}' did not answer within its "
                                     f"responseTimeout ({config.timeout_ms / 1000.0:g} s)")
-    if not stream.first.done():
-        stream.first.cancel()
+    if first is None:
         return reply_response(task.result()[0])
-    first = stream.first.result()
     streaming = getattr(messages, "StreamingResponse", None)
     if streaming is None:  # a transport without streaming: the parts in one answer
         body = b"".join([chunk async for chunk in _chunks(first, stream, task)])
@@ -101,6 +103,14 @@ async def archive_answer(dataplane: DataPlane, request: Request, model: str,
                         _headers(first) or None)
     return streaming(_chunks(first, stream, task), _status(first.status), _content_type(first),
                      _headers(first) or None)
+
+
+_EXPIRED = object()
+
+
+def _wake(first: asyncio.Future[Any], value: Any) -> None:
+    if not first.done():
+        first.set_result(value)
 
 
 async def _chunks(first: HandlerReply, stream: ReplyStream, task: asyncio.Task[Any]

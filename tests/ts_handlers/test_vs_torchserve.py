@@ -42,6 +42,8 @@ class TorchServe:
         config.write_text(f"inference_address=http://127.0.0.1:{self.port}\n"
                           f"management_address=http://127.0.0.1:{self.management_port}\n"
                           f"metrics_address=http://127.0.0.1:{free_port()}\n"
+                          f"grpc_inference_port={free_port()}\n"
+                          f"grpc_management_port={free_port()}\n"
                           "default_workers_per_model=1\ninstall_py_dep_per_model=false\n"
                           "disable_token_authorization=true\n")
         env = dict(os.environ, **server_env())
