@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from typing import Any
 
 from .._version import __version__
 
-try:  # handlers may check isinstance(context, ts.context.Context)
-    from ts.context import Context as _TsContextBase
-except ImportError:  # the optional extra fastserve[torchserve] is not installed
-    _TsContextBase = object  # type: ignore[assignment,misc]
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", ResourceWarning)  # ts/__init__.py leaves a file open
+    try:  # handlers may check isinstance(context, ts.context.Context)
+        from ts.context import Context as _TsContextBase
+    except ImportError:  # the optional extra fastserve[torchserve] is not installed
+        _TsContextBase = object  # type: ignore[assignment,misc]
 
 
 class RequestState:

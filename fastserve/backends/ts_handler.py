@@ -182,6 +182,10 @@ def parse_predict_message(msg: bytes) -> list[tuple[str, HandlerReply]]:
         parts.append((request_id, HandlerReply(read_bytes(), status, content_type, headers)))
 
 
+class HandlerRaised(BackendError):
+    """The handler raised (500); in a batch, each request is then run alone."""
+
+
 class _Worker:
     """One instance: its handler (module kept alive), context and stream socket."""
 
@@ -242,7 +246,7 @@ class TorchServeHandlerBackend:
         """One HandlerReply (or the exception failing it) per payload, in order."""
         worker = self._workers[instance]
         results = self._run(worker, payloads)
-        if len(payloads) > 1 and isinstance(results, Exception):
+        if len(payloads) > 1 and isinstance(results, HandlerRaised):
             # One request made the handler raise: run each alone so only it fails.
             return [self._one(worker, p) for p in payloads]
         return [results] * len(payloads) if isinstance(results, Exception) else results
@@ -306,7 +310,7 @@ class TorchServeHandlerBackend:
             body = json.dumps({"code": code, "type": type(exc).__name__, "message": message},
                               indent=2).encode()
             return HandlerReply(body, code, "application/json")
-        return BackendError(f"{self.label} raised {type(exc).__name__}: {message}")
+        return HandlerRaised(f"{self.label} raised {type(exc).__name__}: {message}")
 
     def explain_payload(self, payload: Any, method: str, target: Any = None) -> Any:
         """TorchServe's /explanations: the same handle() with the "explain" header."""
