@@ -133,8 +133,10 @@ class KServeV2Frontend:
         p = request.params
         target = self.dataplane.resolve(p["model"], p.get("version"))
         assert target.backend is not None
-        archive = self.dataplane.enveloped(target.name)
-        if archive is not None:  # the kservev2 envelope unwraps the body in the handler
+        archive = self.dataplane.archive(target.name)
+        if archive is not None:
+            # As TorchServe routes it: the body goes to the archive's handler whole (its
+            # kservev2 service_envelope, when configured, unwraps it there).
             return await archive_answer(self.dataplane, request, target.name, target.version,
                                         archive)
         config = self.dataplane.config(target.name)

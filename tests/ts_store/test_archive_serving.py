@@ -109,3 +109,17 @@ def test_register_versions_set_default_scale_unregister(server: ServerProcess) -
     status, answer = predict(server, "/predictions/renamed/1.0")
     assert status == 200 and answer == pytest.approx(expected(1, ROW), abs=1e-5)
     assert mgmt(server, "POST", "/models?url=tiny.mar&model_name=renamed")[0] == 409
+
+
+def test_version_strings_on_the_other_apis(server: ServerProcess) -> None:
+    for path in ("/v2/models/plain/versions/0.5", "/v2/models/plain/versions/0.5/ready",
+                 "/v1/models/plain/versions/0.5", "/v1/models/plain/versions/0.5/metadata"):
+        assert server.request("GET", path)[0] == 200, path
+    status, answer = server.json("POST", "/v1/models/plain/versions/0.5:predict",
+                                 {"instances": [ROW]})
+    assert status == 200 and answer["predictions"][0] == pytest.approx(expected(3, ROW),
+                                                                        abs=1e-5)
+    # v2 infer without an envelope: the body reaches the handler whole, as in TorchServe
+    # (this handler reads {"body": ...}: a JSON list is a row).
+    status, answer = predict(server, "/v2/models/plain/versions/0.5/infer")
+    assert status == 200 and answer == pytest.approx(expected(3, ROW), abs=1e-5)

@@ -57,6 +57,8 @@ model_snapshot={SNAPSHOT}
     assert (config.host, config.port) == ("0.0.0.0", 8080)  # the flag wins over the file
     assert config.management_port == 8081  # same address as inference: kept apart
     assert (config.metrics_host, config.metrics_port) == ("0.0.0.0", 8082)
+    assert (config.grpc_port, config.grpc_management_port) == (7070, 7071)
+    assert parse_config(["--ts-config", str(cfg), "--grpc-port", "9001"]).grpc_port == 9001
     settings = config.store
     assert settings.selection == ("mnist.mar",) and settings.names == {"mnist.mar": "mnist"}
     assert settings.job_queue_size == 10 and settings.envelope == "kservev2"
