@@ -62,6 +62,7 @@ SUFFIX = ".mar"
 DEFAULT_MAX_SIZE = 32 * 1000**3  # bytes an archive may inflate to (--max-archive-size)
 _SMALL_FILE = 16 * 1024 * 1024  # the manifest and model-config.yaml are read whole: cap them
 _CHUNK = 1024 * 1024
+MAX_MEMBERS = 100_000  # files one archive may hold (each is a file written at load)
 
 
 class ArchiveError(ConfigError):
@@ -153,7 +154,11 @@ def check_members(zf: zipfile.ZipFile, max_size: int, label: str) -> int:
     Returns the declared total size. (Extraction counts the bytes really written too.)
     """
     total = 0
-    for info in zf.infolist():
+    members = zf.infolist()
+    if len(members) > MAX_MEMBERS:
+        raise ArchiveError(f"{label} holds {len(members)} members, more than {MAX_MEMBERS}; "
+                           "refused")
+    for info in members:
         _member_path(info.filename, label)
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
@@ -178,6 +183,9 @@ def _member_path(name: str, label: str) -> PurePosixPath:
 
 
 def _read_small(path: Path, folder: Path) -> bytes:
+    if folder.resolve() not in path.resolve().parents:
+        raise ArchiveError(f"{folder.name}: the manifest names {path.name}, which is outside "
+                           "the archive's folder")
     try:
         if path.stat().st_size > _SMALL_FILE:
             raise ArchiveError(f"{path} is larger than {_SMALL_FILE} bytes")

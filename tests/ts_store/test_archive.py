@@ -153,3 +153,23 @@ def test_requirements_that_cannot_install_fail_with_pips_reason(tmp_path: Path) 
         install_requirements(folder, {"model": {"requirementsFile": "requirements.txt"}})
     with pytest.raises(ArchiveError, match="not in the archive"):
         install_requirements(folder, {"model": {"requirementsFile": "../../etc/passwd"}})
+
+
+def test_a_folder_archive_cannot_point_its_manifest_outside(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    (folder / "MAR-INF").mkdir(parents=True)
+    (tmp_path / "secret.yaml").write_text("password: hunter2\n")
+    (folder / "MAR-INF" / "MANIFEST.json").write_bytes(manifest("m").replace(
+        b'"handler"', b'"configFile":"../secret.yaml","handler"'))
+    with pytest.raises(ArchiveError, match="outside the archive's folder"):
+        read_archive(folder)
+
+
+def test_too_many_members_are_refused(tmp_path: Path, monkeypatch) -> None:
+    import fastserve.core.archive as archive
+
+    monkeypatch.setattr(archive, "MAX_MEMBERS", 3)
+    path = write_zip(tmp_path / "many.mar", {"MAR-INF/MANIFEST.json": manifest("many"),
+                                             **{f"f{i}": b"" for i in range(5)}})
+    with pytest.raises(ArchiveError, match="more than 3"):
+        read_archive(path)
