@@ -123,3 +123,18 @@ def test_version_strings_on_the_other_apis(server: ServerProcess) -> None:
     # (this handler reads {"body": ...}: a JSON list is a row).
     status, answer = predict(server, "/v2/models/plain/versions/0.5/infer")
     assert status == 200 and answer == pytest.approx(expected(3, ROW), abs=1e-5)
+
+
+def test_v2_repository_unload_and_load_an_archive(server: ServerProcess) -> None:
+    status, body = server.json("POST", "/v2/repository/models/plain/unload", {},
+                               port=server.management_port)
+    assert status == 200, body
+    assert predict(server, "/predictions/plain")[0] == 404
+    status, index = server.json("POST", "/v2/repository/index", {},
+                                port=server.management_port)
+    assert {"name": "plain", "state": "UNAVAILABLE", "reason": "unloaded"} in index
+    status, body = server.json("POST", "/v2/repository/models/plain/load", {},
+                               port=server.management_port)
+    assert status == 200, body
+    status, answer = predict(server, "/predictions/plain/0.5")
+    assert status == 200 and answer == pytest.approx(expected(3, ROW), abs=1e-5)
