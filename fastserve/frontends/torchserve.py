@@ -145,7 +145,10 @@ def dumps(obj: Any) -> bytes:
 
 
 def answer_response(answer: Any) -> Response:
-    """One answer: bytes as they are, text as text (as TorchServe sends them), else JSON."""
+    """One answer: bytes as they are, text as text (as TorchServe sends them), else JSON;
+    a TorchServe archive's (HandlerReply) with its own status, type and headers."""
+    if isinstance(answer, HandlerReply):
+        return reply_response(answer)
     if isinstance(answer, (bytes, bytearray, memoryview)):
         return Response(bytes(answer), content_type=OCTET_STREAM)
     if isinstance(answer, str):

@@ -259,3 +259,12 @@ def test_import_scope_restores_modules_of_the_same_name(tmp_path) -> None:
 
         assert importlib.import_module("json").SHADOW
     assert sys.modules["json"] is before and "json" in kept
+
+
+def test_every_api_writing_an_answer_keeps_the_handlers_reply() -> None:
+    """The TorchServe front-ends' answer writer (gRPC Predictions uses it too)."""
+    from fastserve.frontends.torchserve import answer_response
+
+    response = answer_response(HandlerReply(b"raw", 206, "text/csv", {"X-A": "1"}))
+    assert (response.body, response.status, response.content_type) == (b"raw", 206, b"text/csv")
+    assert response.headers == [(b"x-a", b"1")]

@@ -95,7 +95,7 @@ def build(out: Path) -> dict[str, Path]:
 def build_fastserve_only(out: Path) -> dict[str, Path]:
     """Archives TorchServe 0.12 itself cannot serve or that must FAIL: a .pt2 program behind
     a BaseHandler subclass, a handler raising in initialize, one importing a missing
-    package."""
+    package; and one that answers late (responseTimeout 1 s, 2 workers)."""
     work = weights(out)
     work.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(SOURCES / "eager"))
@@ -117,6 +117,8 @@ def build_fastserve_only(out: Path) -> dict[str, Path]:
         "initfails": _archive(out, "initfails", "--handler", str(broken / "init_fails.py")),
         "missingdep": _archive(out, "missingdep", "--handler",
                                str(broken / "needs_missing.py")),
+        "slow": _archive(out, "slow", "--handler", str(SOURCES / "slow" / "slow_handler.py"),
+                         "--config-file", str(SOURCES / "slow" / "model-config.yaml")),
     }
 
 

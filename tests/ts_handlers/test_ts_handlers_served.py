@@ -252,3 +252,21 @@ def test_http10_client_gets_the_whole_stream(server) -> None:
         assert conn.getresponse().read() == b"part 0;part 1;done"
     finally:
         conn.close()
+
+
+def test_no_answer_within_response_timeout_is_504(server, tmp_path) -> None:
+    """responseTimeout 1 (model-config.yaml): the handler still waits; the client gets
+    504 in TorchServe's shape, and the model's second worker (minWorkers 2) still serves."""
+    gate = tmp_path / "release"
+    late = Case("late", "slow", json.dumps({"gate": str(gate)}).encode(),
+                {"Content-Type": "application/json"})
+    try:
+        got = send(server.port, late)
+        assert got.status == 504, got
+        assert got.json()["type"] == "RequestTimeoutException", got
+        status, described = server.json("GET", "/models/slow", port=server.management_port)
+        assert status == 200 and len(described[0]["workers"]) == 2, described
+        quick = Case("quick", "slow", b"{}", {"Content-Type": "application/json"})
+        assert send(server.port, quick).body == b"late"
+    finally:
+        gate.write_text("go")
