@@ -132,3 +132,39 @@ def test_version_policy_chooses_the_versions_served(tmp_path: Path, policy: str,
                    versions=("1", "3", "10"))
     entry = scan_model(folder)
     assert entry.error == "" and sorted(entry.versions, key=int) == served
+
+
+@pytest.mark.parametrize(("policy", "served"), [
+    ("", ["3"]),  # latest only: version 3 takes over, version 1 is unloaded
+    ("version_policy { specific { versions: [1] } }", ["1"]),  # 3 is not in the list
+    ("version_policy { all { } }", ["1", "3"]),
+])
+def test_the_poller_follows_the_version_policy(tmp_path: Path, make_model, fake_loader,
+                                                run_async, wait_until, policy: str,
+                                                served: list[str]) -> None:
+    from fastserve.core.repository import ModelRepository
+    from fastserve.core.watcher import RepositoryWatcher
+
+    make_model(tmp_path, "t", files={"config.pbtxt": f'platform: "pytorch_libtorch"\n{policy}'})
+    repo = ModelRepository(tmp_path, fake_loader())
+    watcher = RepositoryWatcher(repo, 60.0)
+
+    async def main() -> None:
+        import asyncio
+
+        repo.scan()
+        repo.start_loading(asyncio.get_running_loop())
+        await wait_until(lambda: not repo.loading)
+        await watcher.poll()  # records what is there
+        (tmp_path / "t" / "3").mkdir()
+        (tmp_path / "t" / "3" / "model.pt").write_bytes(b"")
+        await watcher.poll()  # sees it appear
+        await watcher.poll()  # settled: acts
+        entry = repo.entry("t")
+        await wait_until(lambda: all(v.ready for v in entry.versions.values()))
+        assert sorted(entry.versions, key=int) == served
+        for v in entry.versions.values():
+            if v.batcher is not None:
+                v.batcher.close()
+
+    run_async(main)
