@@ -110,6 +110,10 @@ class ServerProcess:
         else:
             self.grpc_port = 0
             self.args += ["--grpc-port", "0"]
+        self.grpc_management_port = 0
+        if "--grpc-management-port" in self.args:
+            self.grpc_management_port = int(
+                self.args[self.args.index("--grpc-management-port") + 1])
         self.returncode: int | None = None
 
     @property

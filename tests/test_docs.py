@@ -1,9 +1,9 @@
 """The code blocks of README.md and docs/*.md, run against a live server.
 
-Every ```bash / ```sh / ```python block runs, with localhost:8080 and :8081 pointing at a
-server on the example models; a block preceded by ``<!-- no test -->`` (docker,
-kubectl, pip installs) is skipped. curl fails the block on an HTTP error unless the
-block is preceded by ``<!-- test: errors shown -->``.
+Every ```bash / ```sh / ```python block runs, with localhost:8080 and :8081 (and gRPC's
+:8001 and :8002) pointing at a server on the example models; a block preceded by
+``<!-- no test -->`` (docker, kubectl, pip installs) is skipped. curl fails the block on
+an HTTP error unless the block is preceded by ``<!-- test: errors shown -->``.
 
 The outputs the docs show are checked too, not only the exit status: a one-line command
 (or a ``print(...)``) with a trailing ``# {...}`` / ``# [...]`` comment must print that
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from _server import ServerProcess
+from _server import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow  # every test here uses a server process of its own
 
@@ -53,7 +53,8 @@ BLOCKS = _blocks()
 
 @pytest.fixture(scope="module")
 def server():
-    with ServerProcess(ROOT / "examples" / "models") as s:
+    with ServerProcess(ROOT / "examples" / "models", "--grpc-port", str(free_port()),
+                       "--grpc-management-port", str(free_port())) as s:
         yield s
 
 
@@ -163,6 +164,8 @@ def _localise(code: str, server: ServerProcess) -> str:
     for host in ("localhost", "127.0.0.1"):
         code = code.replace(f"{host}:8080", f"127.0.0.1:{server.port}")
         code = code.replace(f"{host}:8081", f"127.0.0.1:{server.management_port}")
+        code = code.replace(f"{host}:8001", f"127.0.0.1:{server.grpc_port}")
+        code = code.replace(f"{host}:8002", f"127.0.0.1:{server.grpc_management_port}")
     return code
 
 
