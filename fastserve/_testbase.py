@@ -129,8 +129,9 @@ def parse_responses(data: bytes, head: bool | list[bool] = False) -> tuple[list[
     """Split ``data`` into complete responses; return them and the unparsed rest.
 
     ``head`` says which responses answer a HEAD (no body despite Content-Length): one flag
-    for all, or one per response. Bodies need Content-Length (fastserve always sends it);
-    without one the body runs to the end of ``data``. ``100 Continue`` interim responses
+    for all, or one per response. Chunked bodies come back decoded (a response whose last
+    chunk has not arrived is left in the rest); without Content-Length or chunked framing
+    the body runs to the end of ``data``. ``100 Continue`` interim responses
     come back as responses of their own.
     """
     out: list[RawResponse] = []
@@ -154,6 +155,13 @@ def parse_responses(data: bytes, head: bool | list[bool] = False) -> tuple[list[
         is_head = head[len(out)] if isinstance(head, list) else head
         if status < 200 or status in (204, 304) or is_head:
             length = 0
+        elif headers.get("transfer-encoding") == "chunked":
+            decoded = _dechunk(data, start)
+            if decoded is None:
+                break
+            body, pos = decoded
+            out.append(RawResponse(status, reason, headers, body, version, raw_headers))
+            continue
         elif "content-length" in headers:
             length = int(headers["content-length"])
         else:
@@ -164,6 +172,25 @@ def parse_responses(data: bytes, head: bool | list[bool] = False) -> tuple[list[
                                version, raw_headers))
         pos = start + length
     return out, bytes(data[pos:])
+
+
+def _dechunk(data: bytes, pos: int) -> tuple[bytes, int] | None:
+    """A chunked body starting at ``pos``: (its bytes, where it ends), None if incomplete."""
+    body = bytearray()
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        size = int(data[pos:eol].split(b";", 1)[0], 16)
+        pos = eol + 2
+        if size == 0:
+            end = data.find(b"\r\n", pos)  # no trailers from fastserve: just the blank line
+            return (bytes(body), end + 2) if end >= 0 else None
+        if pos + size + 2 > len(data):
+            return None
+        body += data[pos:pos + size]
+        assert data[pos + size:pos + size + 2] == b"\r\n", "chunk not followed by CRLF"
+        pos += size + 2
 
 
 def parse_response(data: bytes, head: bool = False) -> RawResponse:

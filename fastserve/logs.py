@@ -79,8 +79,7 @@ class AccessLog:
         params = request.params
         model = params.get("model")
         version = params.get("version")
-        conn = getattr(request, "_conn", None)
-        peer = getattr(conn, "peer", None)
+        peer = getattr(request, "client", None)
         client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "-"
         path = _printable(request.path)
         method = _printable(request.method)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -25,14 +25,16 @@ OCTET_STREAM = b"application/octet-stream"
 
 
 class Request:
-    """One HTTP request: method, path, query, lower-cased headers and the whole body.
+    """One HTTP request, as a plain message: method, path, query, lower-cased headers,
+    the whole body, the route's path parameters and the client's address.
 
     ``body`` is the buffer the transport filled (a bytearray when Content-Length was
-    sent, so views over it are writable and zero-copy).
+    sent, so views over it are writable and zero-copy). Nothing here reaches back into
+    the connection except ``disconnected``, which asks the transport's probe.
     """
 
-    __slots__ = ("method", "path", "query", "headers", "body", "params", "_conn",
-                 "keep_alive", "http10", "canned", "started")
+    __slots__ = ("method", "path", "query", "headers", "body", "params", "client", "started",
+                 "_is_disconnected")
 
     def __init__(
         self,
@@ -41,7 +43,8 @@ class Request:
         query: str,
         headers: dict[bytes, bytes],
         body: bytes | bytearray | memoryview,
-        conn: Any = None,
+        client: tuple[str, int] | None = None,
+        is_disconnected: Callable[[], bool] | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -49,18 +52,16 @@ class Request:
         self.headers = headers
         self.body = body
         self.params: dict[str, str] = {}
-        self._conn = conn
-        # Set by the transport: connection reuse, and an answer already decided (an error).
-        self.keep_alive = True
-        self.http10 = False
-        self.canned: Response | None = None
+        self.client = client
         # time.perf_counter() when the request was complete (access log and metrics latency)
         self.started = time.perf_counter()
+        self._is_disconnected = is_disconnected
 
     @property
     def disconnected(self) -> bool:
         """True once the client's connection is gone (its answer would go nowhere)."""
-        return self._conn is not None and self._conn.closed
+        probe = self._is_disconnected
+        return probe is not None and probe()
 
     def header(self, name: bytes, default: bytes | None = None) -> bytes | None:
         return self.headers.get(name, default)
@@ -96,6 +97,40 @@ class Response:
         if self.buffers:
             n += sum(memoryview(b).nbytes for b in self.buffers)
         return n
+
+
+class StreamingResponse:
+    """An answer whose body is produced while it is sent: ``chunks`` (an async iterator
+    of bytes-like objects) are written one by one as they come, with
+    ``Transfer-Encoding: chunked`` (HTTP/1.0 clients: unframed, then the connection
+    closes). A route handler returns one like a ``Response``.
+
+    The head goes out with the first chunk, so an exception raised before it becomes an
+    ordinary error answer; one raised later aborts the connection (the status is gone),
+    which a client sees as a truncated chunked body. The transport waits for the peer to
+    read (flow control) between chunks, and closes the iterator if the client leaves.
+    Not compressed. Example::
+
+        async def tokens(request: Request) -> StreamingResponse:
+            async def produce() -> AsyncIterator[bytes]:
+                for token in generate():
+                    yield token.encode()
+            return StreamingResponse(produce(), content_type=b"text/plain")
+    """
+
+    __slots__ = ("status", "chunks", "content_type", "headers")
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[Any],
+        status: int = 200,
+        content_type: bytes = OCTET_STREAM,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        self.status = status
+        self.chunks = chunks
+        self.content_type = content_type
+        self.headers = headers
 
 
 # Formats an error for a path family: (status, message, exception or None) -> Response.

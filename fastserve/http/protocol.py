@@ -1,54 +1,42 @@
-"""HTTP/1.1 on httptools: one HttpProtocol per connection, requests answered in order.
+"""HTTP/1.1 on httptools: one HttpProtocol per connection, one RequestCycle per request.
 
-The shape follows uvicorn's httptools_impl: parser callbacks fill the request being
-read; complete requests run one at a time (later pipelined ones wait in a deque);
-synchronous handlers answer inline, coroutine handlers run as a task that is
-cancelled if the client goes away.
+The shape follows uvicorn's httptools_impl: parser callbacks fill the cycle being read;
+complete cycles are answered one at a time, in order (later pipelined ones wait in a
+deque); synchronous handlers answer inline, coroutine handlers and streamed answers run
+as a task that is cancelled if the client goes away. This module reads; dispatch.py
+answers; writer.py frames the bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import time
-import zlib
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import httptools
 
-from ..errors import FastServeError, InvalidInputError, RequestTooLargeError
-from .flow_control import MAX_PIPELINE, FlowControl
-from .messages import (
-    STATUS_LINE,
-    Request,
-    Response,
-    error_answer,
-)
+from ..errors import FastServeError, RequestTooLargeError
+from .cycle import ChunkedBody, Phase, RequestCycle
+from .dispatch import Dispatch
+from .encoding import inflate
+from .flow_control import FlowControl
+from .messages import Request
 
 if TYPE_CHECKING:
     from .server import ServerState
 
 log = logging.getLogger("fastserve.http")
-_error_ids = itertools.count(1)
-
-
-def request_id(request: Request | None) -> str:
-    """The client's X-Request-ID, else a fresh one (answered in X-Request-ID): what an
-    error's log line and its answer share, so a user can find one from the other."""
-    given = request.headers.get(b"x-request-id") if request is not None else None
-    if given:
-        return given[:128].decode("latin-1")
-    return f"{os.getpid():x}-{next(_error_ids)}"
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# status line, date line, content type, length, further header lines
-_HEAD = b"%s%scontent-type: %s\r\ncontent-length: %d\r\n%s\r\n"
-_HEAD_UNTYPED = b"%s%scontent-length: %d\r\n%s\r\n"  # content_type b"": no such header
 METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
+# Bodies at least this large are read straight into their buffer, not through httptools.
+RAW_BODY_MIN = 64 * 1024
+READ_BUFFER = 64 * 1024
+
+HEADERS, BODY, DISCARD, DONE = Phase.HEADERS, Phase.BODY, Phase.DISCARD, Phase.DONE
 
 
 class _HeadersTooLarge(Exception):
@@ -59,71 +47,21 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _inflate(body: bytes | bytearray, encoding: bytes, limit: int) -> bytearray:
-    """Decompress a gzip/deflate request body, refusing output past ``limit`` bytes."""
-    if encoding == b"gzip":
-        wbits = 16 + zlib.MAX_WBITS
-    elif encoding == b"deflate":
-        # RFC 9110 deflate is zlib-wrapped; some clients send raw deflate.
-        wbits = zlib.MAX_WBITS if body[:1] and (body[0] & 0x0F) == 8 else -zlib.MAX_WBITS
-    else:
-        raise InvalidInputError(f"unsupported Content-Encoding {encoding.decode('latin-1')!r}")
-    d = zlib.decompressobj(wbits)
-    try:
-        out = d.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidInputError(f"bad {encoding.decode()} request body: {exc}") from None
-    if len(out) > limit or d.unconsumed_tail:
-        raise RequestTooLargeError(f"request body inflates past the {limit}-byte limit")
-    if not d.eof:
-        raise InvalidInputError(f"truncated {encoding.decode()} request body")
-    return bytearray(out)
-
-
-def _pick_encoding(accept: bytes) -> bytes | None:
-    """gzip or deflate if Accept-Encoding allows it (q=0 excludes), else None."""
-    allowed = {}
-    for item in accept.lower().split(b","):
-        name, _, params = item.strip().partition(b";")
-        q = 1.0
-        params = params.strip()
-        if params.startswith(b"q="):
-            try:
-                q = float(params[2:])
-            except ValueError:
-                q = 0.0
-        allowed[name.strip()] = q
-    for enc in (b"gzip", b"deflate"):
-        if allowed.get(enc, allowed.get(b"*", 0.0)) > 0:
-            return enc
-    return None
-
-
-def _compress(data: bytes, encoding: bytes) -> bytes:
-    if encoding == b"gzip":
-        c = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    else:
-        c = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS)
-    return c.compress(data) + c.flush()
-
-
-# Bodies at least this large are read straight into their buffer, not through httptools.
-RAW_BODY_MIN = 64 * 1024
-READ_BUFFER = 64 * 1024
-
-
-class HttpProtocol(asyncio.BufferedProtocol):
+class HttpProtocol(Dispatch, asyncio.BufferedProtocol):
     """One connection. As a BufferedProtocol the loop reads into our buffers: headers into
     a scratch buffer fed to httptools, a large body straight into its own bytearray (the
     only user-space copy is the kernel's). ``data_received`` serves the same logic for
-    callers that hand over bytes."""
+    callers that hand over bytes.
+
+    ``cycle`` is the request being read (or the last one read); ``running`` the one whose
+    task runs; ``pipeline`` the complete ones waiting their turn.
+    """
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.router = state.router
         self.limits = state.limits
         self.loop = state.loop
-        # Per-connection state
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.flow: FlowControl = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
@@ -131,29 +69,22 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.closed = False
         self.peer: Any = None
         self.last_activity = time.monotonic()
-        self.pipeline: deque[Request] = deque()
-        self.busy = False  # a coroutine handler is running for this connection
+        self.cycle: RequestCycle | None = None
+        self.running: RequestCycle | None = None
         self.task: asyncio.Task[Any] | None = None
-        # Per-request state (the request being parsed)
-        self.in_headers = False
-        self.in_body = False
-        self.headers_started = 0.0
-        self._url = b""
-        self._headers: dict[bytes, bytes] = {}
-        self._header_bytes = 0
-        self._header_chunk_bytes = 0
-        self._body: Any = None
-        self._body_pos = 0
-        self._rejected: Request | None = None  # the request answered 413 while its body arrives
-        self._discarded = 0
-        # Direct body intake: the remaining body is read into ``_raw`` without httptools.
+        self.pipeline: deque[RequestCycle] = deque()
+        # Direct body intake: the body's rest is read into ``_raw`` without httptools.
         self._scratch = memoryview(bytearray(READ_BUFFER))
         self._raw: memoryview | None = None
-        self._raw_ready = False
-        self._method = b""
-        self._keep_alive = True
-        self._http10 = False
-        self._upgrade = False
+        self._is_closed = self._closed_probe  # one bound method per connection, not request
+
+    @property
+    def busy(self) -> bool:
+        """A task (async handler or streamed answer) is answering for this connection."""
+        return self.running is not None
+
+    def _closed_probe(self) -> bool:
+        return self.closed
 
     # Protocol interface
 
@@ -167,21 +98,24 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.closed = True
         self.state.connections.discard(self)
         self.pipeline.clear()
+        if self.flow is not None:
+            self.flow.release()
         if self.task is not None and not self.task.done():
             # The client left: its answer would go nowhere, so stop the work behind it.
             self.task.cancel()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._raw is not None:
-            return self._raw[self._body_pos:]
+            return self._raw[self.cycle.body_pos:]  # type: ignore[union-attr]
         return self._scratch
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._raw is not None:
             # The kernel wrote straight into the body: nothing to copy.
             self.last_activity = time.monotonic()
-            self._body_pos += nbytes
-            if self._body_pos == len(self._raw):
+            cycle = self.cycle
+            cycle.body_pos += nbytes  # type: ignore[union-attr]
+            if cycle.body_pos == len(self._raw):  # type: ignore[union-attr]
                 self._finish_raw_body()
             return
         self.data_received(self._scratch[:nbytes])
@@ -189,19 +123,22 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def data_received(self, data: bytes | memoryview) -> None:
         self.last_activity = time.monotonic()
         if self._raw is not None:
-            n = min(len(data), len(self._raw) - self._body_pos)
-            self._raw[self._body_pos:self._body_pos + n] = data[:n]
-            self._body_pos += n
-            if self._body_pos < len(self._raw):
+            cycle = self.cycle
+            pos = cycle.body_pos  # type: ignore[union-attr]
+            n = min(len(data), len(self._raw) - pos)
+            self._raw[pos:pos + n] = data[:n]
+            cycle.body_pos = pos + n  # type: ignore[union-attr]
+            if pos + n < len(self._raw):
                 return
             self._finish_raw_body()
             data = data[n:]
             if not data:
                 return
-        if self.in_headers:
+        cycle = self.cycle
+        if cycle is not None and cycle.phase is HEADERS:
             # httptools gathers a header's pieces itself and reports it only once whole,
             # so count what arrives while the headers are still open.
-            self._header_chunk_bytes += len(data)
+            cycle.chunk_bytes += len(data)
         while True:
             try:
                 self.parser.feed_data(data)
@@ -220,17 +157,21 @@ class HttpProtocol(asyncio.BufferedProtocol):
                 # A body-less request was answered as plain HTTP/1.1 (RFC 9110 §7.8 lets a
                 # server ignore Upgrade); what follows it is parsed as more HTTP/1.1.
                 data = data[exc.args[0]:] if exc.args else b""
-                if data and not self.closed and not self._declares_body():
+                if data and not self.closed and not self.cycle.declares_body():  # type: ignore[union-attr]
                     continue
             except httptools.HttpParserError as exc:
                 self._fail_connection(400, f"malformed HTTP request: {exc}")
             else:
-                if self.in_headers and self._header_chunk_bytes > self.limits.max_header_bytes:
-                    self._fail_connection(431, "request headers too large")
-                elif self._raw_ready and self.in_body and not self.closed:
+                cycle = self.cycle
+                if cycle is None:
+                    pass
+                elif cycle.phase is HEADERS:
+                    if cycle.chunk_bytes > self.limits.max_header_bytes:
+                        self._fail_connection(431, "request headers too large")
+                elif cycle.direct and cycle.phase is BODY and not self.closed:
                     # The rest of this body bypasses the parser (see get_buffer).
-                    self._raw_ready = False
-                    self._raw = memoryview(self._body)
+                    cycle.direct = False
+                    self._raw = memoryview(cycle.body)
             return
 
     def eof_received(self) -> bool | None:
@@ -244,89 +185,84 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.flow.write_paused = False
         self.flow.update()
 
-    # Parser callbacks
+    # Parser callbacks: they fill self.cycle
 
     def on_message_begin(self) -> None:
-        self.in_headers = True
-        self.headers_started = self.last_activity
-        self._url = b""
-        self._headers = {}
-        self._header_bytes = 0
-        self._header_chunk_bytes = 0
-        self._body = None
-        self._body_pos = 0
-        self._rejected = None
-        self._discarded = 0
+        self.cycle = RequestCycle(self.last_activity)
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._header_bytes += len(url)
-        if self._header_bytes > self.limits.max_header_bytes:
+        cycle = self.cycle
+        cycle.url += url  # type: ignore[union-attr]
+        cycle.header_bytes += len(url)  # type: ignore[union-attr]
+        if cycle.header_bytes > self.limits.max_header_bytes:  # type: ignore[union-attr]
             raise _HeadersTooLarge()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self.limits.max_header_bytes:
+        cycle: RequestCycle = self.cycle  # type: ignore[assignment]
+        cycle.header_bytes += len(name) + len(value) + 4
+        if cycle.header_bytes > self.limits.max_header_bytes:
             raise _HeadersTooLarge()
         name = name.lower()
-        old = self._headers.get(name)
-        self._headers[name] = value if old is None else old + b", " + value
+        headers = cycle.headers
+        old = headers.get(name)
+        headers[name] = value if old is None else old + b", " + value
 
     def on_headers_complete(self) -> None:
-        self.in_headers = False
-        self.in_body = True
+        cycle: RequestCycle = self.cycle  # type: ignore[assignment]
+        cycle.phase = BODY
         parser = self.parser
-        self._method = parser.get_method()
-        self._keep_alive = parser.should_keep_alive()
-        self._http10 = parser.get_http_version() == "1.0"
-        self._upgrade = parser.should_upgrade()
-        headers = self._headers
+        cycle.method = parser.get_method()
+        cycle.keep_alive = parser.should_keep_alive()
+        cycle.http10 = parser.get_http_version() == "1.0"
+        cycle.upgrade = parser.should_upgrade()
+        headers = cycle.headers
         length = headers.get(b"content-length")
         if length is not None:
             size = int(length)  # httptools has validated the digits
             if size > self.limits.max_body:
-                self._reject_too_large()
+                self._reject_too_large(cycle)
                 return
-            self._body = bytearray(size) if size else b""
-            self._raw_ready = size >= RAW_BODY_MIN and not self._upgrade
+            cycle.body = bytearray(size) if size else b""
+            cycle.direct = size >= RAW_BODY_MIN and not cycle.upgrade
         else:
             # No Content-Length: chunked (httptools decodes it), else no body at all.
-            self._body = _CHUNKED_LIST() if b"transfer-encoding" in headers else b""
+            cycle.body = ChunkedBody() if b"transfer-encoding" in headers else b""
         expect = headers.get(b"expect")
         if expect is not None and expect.lower() == b"100-continue" and self._idle():
             self.transport.write(CONTINUE)
 
     def on_body(self, chunk: bytes) -> None:
-        if self._rejected:
-            self._discarded += len(chunk)
-            if self._discarded > self.limits.discard_cap:
+        cycle: RequestCycle = self.cycle  # type: ignore[assignment]
+        if cycle.phase is DISCARD:
+            cycle.discarded += len(chunk)
+            if cycle.discarded > self.limits.discard_cap:
                 raise _BodyTooLarge()
             return
-        body = self._body
+        body = cycle.body
         if type(body) is bytearray:
-            end = self._body_pos + len(chunk)
-            body[self._body_pos : end] = chunk
-            self._body_pos = end
+            end = cycle.body_pos + len(chunk)
+            body[cycle.body_pos : end] = chunk
+            cycle.body_pos = end
         else:
             body.append(chunk)
             body.size += len(chunk)
             if body.size > self.limits.max_body:
-                self._reject_too_large()
+                self._reject_too_large(cycle)
 
     def on_message_complete(self) -> None:
-        self.in_body = False
-        self._raw_ready = False
-        keep_alive = self._keep_alive
-        if self._rejected:
+        cycle: RequestCycle = self.cycle  # type: ignore[assignment]
+        if cycle.phase is DISCARD:
             # The 413 has gone out (or waits in the queue); the body was discarded.
+            cycle.phase = DONE
             self._close_after_pending()
             return
-        if self._upgrade and self._declares_body():
+        cycle.phase = DONE
+        if cycle.upgrade and cycle.declares_body():
             # httptools stops at an Upgrade request's headers and never reads its body:
             # refuse it rather than run the handler on an empty buffer.
             self._fail_connection(400, "Upgrade on a request with a body is not supported")
             return
-        url = self._url
+        url = cycle.url
         if url[:1] == b"/":  # origin-form, as every client sends: split it ourselves
             path_bytes, _, query_bytes = url.partition(b"?")
             path = path_bytes.decode("latin-1")
@@ -337,23 +273,23 @@ class HttpProtocol(asyncio.BufferedProtocol):
             query = parsed.query.decode("latin-1") if parsed.query else ""
         if "%" in path:
             path = unquote(path)
-        body = self._body
-        if type(body) is _CHUNKED_LIST:
+        body = cycle.body
+        if type(body) is ChunkedBody:
             body = bytearray().join(body)
-        method = self._method
+        method = cycle.method
+        headers = cycle.headers
         request = Request(METHODS.get(method) or method.decode("latin-1"), path, query,
-                          self._headers, body, self)
-        request.keep_alive = keep_alive
-        request.http10 = self._http10
-        encoding = self._headers.get(b"content-encoding")
+                          headers, body, self.peer, self._is_closed)
+        cycle.request = request
+        encoding = headers.get(b"content-encoding")
         if encoding is not None and body and encoding.lower() != b"identity":
             try:
-                request.body = _inflate(body, encoding.strip().lower(), self.limits.max_body)
+                request.body = inflate(body, encoding.strip().lower(), self.limits.max_body)
             except FastServeError as exc:
-                request.keep_alive = False
-                self._queue_or_run(request, self._error_response(request, exc))
+                cycle.keep_alive = False
+                self._queue_or_run(cycle, self._error_response(request, exc))
                 return
-        self._queue_or_run(request, None)
+        self._queue_or_run(cycle, None)
 
     def _finish_raw_body(self) -> None:
         """The body read past the parser is complete: a fresh parser takes the next request."""
@@ -362,159 +298,17 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
         self.on_message_complete()
 
-    # Request dispatch
-
-    def _declares_body(self) -> bool:
-        headers = self._headers
-        return b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
-
-    def _idle(self) -> bool:
-        return not self.busy and not self.pipeline
-
-    def _queue_or_run(self, request: Request, canned: Response | None) -> None:
-        request.canned = canned
-        if self.busy or self.pipeline:
-            self.pipeline.append(request)
-            if len(self.pipeline) >= MAX_PIPELINE:
-                self.flow.queue_full = True
-                self.flow.update()
-            return
-        self._run(request)
-
-    def _run(self, request: Request) -> None:
-        if request.canned is not None:
-            self._send(request, request.canned)
-            return
-        try:
-            if self.state.guard is not None:  # before routing: 401 says nothing of paths
-                self.state.guard(request)
-            route, request.params = self.router.resolve(request.method, request.path)
-            if route.is_async:
-                self.busy = True
-                self.task = self.loop.create_task(self._run_async(route.handler, request))
-                return
-            response = route.handler(request)
-        except Exception as exc:
-            response = self._error_response(request, exc)
-        self._send_checked(request, response)
-
-    async def _run_async(self, handler: Any, request: Request) -> None:
-        try:
-            response = await handler(request)
-        except asyncio.CancelledError:
-            if self.closed:
-                return  # the client went away; nothing to answer
-            raise
-        except Exception as exc:
-            response = self._error_response(request, exc)
-        finally:
-            self.busy = False
-            self.task = None
-        self._send_checked(request, response)
-        self._drain_pipeline()
-
-    def _drain_pipeline(self) -> None:
-        while self.pipeline and not self.busy and not self.closed:
-            self._run(self.pipeline.popleft())
-        if self.flow.queue_full and len(self.pipeline) < MAX_PIPELINE // 2:
-            self.flow.queue_full = False
-            self.flow.update()
-
-    # Response interface
-
-    def _error_response(self, request: Request | None, exc: BaseException) -> Response:
-        status, headers, message = error_answer(exc)
-        rid = request_id(request)
-        if not isinstance(exc, FastServeError):
-            log.error("unexpected error answering %s %s [request %s]", request and request.method,
-                      request and request.path, rid, exc_info=exc)
-        elif status >= 500 and status != 503 and status != 504:
-            log.error("%s %s failed [request %s]: %s", request and request.method,
-                      request and request.path, rid, message, exc_info=exc.__cause__)
-        elif status < 500:  # the client's mistake: never ERROR (CONTRACT section 3, Errors)
-            log.warning("%s %s -> %d [request %s]: %s", request and request.method,
-                        request and request.path, status, rid, message)
-        headers = [*(headers or ()), (b"x-request-id", rid.encode("latin-1"))]
-        path = request.path if request is not None else ""
-        response = self.router.error_formatter(path)(status, message, exc)
-        if headers:
-            response.headers = (response.headers or []) + headers
-        return response
-
-    def _send_checked(self, request: Request, response: Response) -> None:
-        """_send a handler's answer; one it cannot send (not a Response, str headers) is a 500.
-
-        Raised from a task, the error would leave the connection busy forever.
-        """
-        try:
-            self._send(request, response)
-        except Exception as exc:
-            request.keep_alive = False
-            self._send(request, self._error_response(request, exc))
-
-    def _send(self, request: Request, response: Response) -> None:
-        if self.closed:
-            return
-        keep_alive = request.keep_alive and not self.state.draining
-        body = response.body
-        buffers = response.buffers
-        extra = b""
-        accept = request.headers.get(b"accept-encoding")
-        if accept is not None and (body or buffers):
-            encoding = _pick_encoding(accept)
-            if encoding is not None:
-                raw = b"".join([body, *buffers]) if buffers else body
-                body, buffers = _compress(raw, encoding), None
-                extra = b"content-encoding: " + encoding + b"\r\nvary: accept-encoding\r\n"
-        length = len(body)
-        if buffers:
-            length += sum(memoryview(b).nbytes for b in buffers)
-        if response.headers:
-            extra += b"".join(name + b": " + value + b"\r\n" for name, value in response.headers)
-        if not keep_alive:
-            extra += b"connection: close\r\n"
-        elif request.http10:
-            extra += b"connection: keep-alive\r\n"
-        # NOTE: one %-format for the whole head: cheaper than building and joining a list.
-        if response.content_type:
-            parts = [_HEAD % (STATUS_LINE[response.status], self.state.date_header(),
-                              response.content_type, length, extra)]
-        else:  # a TorchServe handler's answer without a type: TorchServe sends none
-            parts = [_HEAD_UNTYPED % (STATUS_LINE[response.status], self.state.date_header(),
-                                      length, extra)]
-        if request.method != "HEAD":
-            parts.append(body)
-        self.transport.write(b"".join(parts))
-        if buffers and request.method != "HEAD":
-            self.transport.writelines(buffers)
-        if self.state.on_response is not None:
-            try:
-                self.state.on_response(request, response.status,
-                                       time.perf_counter() - request.started)
-            except Exception:  # the answer is out: a hook's bug must not break the connection
-                log.exception("response hook failed")
-        # The keep-alive clock starts when the answer is out, not when the request came.
-        self.last_activity = time.monotonic()
-        if not keep_alive:
-            if request is self._rejected and self.in_body:
-                # Our 413 is out but its body is still coming: closing with unread data
-                # makes the kernel send a reset, and the client may never read the 413.
-                # on_message_complete (or the discard cap) closes instead.
-                return
-            self.closed = True
-            self.transport.close()
-
-    def _reject_too_large(self) -> None:
+    def _reject_too_large(self, cycle: RequestCycle) -> None:
         """Answer 413 now, before reading the body, and discard what still arrives."""
-        self._body = None
-        request = Request(self.parser.get_method().decode("latin-1"),
-                          httptools.parse_url(self._url).path.decode("latin-1"), "",
-                          self._headers, b"", self)
-        self._rejected = request
-        request.keep_alive = False
-        request.http10 = False
+        cycle.phase = DISCARD
+        cycle.body = None
+        cycle.keep_alive = False
+        cycle.http10 = False
+        cycle.request = Request(self.parser.get_method().decode("latin-1"),
+                                httptools.parse_url(cycle.url).path.decode("latin-1"), "",
+                                cycle.headers, b"", self.peer, self._is_closed)
         exc = RequestTooLargeError(self._too_large_message())
-        self._queue_or_run(request, self._error_response(request, exc))
+        self._queue_or_run(cycle, self._error_response(cycle.request, exc))
 
     def _too_large_message(self) -> str:
         return (f"request body is larger than the {self.limits.max_body}-byte limit "
@@ -525,60 +319,54 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if self.closed:
             return
         self.transport.pause_reading()
-        if self._rejected is not None:
+        cycle = self.cycle
+        if cycle is not None and cycle.phase is DISCARD:
             # This request already has its 413 (sent or queued): just stop reading it.
-            self.in_headers = self.in_body = False
+            cycle.phase = DONE
             self._close_after_pending()
             return
         path = ""
-        try:
-            path = httptools.parse_url(self._url).path.decode("latin-1") if self._url else ""
-        except httptools.HttpParserInvalidURLError:
-            pass
-        request = Request("GET", path, "", self._headers, b"", self)
-        request.keep_alive = False
-        request.http10 = False
+        headers: dict[bytes, bytes] = {}
+        if cycle is not None:
+            headers = cycle.headers
+            try:
+                path = httptools.parse_url(cycle.url).path.decode("latin-1") if cycle.url else ""
+            except httptools.HttpParserInvalidURLError:
+                pass
+            # Nothing more is parsed on this connection: no second 408 from the sweep.
+            cycle.phase = DONE
+        request = Request("GET", path, "", headers, b"", self.peer, self._is_closed)
         response = self.router.error_formatter(path)(status, message, None)
-        # Nothing more is parsed on this connection: no second 408 from the sweep.
-        self.in_headers = self.in_body = False
-        if self.busy or self.pipeline:
-            request.canned = response
-            self.pipeline.append(request)
+        failed = RequestCycle.answer_only(request, response, self.last_activity)
+        if self.running is not None or self.pipeline:
+            self.pipeline.append(failed)
         else:
-            self._send(request, response)
-
-    def _close_after_pending(self) -> None:
-        if self._idle():
-            self.closed = True
-            self.transport.close()
+            self._send(failed, response)
 
     # Timeouts, driven by ServerState's once-a-second sweep
+
+    def _reading(self) -> bool:
+        return self.cycle is not None and self.cycle.phase is not DONE
 
     def check_timeouts(self, now: float) -> None:
         if self.closed:
             return
-        if self.in_headers:
-            if now - self.headers_started > self.limits.header_timeout:
+        cycle = self.cycle
+        phase = cycle.phase if cycle is not None else DONE
+        if phase is HEADERS:
+            if now - cycle.started > self.limits.header_timeout:  # type: ignore[union-attr]
                 self._fail_connection(408, "request headers not received in time")
-        elif self.in_body:
+        elif phase is not DONE:
             # A body that stops arriving would hold its preallocated buffer forever.
             if (now - self.last_activity > self.limits.header_timeout
                     and self.transport.is_reading()):
                 self._fail_connection(408, "request body not received in time")
-        elif (self._idle()
-              and now - self.last_activity > self.limits.keepalive_timeout):
+        elif self._idle() and now - self.last_activity > self.limits.keepalive_timeout:
             self.closed = True
             self.transport.close()
 
     def shutdown(self) -> None:
         """Close now if idle; otherwise the answer in flight goes out with Connection: close."""
-        if self._idle() and not self.in_headers and not self.in_body and not self.closed:
+        if self._idle() and not self._reading() and not self.closed:
             self.closed = True
             self.transport.close()
-
-
-class _CHUNKED_LIST(list):  # noqa: N801
-    """Chunks of a body without Content-Length, joined once at the end."""
-
-    size = 0
-
