@@ -16,14 +16,28 @@ class Backend(Protocol):
     batch's inputs by name: numpy arrays (the batch dimension first when the model
     batches) or object arrays of ``bytes`` for BYTES. It returns outputs by name as
     numpy arrays, every one with the same first dimension as the inputs when batched.
+
+    ``declared`` is False when ``inputs`` is only a guess (no [[inputs]] in config.toml and
+    nothing the loader could read off the model file): the core then leaves checking the
+    inputs to the model itself.
     """
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     platform: str
     device: str
+    declared: bool
 
     def infer(self, inputs: dict[str, Any], instance: int) -> dict[str, Any]: ...
+
+    def explain(self, inputs: dict[str, Any], method: str, target: Any = None
+                ) -> dict[str, Any]:
+        """Attributions by input name, shaped like ``inputs`` (explanation threads).
+
+        Raises:
+            UnsupportedError: the backend cannot compute explanations (501).
+        """
+        ...
 
     def warmup(self) -> None: ...
 

@@ -285,6 +285,10 @@ class CustomBackend:
         row[payload.name] = value
         return row
 
+    def explain(self, inputs: dict[str, Any], method: str, target: Any = None) -> Any:
+        raise UnsupportedError(f"{self.label} explains whole requests (explain_payload), "
+                               "not tensors")
+
     def explain_payload(self, payload: Any, method: str, target: Any = None) -> Any:
         """TorchServe's explain path: preprocess, then the handler's explain_handle."""
         handler, context = self._explain_worker()

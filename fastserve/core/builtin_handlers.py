@@ -234,7 +234,7 @@ def _text(value: Any) -> Any:
 
 
 def make_handler(config: ModelConfig, backend: Any, labels: dict[str, str]) -> TensorHandler:
-    declared = getattr(backend, "declared", True)
+    declared = backend.declared
     if config.handler == "image_classifier":
         return ImageClassifierHandler(config, backend.inputs, backend.outputs, labels, declared)
     return TensorHandler(config, backend.inputs, backend.outputs, declared)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FastServeError, UnsupportedError
+from ..errors import FastServeError
 from .batching import check_outputs, run_rows, tensor_key
 from .builtin_handlers import (
     ImageClassifierHandler,
@@ -52,7 +52,7 @@ class HandlerRunner:
         self.backend = backend
         self.batched = config.batched
         self.model = config.name
-        self.declared = getattr(backend, "declared", True)
+        self.declared = backend.declared
 
     def inputs_of(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
         """Decode and preprocess one payload; also return a "target" the body carried."""
@@ -96,11 +96,8 @@ class HandlerRunner:
 
     def explain_payload(self, payload: Payload, method: str, target: Any = None) -> Any:
         inputs, body_target = self.inputs_of(payload)
-        explain = getattr(self.backend, "explain", None)
-        if explain is None:
-            raise UnsupportedError("this model's backend cannot compute explanations")
         chosen = parse_target(target if target is not None else body_target)
-        return self.handler.explain_answer(explain(inputs, method, chosen))
+        return self.handler.explain_answer(self.backend.explain(inputs, method, chosen))
 
 
 class CustomRunner:

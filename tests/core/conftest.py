@@ -13,6 +13,7 @@ import pytest
 
 from fastserve.core.model_config import ModelConfig
 from fastserve.core.scheduler import DynamicBatcher
+from fastserve.errors import UnsupportedError
 from fastserve.types import DataType, TensorSpec
 
 
@@ -27,6 +28,7 @@ class FakeBackend:
 
     platform = "fake"
     device = "cpu"
+    declared = True
 
     def __init__(
         self,
@@ -95,6 +97,9 @@ class FakeBackend:
 
     def warmup(self) -> None:
         self.warmed += 1
+
+    def explain(self, inputs: dict[str, Any], method: str, target: Any = None) -> dict[str, Any]:
+        raise UnsupportedError("this model's backend cannot compute explanations")
 
     def close(self) -> None:
         self.closed = True
