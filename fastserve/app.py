@@ -23,6 +23,7 @@ from .auth import bearer_guard, read_tokens
 from .backends import ts_envelope
 from .config import ServerConfig, available_cores
 from .core.archive import DEFAULT_MAX_SIZE, install_requirements, prepare, read_archive
+from .core.control import ModelControl
 from .core.dataplane import DataPlane
 from .core.model_config import ModelConfig
 from .core.repository import ModelRepository, ModelVersion
@@ -111,22 +112,23 @@ class App:
                                    shared_memory=SharedMemoryRegistry(config.allow_shared_memory))
         self.dataplane.service_envelope = config.store.envelope
         self.dataplane.strict_readiness = config.strict_readiness
+        self.control = ModelControl(self.repository)
         self.router = Router()
         kserve_v2.KServeV2Frontend(self.dataplane).register(self.router)
         # NOTE: before tfserving: the router takes the first template that matches, and
         # its "/v1/models/{model}" would also match TorchServe's "/v1/models/m:explain".
         torchserve.TorchServeFrontend(self.dataplane).register(self.router)
         tfserving.TFServingFrontend(self.dataplane).register(self.router)
-        triton.TritonExtensionsFrontend(self.dataplane).register(self.router)
+        triton.TritonExtensionsFrontend(self.dataplane, self.control).register(self.router)
         self.management_router = Router()
         # Operations (issue #7): management API, /metrics, hot reload, access log.
-        self.management_api = management.ManagementFrontend(self.repository)
+        self.management_api = management.ManagementFrontend(self.control)
         self.management_api.register(self.management_router)
         self.management_api.register_on_inference(self.router, self._management_address)
         # TorchServe answers OPTIONS / on its management port too: this port's own document.
         openapi.ApiDescription(self.management_router, "fastserve management API",
                                self.dataplane.server_metadata()["version"]).register()
-        self.metrics = metrics.MetricsFrontend(self.repository)
+        self.metrics = metrics.MetricsFrontend(self.control)
         self.metrics.register(self.router)
         self.repository.on_change = self._model_changed
         self.repository.drain_timeout = config.drain_timeout
@@ -160,7 +162,7 @@ class App:
         return f"{self.config.management_host}:{port}"
 
     def _model_changed(self, version: ModelVersion) -> None:
-        self.metrics.on_model_change(version)
+        self.metrics.on_model_change(self.control.change(version))
         if version.ready:
             # What is loaded by now (torch, the models: ~300k objects) lives as long as the
             # process: keep it out of the cyclic GC's full passes, each of which otherwise
@@ -202,7 +204,7 @@ class App:
 
         config = self.config
         self.grpc = GrpcServers(self.dataplane, self.management_api.apply,
-                                config.max_request_size, self.tokens, count)
+                                config.max_request_size, self.tokens, count, self.control)
         host = config.grpc_host or config.host
         management_host = config.grpc_management_host or config.management_host
         management_port = 0 if self.control_socket else config.grpc_management_port

@@ -312,6 +312,10 @@ class TorchServeHandlerBackend:
             return HandlerReply(body, code, "application/json")
         return HandlerRaised(f"{self.label} raised {type(exc).__name__}: {message}")
 
+    def explain(self, inputs: dict[str, Any], method: str, target: Any = None) -> Any:
+        raise UnsupportedError(f"model '{self.config.name}' explains whole requests "
+                               "(explain_payload), not tensors")
+
     def explain_payload(self, payload: Any, method: str, target: Any = None) -> Any:
         """TorchServe's /explanations: the same handle() with the "explain" header."""
         result = self._run(self._workers[0], [payload], {"explain": "True"})

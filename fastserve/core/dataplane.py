@@ -12,14 +12,16 @@ import weakref
 from typing import Any
 
 from .._version import __version__
-from ..errors import FastServeError, InvalidInputError, ModelNotReadyError
+from ..errors import FastServeError, InvalidInputError, ModelNotReadyError, UnsupportedError
 from ..types import InferRequest, InferResponse, TensorSpec
 from . import ts_store
 from .explain import ExplainQueue
 from .handlers import make_runner
+from .image_stage import ImageStage, has_images
+from .info import ModelInfo, VersionInfo
 from .model_config import ModelConfig
 from .payloads import Payload, kserve_payload, reply_value
-from .repository import ModelEntry, ModelRepository, ModelVersion, State
+from .repository import ModelRepository, ModelVersion, State
 from .shm import SharedMemoryRegistry
 from .tensors import validate_inputs
 
@@ -40,6 +42,9 @@ class DataPlane:
         # TorchServe-style requests: each loaded backend's handler runner, and the
         # explanation threads (outside the batchers).
         self._runners: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        # Per loaded backend: what the front-ends see of it, and its v2 image stage.
+        self._infos: weakref.WeakKeyDictionary[Any, ModelInfo] = weakref.WeakKeyDictionary()
+        self._stages: weakref.WeakKeyDictionary[Any, ImageStage] = weakref.WeakKeyDictionary()
         self.explainer = ExplainQueue()
 
     # Health
@@ -66,6 +71,10 @@ class DataPlane:
         return found is not None and found.ready and not self.draining
 
     # Metadata
+
+    def models(self) -> list[str]:
+        """Every registered model's name, sorted (whatever its state)."""
+        return sorted(self.repository.models)
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": __version__, "extensions": self.extensions}
@@ -131,19 +140,30 @@ class DataPlane:
     def labels(self, name: str) -> dict[str, str]:
         return self.repository.entry(name).labels
 
-    def model_entry(self, name: str) -> ModelEntry:
-        """A model's versions (every state, with load errors) and default; 404 if unknown."""
-        return self.repository.entry(name)
-
-    def version(self, name: str, version: str | None = None) -> ModelVersion:
+    def info(self, name: str, version: str | None = None) -> ModelInfo:
         """The named version, or the default one, in whatever state it is (404/503)."""
-        return self.repository.version(name, version)
+        found = self.repository.version(name, version)
+        if found.ready:
+            return self._serving(found)
+        entry = self.repository.entry(name)
+        inputs, outputs = self.specs(name, found.version)
+        config = entry.config
+        return ModelInfo(found.name, found.version, found.state.value, found.error, inputs,
+                         outputs, True, config.handler if config else "tensor",
+                         self.platform(name, found.version),
+                         config.batched if config else False, entry.labels,
+                         tuple(v.version for v in entry.sorted_versions()))
 
-    def versions(self, name: str | None = None) -> list[ModelVersion]:
-        """Every version of one model, or of every model."""
-        if name is None:
-            return self.repository.all_versions()
-        return self.repository.entry(name).sorted_versions()
+    def version(self, name: str, version: str | None = None) -> VersionInfo:
+        """One version's state (404 unknown; 503 for a model without any version)."""
+        found = self.repository.version(name, version)
+        return _version_info(found, self.repository.entry(name).default is found)
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        """Every version of a model, ascending, in every state (404 if unknown)."""
+        entry = self.repository.entry(name)
+        default = entry.default
+        return [_version_info(v, v is default) for v in entry.sorted_versions()]
 
     def _version_or_default(self, name: str, version: str | None) -> ModelVersion | None:
         entry = self.repository.entry(name)
@@ -153,24 +173,58 @@ class DataPlane:
 
     # Inference
 
-    def resolve(self, name: str, version: str | None) -> ModelVersion:
+    def resolve(self, name: str, version: str | None) -> ModelInfo:
         """The READY version a request runs on (404 unknown, 503 not ready or draining)."""
+        return self._serving(self._ready(name, version))
+
+    @staticmethod
+    def check_tensor_api(info: ModelInfo) -> None:
+        """501 on a tensor API (v2) for a model that answers whole requests through its
+        handler.py only."""
+        if info.handler == "handler.py":
+            raise _handler_only(info.name)
+
+    def _ready(self, name: str, version: str | None) -> ModelVersion:
         if self.draining:
             raise ModelNotReadyError("the server is shutting down; retry on another replica")
         return self.repository.ready_version(name, version)
 
-    async def infer(self, request: InferRequest,
-                    target: ModelVersion | None = None) -> InferResponse:
-        """Run one request; ``target`` is the version a front-end already resolved."""
-        if target is None or target.state is not State.READY or self.draining:
-            target = self.resolve(request.model, request.version)
+    def _serving(self, target: ModelVersion) -> ModelInfo:
+        # NOTE: a READY version's backend, config and labels never change (a reload makes a
+        # new version), so its ModelInfo is made once, off the request path.
+        backend = target.backend
+        info = self._infos.get(backend)
+        if info is None:
+            entry = self.repository.models[target.name]
+            config = entry.config
+            assert config is not None and backend is not None
+            info = ModelInfo(target.name, target.version, target.state.value, target.error,
+                             backend.inputs, backend.outputs, backend.declared, config.handler,
+                             backend.platform, config.batched, entry.labels,
+                             tuple(v.version for v in entry.sorted_versions()))
+            self._infos[backend] = info
+        return info
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        """Run one tensor request on the READY version it names.
+
+        Image models take encoded images as BYTES inputs: those are decoded and
+        preprocessed on the instance thread, with the model run (core.image_stage).
+        """
+        target = self._ready(request.model, request.version)
         backend, batcher = target.backend, target.batcher
         assert backend is not None and batcher is not None
         config = self.repository.models[target.name].config
         assert config is not None
+        if config.handler == "handler.py":
+            raise _handler_only(target.name)
+        # Encoded images are checked with their preprocessing, on the instance thread.
+        images = config.handler == "image_classifier" and has_images(request.inputs)
+        rows = 0
         try:
-            rows = validate_inputs(backend.inputs, request.inputs, config.batched,
-                                   strict=getattr(backend, "declared", True))
+            if not images:
+                rows = validate_inputs(backend.inputs, request.inputs, config.batched,
+                                       strict=backend.declared)
             if request.outputs is not None:
                 known = {s.name for s in backend.outputs}
                 for name in request.outputs:
@@ -178,11 +232,15 @@ class DataPlane:
                         raise InvalidInputError(f"unknown output '{name}'; the model's outputs "
                                                 f"are {', '.join(sorted(known))}")
         except InvalidInputError:
-            self.refused(target)
+            self._refused(target)
             raise
         start = time.perf_counter_ns()
         try:
-            outputs = await batcher.submit(request.inputs, rows)
+            if images:
+                outputs = await batcher.submit_opaque(request.inputs,
+                                                      self._image_stage(target).run_batch)
+            else:
+                outputs = await batcher.submit(request.inputs, rows)
         except FastServeError:
             target.stats.fail_ns += time.perf_counter_ns() - start
             raise
@@ -191,15 +249,29 @@ class DataPlane:
             outputs = {n: outputs[n] for n in request.outputs if n in outputs}
         return InferResponse(target.name, target.version, outputs, request.id)
 
+    def _image_stage(self, target: ModelVersion) -> ImageStage:
+        stage = self._stages.get(target.backend)
+        if stage is None:
+            config = self.repository.models[target.name].config
+            assert config is not None
+            stage = self._stages[target.backend] = ImageStage(target.backend, config)
+        return stage
+
     # TorchServe-style requests: one body (or KServe v1 instance) through the handler
 
-    @staticmethod
-    def refused(target: ModelVersion) -> None:
+    def refused(self, info: ModelInfo) -> None:
         """Count a request refused for bad input as a failure of its model version (as
         Triton's statistics do); front-ends call it for what their decoding refuses."""
+        entry = self.repository.models.get(info.name)
+        found = entry.versions.get(info.version) if entry is not None else None
+        if found is not None:
+            self._refused(found)
+
+    @staticmethod
+    def _refused(target: ModelVersion) -> None:
         target.stats.fail += 1
 
-    def runner(self, target: ModelVersion) -> Any:
+    def _runner(self, target: ModelVersion) -> Any:
         """The handler runner of a READY version (core.handlers.make_runner), made once."""
         backend = target.backend
         runner = self._runners.get(backend)
@@ -217,10 +289,10 @@ class DataPlane:
         fails the whole call (one bad multipart part makes the request 400)."""
         if not payloads:
             raise InvalidInputError("the request has no body to run")
-        target = self.resolve(name, version)
+        target = self._ready(name, version)
         batcher = target.batcher
         assert batcher is not None
-        run = self.runner(target).run_batch
+        run = self._runner(target).run_batch
         futures: list[asyncio.Future[Any]] = []
         try:
             for payload in payloads:
@@ -257,10 +329,10 @@ class DataPlane:
                       target: Any = None) -> Any:
         """Captum attributions for one payload, shaped like the model input (no batch
         dimension), on the explanation threads: never batched, a few at a time."""
-        found = self.resolve(name, version)
+        found = self._ready(name, version)
         config = self.repository.models[found.name].config
         assert config is not None
-        runner = self.runner(found)
+        runner = self._runner(found)
         return await self.explainer.run(runner.explain_payload, payload, config.explainer,
                                         target)
 
@@ -301,3 +373,13 @@ class DataPlane:
                 version.batcher.close()
             if version.state is State.READY and version.backend is not None:
                 version.backend.close()
+
+
+def _version_info(version: ModelVersion, default: bool) -> VersionInfo:
+    return VersionInfo(version.name, version.version, version.state.value, version.error,
+                       default, version.loaded_at)
+
+
+def _handler_only(name: str) -> UnsupportedError:
+    return UnsupportedError(f"model '{name}' has a custom handler.py; it answers on "
+                            "/predictions/{model} (TorchServe API), not on the v2 tensor API")

@@ -49,7 +49,9 @@ log = logging.getLogger("fastserve.repository")
 MODEL_FILES = ("model.pt2", "model.pt")
 
 
-class State(enum.Enum):
+class State(str, enum.Enum):
+    """A version's state; equal to its value, the plain string the doors hand out."""
+
     LOADING = "LOADING"
     READY = "READY"
     FAILED = "FAILED"

@@ -15,7 +15,6 @@ import orjson
 
 from .. import codec
 from ..core.dataplane import DataPlane
-from ..core.image import preprocess_images
 from ..core.tensors import (
     array_from_buffer,
     array_from_json,
@@ -26,7 +25,7 @@ from ..core.tensors import (
     element_count,
     load_tensor_json,
 )
-from ..errors import InvalidInputError, UnsupportedError
+from ..errors import InvalidInputError
 from ..http.messages import OCTET_STREAM, Request, Response
 from ..http.router import Router
 from ..types import BY_WIRE, DataType, InferRequest, InferResponse, TensorSpec
@@ -131,39 +130,27 @@ class KServeV2Frontend:
 
     async def infer(self, request: Request) -> Response:
         p = request.params
-        target = self.dataplane.resolve(p["model"], p.get("version"))
-        assert target.backend is not None
-        archive = self.dataplane.archive(target.name)
+        info = self.dataplane.resolve(p["model"], p.get("version"))
+        archive = self.dataplane.archive(info.name)
         if archive is not None:
             # As TorchServe routes it: the body goes to the archive's handler whole (its
             # kservev2 service_envelope, when configured, unwraps it there).
-            return await archive_answer(self.dataplane, request, target.name, target.version,
+            return await archive_answer(self.dataplane, request, info.name, info.version,
                                         archive)
-        config = self.dataplane.config(target.name)
-        if config.handler == "handler.py":
-            raise UnsupportedError(
-                f"model '{target.name}' has a custom handler.py; it answers on "
-                "/predictions/{model} (TorchServe API), not on the v2 tensor API")
+        self.dataplane.check_tensor_api(info)
         try:
-            infer_request, options = self.decode(request, target.backend.inputs)
-            if config.handler == "image_classifier":
-                # BYTES elements are encoded images (as OpenVINO Model Server takes them).
-                for name, arr in infer_request.inputs.items():
-                    if arr.dtype == object:
-                        infer_request.inputs[name] = preprocess_images(list(arr.ravel()),
-                                                                       config.image)
+            infer_request, options = self.decode(request, info.inputs)
         except InvalidInputError:
-            self.dataplane.refused(target)  # a bad request counts as a failure (as Triton)
+            self.dataplane.refused(info)  # a bad request counts as a failure (as Triton)
             raise
         infer_request.model, infer_request.version = p["model"], p.get("version")
-        response = await self.dataplane.infer(infer_request, target)
+        response = await self.dataplane.infer(infer_request)
         if options.classification:
-            labels = self.dataplane.labels(target.name)
-            batched = config.batched
             for name, k in options.classification.items():
                 if name in response.outputs:
-                    response.outputs[name] = classify(response.outputs[name], k, labels, batched)
-        return self.encode(response, options, target.backend.outputs)
+                    response.outputs[name] = classify(response.outputs[name], k, info.labels,
+                                                      info.batched)
+        return self.encode(response, options, info.outputs)
 
     def decode(self, request: Request, specs: tuple[TensorSpec, ...]
                ) -> tuple[InferRequest, _OutputOptions]:

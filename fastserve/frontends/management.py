@@ -26,9 +26,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from ..core.archive import is_archive
-from ..core.files import resolve_model_folder
-from ..core.repository import ModelEntry, ModelRepository, ModelVersion, State
+from ..core.control import ModelControl
+from ..core.info import FAILED, LOADING, READY, UNLOADING, LoadResult, VersionDetail
 from ..errors import BackendError, FastServeError, ForbiddenError, InvalidInputError
 from ..http.messages import Request, Response, error_answer
 from ..http.router import Router
@@ -42,8 +41,7 @@ REGISTER_KEYS = {"batch_size": ("max_batch_size", int),
                  "max_batch_delay": ("batch_delay_ms", float),
                  "initial_workers": ("instances", int)}
 # Triton's index states
-V2_STATE = {State.READY: "READY", State.LOADING: "LOADING", State.UNLOADING: "UNLOADING",
-            State.FAILED: "UNAVAILABLE"}
+V2_STATE = {READY: "READY", LOADING: "LOADING", UNLOADING: "UNLOADING", FAILED: "UNAVAILABLE"}
 
 
 def _query(request: Request) -> dict[str, str]:
@@ -85,16 +83,15 @@ def process_rss() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _raise_if_failed(entry: ModelEntry) -> None:
+def _raise_if_failed(loaded: LoadResult) -> None:
     """A register or load answers 2xx only when every version it loaded is READY; else
     500 naming each failed version and its error (the READY ones stay loaded)."""
-    failed = [f"version {v.version}: {v.error}" for v in entry.sorted_versions()
-              if v.state is State.FAILED]
-    if failed or not entry.versions:
-        ready = [v.version for v in entry.sorted_versions() if v.ready]
-        kept = f" (version(s) {', '.join(ready)} loaded and serving)" if ready else ""
-        raise BackendError(f"model \"{entry.name}\" failed to load: "
-                           + ("; ".join(failed) or entry.error) + kept)
+    failed = [f"version {v}: {error}" for v, error in loaded.failed]
+    if failed or not loaded.ready:
+        kept = (f" (version(s) {', '.join(loaded.ready)} loaded and serving)"
+                if loaded.ready else "")
+        raise BackendError(f"model \"{loaded.name}\" failed to load: "
+                           + ("; ".join(failed) or loaded.error) + kept)
 
 
 def _status(message: str, status: int = 200) -> Response:
@@ -108,8 +105,9 @@ def _iso(seconds: float) -> str:
 
 
 class ManagementFrontend:
-    def __init__(self, repository: ModelRepository) -> None:
-        self.repository = repository
+    def __init__(self, control: ModelControl | Any) -> None:
+        # A ModelRepository is taken too: wrapped in the door.
+        self.control = control if isinstance(control, ModelControl) else ModelControl(control)
         self.router: Router | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -181,33 +179,25 @@ class ManagementFrontend:
         start = _number(query, "next_page_token") or 0
         if start < 0:
             raise InvalidInputError(f"next_page_token must be >= 0, got {start}")
-        names = sorted(self.repository.models)
+        names = self.control.names()
         page = names[start:start + limit]
         doc: dict[str, Any] = {}
         if start + limit < len(names):
             doc["nextPageToken"] = str(start + limit)
-        doc["models"] = [{"modelName": n, "modelUrl": self.repository.models[n].folder.name}
+        doc["models"] = [{"modelName": n, "modelUrl": self.control.folder_name(n)}
                          for n in page]
         return json_response(doc)
 
     def describe(self, request: Request) -> Response:
         p = request.params
-        entry = self.repository.entry(p["model"])
-        version = p.get("version")
-        if version == "all":
-            versions = entry.sorted_versions()
-        elif version is None:
-            default = entry.default
-            versions = [default] if default is not None else []
-        else:
-            versions = [self.repository.version(entry.name, version)]
+        versions = self.control.describe(p["model"], p.get("version"))
         if not versions:
-            return json_response([self._describe_entry(entry)])
-        return json_response([self._describe(entry, v) for v in versions])
+            return json_response([self._describe_model(p["model"])])
+        return json_response([_describe(v) for v in versions])
 
     async def register_model(self, request: Request) -> Response:
         query = _query(request)
-        folder = resolve_model_folder(self.repository.root, query.get("url", ""))
+        folder = self.control.resolve_folder(query.get("url", ""))
         overrides = {}
         for key, (config_key, kind) in REGISTER_KEYS.items():
             value = _number(query, key, kind)
@@ -219,12 +209,9 @@ class ManagementFrontend:
                 raise InvalidInputError(f"response_timeout must be > 0 seconds, got {timeout}")
             overrides["timeout_ms"] = timeout * 1000.0
         name = query.get("model_name")
-        if name and is_archive(folder):  # TorchServe: the archive serves under this name
-            if "/" in name:
-                raise InvalidInputError(f"model_name {name!r} must not contain '/'")
-            self.repository.store.names[folder.name] = name
-        elif name:
-            known = await asyncio.to_thread(self.repository.available)
+        # TorchServe: an archive serves under model_name; a folder's model keeps its name.
+        if name and not self.control.name_archive(folder, name):
+            known = await self.control.on_disk()
             if known.get(name) != folder:
                 raise InvalidInputError(
                     f"model_name {name!r} does not match folder {folder.name!r} (a model serves "
@@ -235,15 +222,14 @@ class ManagementFrontend:
             task.add_done_callback(self._background.discard)
             return _status(f"Registering model folder \"{folder.name}\"; GET /models/"
                            f"{name or folder.name} shows its state", 202)
-        entry = await self.repository.load_model(folder, overrides)
-        _raise_if_failed(entry)
-        ready = [v.version for v in entry.sorted_versions() if v.ready]
-        return _status(f"Model \"{entry.name}\" Version: {', '.join(ready)} registered with "
-                       f"{self._instances(entry)} initial workers")
+        loaded = await self.control.load(folder, overrides)
+        _raise_if_failed(loaded)
+        return _status(f"Model \"{loaded.name}\" Version: {', '.join(loaded.ready)} registered "
+                       f"with {loaded.instances} initial workers")
 
     async def _register_later(self, folder: Any, overrides: dict[str, Any]) -> None:
         try:
-            await self.repository.load_model(folder, overrides)
+            await self.control.load(folder, overrides)
         except FastServeError as exc:
             log.error("registering %s failed: %s", folder, exc.message)
 
@@ -259,13 +245,13 @@ class ManagementFrontend:
         instances = low if low is not None else high
         version = p.get("version")
         if not _flag(query, "synchronous", True):
-            self.repository.entry(p["model"])
+            self.control.check_known(p["model"])
             task = asyncio.get_running_loop().create_task(
-                self.repository.set_instances(p["model"], instances, version))
+                self.control.scale(p["model"], instances, version))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             return _status("Processing worker updates...", 202)
-        errors = await self.repository.set_instances(p["model"], instances, version)
+        errors = await self.control.scale(p["model"], instances, version)
         if errors:
             raise BackendError(f"model \"{p['model']}\" could not run {instances} instances "
                                f"(the loaded ones keep serving): {'; '.join(errors)}")
@@ -275,14 +261,14 @@ class ManagementFrontend:
     async def unregister(self, request: Request) -> Response:
         p = request.params
         version = p.get("version")
-        await self.repository.unload_model(p["model"], version)
+        await self.control.unload(p["model"], version)
         if version is None:
             return _status(f"Model \"{p['model']}\" unregistered")
         return _status(f"Model \"{p['model']}\" version: {version} unregistered")
 
     def set_default(self, request: Request) -> Response:
         p = request.params
-        found = self.repository.set_default(p["model"], p["version"])
+        found = self.control.set_default(p["model"], p["version"])
         return _status(f"Default version successfully updated for model \"{found.name}\" to "
                        f"\"{found.version}\"")
 
@@ -294,16 +280,17 @@ class ManagementFrontend:
             raise InvalidInputError("the index request must be a JSON object")
         ready_only = bool(body.get("ready", False))
         rows: list[dict[str, Any]] = []
-        models = self.repository.models
-        for name in sorted(models):
-            entry = models[name]
-            if not entry.versions:
-                rows.append({"name": name, "state": "UNAVAILABLE", "reason": entry.error})
-            for v in entry.sorted_versions():
+        names = self.control.names()
+        for name in names:
+            versions = self.control.versions(name)
+            if not versions:
+                rows.append({"name": name, "state": "UNAVAILABLE",
+                             "reason": self.control.model_error(name)})
+            for v in versions:
                 rows.append({"name": name, "version": v.version, "state": V2_STATE[v.state],
                              "reason": v.error})
-        on_disk = await asyncio.to_thread(self.repository.available)
-        for name in sorted(set(on_disk) - set(models)):
+        on_disk = await self.control.on_disk()
+        for name in sorted(set(on_disk) - set(names)):
             rows.append({"name": name, "state": "UNAVAILABLE", "reason": "unloaded"})
         if ready_only:
             rows = [r for r in rows if r["state"] == "READY"]
@@ -317,69 +304,53 @@ class ManagementFrontend:
         if body.get("parameters"):
             raise InvalidInputError("load parameters (config or file overrides) are not "
                                     "supported: change the model's folder, then load it")
-        folder = await asyncio.to_thread(self.repository.find_folder, name)
-        entry = await self.repository.load_model(folder, reload=True)
-        _raise_if_failed(entry)
-        return json_response({"name": entry.name, "load": True})
+        folder = await self.control.find_folder(name)
+        loaded = await self.control.load(folder, reload=True)
+        _raise_if_failed(loaded)
+        return json_response({"name": loaded.name, "load": True})
 
     async def v2_unload(self, request: Request) -> Response:
         name = request.params["model"]
-        if name in self.repository.models:
-            await self.repository.unload_model(name)
-        else:
-            # Not loaded, but in DIR: keep it so (the poller would otherwise load it).
-            await asyncio.to_thread(self.repository.find_folder, name)
-            self.repository.unloaded.add(name)
+        # Not loaded, but in DIR: kept so (the poller would otherwise load it).
+        await self.control.keep_unloaded(name)
         return json_response({"name": name, "unload": True})
 
     # Describe
 
-    @staticmethod
-    def _instances(entry: ModelEntry) -> int:
-        return entry.config.instances if entry.config is not None else 0
-
-    def _describe(self, entry: ModelEntry, version: ModelVersion) -> dict[str, Any]:
-        config = entry.config
-        batcher, backend = version.batcher, version.backend
-        instances = batcher.instances if batcher is not None else self._instances(entry)
-        device = backend.device if backend is not None else (config.device if config else "")
-        delay = config.batch_delay_ms if config is not None else 0.0
-        batch = config.max_batch_size if config is not None else 0
-        queue = config.max_queue_size if config is not None else 0
-        if batcher is not None:  # what this version runs with (archives: its own settings)
-            batch, queue = batcher.max_batch, batcher.max_queue
-            delay = round(batcher.delay * 1000.0, 3)
-        doc: dict[str, Any] = {
-            "modelName": entry.name,
-            "modelVersion": version.version,
-            "modelUrl": version.folder.name if entry.archive else entry.folder.name,
-            "engine": "Torch",
-            "runtime": "python",
-            "minWorkers": instances,
-            "maxWorkers": instances,
-            "batchSize": batch,
-            "maxBatchDelay": int(delay) if delay == int(delay) else delay,
-            "jobQueueSize": queue,
-            "status": version.state.value,
-            "default": entry.default is version,
-            "versions": [v.version for v in entry.sorted_versions()],
-            "device": device,
-            "platform": backend.platform if backend is not None else "",
-            "queueDepth": batcher.queue_depth if batcher is not None else 0,
-            "workers": [],
-        }
-        if version.state is State.READY:
-            doc["workers"] = [{"id": f"{entry.name}-{version.version}-{i}",
-                               "startTime": _iso(version.loaded_at), "status": "READY",
-                               "gpu": device.startswith("cuda"),
-                               "memoryUsage": process_rss()}
-                              for i in range(instances)]
-        if version.error:
-            doc["error"] = version.error
-        return doc
-
-    def _describe_entry(self, entry: ModelEntry) -> dict[str, Any]:
+    def _describe_model(self, name: str) -> dict[str, Any]:
         """A model with no version to describe: none on disk, or every one unloaded."""
-        return {"modelName": entry.name, "modelVersion": None, "modelUrl": entry.folder.name,
-                "status": "FAILED", "versions": [], "workers": [],
-                "error": entry.error or f"model '{entry.name}' has no version"}
+        return {"modelName": name, "modelVersion": None,
+                "modelUrl": self.control.folder_name(name), "status": "FAILED", "versions": [],
+                "workers": [],
+                "error": self.control.model_error(name) or f"model '{name}' has no version"}
+
+
+def _describe(v: VersionDetail) -> dict[str, Any]:
+    delay = v.batch_delay_ms
+    doc: dict[str, Any] = {
+        "modelName": v.name,
+        "modelVersion": v.version,
+        "modelUrl": v.folder,
+        "engine": "Torch",
+        "runtime": "python",
+        "minWorkers": v.instances,
+        "maxWorkers": v.instances,
+        "batchSize": v.max_batch_size,
+        "maxBatchDelay": int(delay) if delay == int(delay) else delay,
+        "jobQueueSize": v.max_queue_size,
+        "status": v.state,
+        "default": v.default,
+        "versions": list(v.versions),
+        "device": v.device,
+        "platform": v.platform,
+        "queueDepth": v.queue_depth,
+        "workers": [],
+    }
+    if v.state == READY:
+        doc["workers"] = [{"id": f"{v.name}-{v.version}-{i}",
+                           "startTime": _iso(v.loaded_at), "status": "READY",
+                           "gpu": v.device.startswith("cuda"), "memoryUsage": process_rss()}
+                          for i in range(v.instances)]
+    if v.error:
+        doc["error"] = v.error
+    return doc

@@ -45,14 +45,14 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric as PromMetric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from ..core.repository import ModelRepository, ModelVersion, State
+from ..core.control import ModelControl
+from ..core.info import STATES, VersionChange
 from ..http.messages import Request, Response
 from ..http.router import Router
 
 TIME_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-STATES = tuple(s.value for s in State)
 # Not counted: probes and scrapes (model readiness, /v2/models/{m}/ready, too).
 NOT_COUNTED = frozenset({"/metrics", "/ping", "/v2/health/live", "/v2/health/ready"})
 REFRESH_SECONDS = 1.0  # multiprocess: how often a process publishes its gauges
@@ -83,22 +83,19 @@ class HandlerMetricsCollector:
 
     KINDS = {"counter": "counter", "gauge": "gauge", "histogram": "summary"}
 
-    def __init__(self, repository: ModelRepository) -> None:
-        self.repository = repository
+    def __init__(self, control: ModelControl) -> None:
+        self.control = control
 
     def collect(self) -> Iterator[PromMetric]:
         families: dict[tuple[str, str], PromMetric] = {}
-        for version in self.repository.all_versions():
-            read = getattr(version.backend, "handler_metrics", None)
-            if read is None:
-                continue
-            for name, kind, unit, dims, values in read():
+        for model, version, recorded in self.control.handler_metrics():
+            for name, kind, unit, dims, values in recorded:
                 name = _metric_name(name)
                 family = families.get((name, kind))
                 if family is None:
                     family = families[(name, kind)] = PromMetric(
                         name, f"handler metric {name} ({unit or 'no unit'})", self.KINDS[kind])
-                labels = {"model": version.name, "version": version.version,
+                labels = {"model": model, "version": version,
                           **{_metric_name(k): str(v) for k, v in dims.items()}}
                 if kind == "counter":
                     family.add_sample(name + "_total", labels, values[0])
@@ -224,9 +221,10 @@ class VersionObserver:
 class MetricsFrontend:
     """``GET /metrics`` plus the hooks that feed it; one per process."""
 
-    def __init__(self, repository: ModelRepository,
+    def __init__(self, control: ModelControl | Any,
                  registry: CollectorRegistry | None = None) -> None:
-        self.repository = repository
+        # A ModelRepository is taken too (as the tests build one): wrapped in the door.
+        self.control = control if isinstance(control, ModelControl) else ModelControl(control)
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         disable_created_metrics()  # no *_created series: they double the output for nothing
         self.registry = registry or CollectorRegistry()
@@ -235,7 +233,7 @@ class MetricsFrontend:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
         if not self.multiprocess:
-            self.registry.register(HandlerMetricsCollector(repository))
+            self.registry.register(HandlerMetricsCollector(self.control))
         # Answers counted since the last flush: label values -> [counter child, count].
         self._requests: dict[tuple[str, str, str, int], list[Any]] = {}
         self._observers: list[VersionObserver] = []
@@ -296,32 +294,25 @@ class MetricsFrontend:
 
     def _labels(self, params: dict[str, str]) -> tuple[str, str]:
         # Only names the repository knows: a client cannot grow the label set at will.
-        entry = self.repository.models.get(params.get("model", ""))
-        if entry is None:
-            return "", ""
-        version = params.get("version")
-        if version is None:
-            default = entry.default
-            return entry.name, default.version if default is not None else ""
-        return entry.name, version if version in entry.versions else ""
+        return self.control.known(params.get("model", ""), params.get("version"))
 
-    def on_model_change(self, version: ModelVersion) -> None:
-        """The repository's ``on_change``: observe new versions, publish the state."""
-        if self._registered(version):
-            if version.stats.observer is None:
-                observer = VersionObserver(self.metrics, version.name, version.version)
+    def on_model_change(self, change: VersionChange) -> None:
+        """ModelControl's ``on_change``: observe new versions, publish the state."""
+        if change.registered:
+            if change.stats.observer is None:
+                observer = VersionObserver(self.metrics, change.name, change.version)
                 self._observers.append(observer)
-                version.stats.observer = observer
-            self._publish(version)
+                change.stats.observer = observer
+            self._publish(change.name, change.version, change.state, change.queue_depth)
         else:
-            self._forget(version)
+            self._forget(change)
 
     # Gauges
 
     def refresh(self) -> None:
         """Publish every version's state and queue depth (each scrape; each second with N)."""
-        for version in self.repository.all_versions():
-            self._publish(version)
+        for name, version, state, depth in self.control.queue_depths():
+            self._publish(name, version, state, depth)
 
     def start(self) -> None:
         """With several processes, publish this one's gauges every second (others scrape)."""
@@ -339,27 +330,20 @@ class MetricsFrontend:
         self.refresh()
         self._timer = asyncio.get_running_loop().call_later(REFRESH_SECONDS, self._tick)
 
-    def _registered(self, version: ModelVersion) -> bool:
-        entry = self.repository.models.get(version.name)
-        return entry is not None and entry.versions.get(version.version) is version
-
-    def _publish(self, version: ModelVersion) -> None:
+    def _publish(self, name: str, version: str, current: str, depth: int) -> None:
         m = self.metrics
-        current = version.state.value
         for state in STATES:
-            m.model_state.labels(version.name, version.version, state).set(
-                1 if state == current else 0)
-        depth = version.batcher.queue_depth if version.batcher is not None else 0
-        m.queue_depth.labels(version.name, version.version).set(depth)
+            m.model_state.labels(name, version, state).set(1 if state == current else 0)
+        m.queue_depth.labels(name, version).set(depth)
 
-    def _forget(self, version: ModelVersion) -> None:
+    def _forget(self, change: VersionChange) -> None:
         """An unloaded version leaves the gauges (counters and histograms stay)."""
-        observer = version.stats.observer
+        observer = change.stats.observer
         if isinstance(observer, VersionObserver) and observer in self._observers:
             observer.flush()
             self._observers.remove(observer)
         m = self.metrics
-        labels = (version.name, version.version)
+        labels = (change.name, change.version)
         if self.multiprocess:  # files keep every series: zero them instead
             for state in STATES:
                 m.model_state.labels(*labels, state).set(0)

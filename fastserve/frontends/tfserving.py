@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..core.dataplane import DataPlane
-from ..core.repository import ModelVersion, State
+from ..core.info import FAILED, LOADING, READY, UNLOADING, VersionInfo
 from ..core.tensors import bf16_to_float
 from ..errors import (
     InvalidInputError,
@@ -49,8 +49,7 @@ TF_DTYPES = {
     DataType.FP64: "DT_DOUBLE", DataType.BYTES: "DT_STRING",
 }
 # State -> get_model_status.proto ModelVersionStatus.State.
-TF_STATES = {State.LOADING: "LOADING", State.READY: "AVAILABLE", State.FAILED: "END",
-             State.UNLOADING: "UNLOADING"}
+TF_STATES = {LOADING: "LOADING", READY: "AVAILABLE", FAILED: "END", UNLOADING: "UNLOADING"}
 
 
 class TFServingFrontend:
@@ -86,7 +85,7 @@ class TFServingFrontend:
         return json_response({"status": "alive"})
 
     def list_models(self, request: Request) -> Response:
-        return json_response({"models": sorted(self.dataplane.repository.models)})
+        return json_response({"models": self.dataplane.models()})
 
     # Versions and labels
 
@@ -102,33 +101,33 @@ class TFServingFrontend:
         label = p.get("label")
         if label is None:
             return name, p.get("version")
-        entry = self.dataplane.model_entry(name)
+        versions = self.dataplane.versions(name)
         if label == "latest":
-            versions = entry.sorted_versions()
             found = versions[-1] if versions else None
         elif label == "default":
-            found = entry.default
+            found = next((v for v in versions if v.default), None)
         else:
             raise VersionNotFoundError(
                 f"model '{name}' has no version label '{label}'; the labels are "
                 f"{' and '.join(LABELS)}")
         if found is None:
-            raise ModelNotReadyError(f"model '{name}' failed to load: {entry.error}")
+            raise ModelNotReadyError(f"model '{name}' failed to load: "
+                                     f"{self.dataplane.load_error(name)}")
         return name, found.version
 
     # Status and metadata
 
     def status(self, request: Request) -> Response:
         name, version = self._target(request)
-        entry = self.dataplane.model_entry(name)
         if version is None:
-            versions = entry.sorted_versions()
+            versions = self.dataplane.versions(name)
             if not versions:
-                raise ModelNotReadyError(f"model '{name}' failed to load: {entry.error}")
+                raise ModelNotReadyError(f"model '{name}' failed to load: "
+                                         f"{self.dataplane.load_error(name)}")
         else:
-            versions = [self.dataplane.version(entry.name, version)]
+            versions = [self.dataplane.version(name, version)]
         return json_response({
-            "name": entry.name,
+            "name": name,
             "ready": self.dataplane.model_ready(name, version),
             "model_version_status": [_version_status(v) for v in versions],
         })
@@ -153,10 +152,10 @@ class TFServingFrontend:
 
     async def predict(self, request: Request) -> Response:
         name, version = self._target(request)
-        target = self.dataplane.resolve(name, version)
+        info = self.dataplane.resolve(name, version)
         archive = self.dataplane.enveloped(name)
         if archive is not None:  # the kserve/json envelope unwraps the body in the handler
-            return await archive_answer(self.dataplane, request, name, target.version, archive)
+            return await archive_answer(self.dataplane, request, name, info.version, archive)
         doc = _load_object(request.body)
         signature = _signature_name(doc)
         if signature not in ("", DEFAULT_SIGNATURE):
@@ -169,18 +168,15 @@ class TFServingFrontend:
                                     "'instances' (row format) or 'inputs' (columnar format)")
         if not has_rows and not has_columns:
             raise InvalidInputError("Missing 'inputs' or 'instances' key")
-        config = self.dataplane.config(name)
-        if config.handler != "tensor":
-            return await self._predict_handler(name, target.version, config.handler, doc)
-        backend = target.backend
-        assert backend is not None
-        specs = _tfjson.InputSpecs(backend.inputs, getattr(backend, "declared", True))
+        if info.handler != "tensor":
+            return await self._predict_handler(name, info.version, info.handler, doc)
+        specs = _tfjson.InputSpecs(info.inputs, info.declared)
         if has_rows:
             inputs = _tfjson.decode_rows(doc["instances"], specs)
         else:
             inputs = _tfjson.decode_columns(doc["inputs"], specs)
-        response = await self.dataplane.infer(InferRequest(name, target.version, inputs))
-        out_specs = {s.name: s for s in backend.outputs}
+        response = await self.dataplane.infer(InferRequest(name, info.version, inputs))
+        out_specs = {s.name: s for s in info.outputs}
         if has_rows:
             body = {"predictions": _tfjson.encode_rows(response.outputs, out_specs)}
         else:
@@ -234,20 +230,16 @@ class TFServingFrontend:
                             ) -> tuple[str, np.ndarray, int, TensorSpec]:
         """Examples -> one batch through the model; the output the method reads, and rows."""
         name, version = self._target(request)
-        target = self.dataplane.resolve(name, version)
-        config = self.dataplane.config(name)
-        if config.handler != "tensor":
-            raise UnsupportedError(f"model '{name}' uses the {config.handler} handler; :{method} "
+        info = self.dataplane.resolve(name, version)
+        if info.handler != "tensor":
+            raise UnsupportedError(f"model '{name}' uses the {info.handler} handler; :{method} "
                                    "needs a tensor model")
         doc = _load_object(request.body)
         _signature_name(doc)  # NOTE: any name: a fastserve model has one signature
-        backend = target.backend
-        assert backend is not None
-        out_specs = backend.outputs
-        chosen = _pick_output(name, method, preferred, out_specs)
-        specs = _tfjson.InputSpecs(backend.inputs, getattr(backend, "declared", True))
+        chosen = _pick_output(name, method, preferred, info.outputs)
+        specs = _tfjson.InputSpecs(info.inputs, info.declared)
         inputs, rows = _tfjson.decode_examples(doc, method, specs)
-        response = await self.dataplane.infer(InferRequest(name, target.version, inputs))
+        response = await self.dataplane.infer(InferRequest(name, info.version, inputs))
         outputs = response.outputs
         if chosen is None:  # undeclared outputs: the model's first
             key = next(iter(outputs))
@@ -265,8 +257,8 @@ class TFServingFrontend:
 # Status and metadata helpers
 
 
-def _version_status(v: ModelVersion) -> dict[str, Any]:
-    failed = v.state is State.FAILED
+def _version_status(v: VersionInfo) -> dict[str, Any]:
+    failed = v.state == FAILED
     return {
         "version": v.version,
         "state": TF_STATES[v.state],

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.control import ModelControl
 from ..core.dataplane import DataPlane
-from ..core.repository import ModelVersion
+from ..core.info import VersionStats
 from ..http.messages import Request, Response
 from ..http.router import Router
 from ..types import DataType, TensorSpec
@@ -42,8 +43,9 @@ def _duration(count: int, ns: int) -> dict[str, int]:
 
 
 class TritonExtensionsFrontend:
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, control: ModelControl) -> None:
         self.dataplane = dataplane
+        self.control = control
 
     def register(self, router: Router) -> None:
         tag = ("Triton extensions",)
@@ -103,24 +105,17 @@ class TritonExtensionsFrontend:
 
     def stats_doc(self, name: str | None, version: str | None) -> dict[str, Any]:
         """Triton's statistics of every model, one model or one version (gRPC too)."""
-        if name is None:
-            versions = self.dataplane.versions()
-        elif version is None:
-            versions = self.dataplane.versions(name)
-        else:
-            versions = [self.dataplane.version(name, version)]
-        return {"model_stats": [self._stats(v) for v in versions]}
+        found = self.control.statistics(name, version)
+        return {"model_stats": [self._stats(f) for f in found]}
 
     @staticmethod
-    def _stats(version: ModelVersion) -> dict[str, Any]:
-        s = version.stats
+    def _stats(found: VersionStats) -> dict[str, Any]:
+        s = found.stats
         done = s.success
-        # Measured by backends that convert tensors (torch): per instance [input, output]
-        io = getattr(version.backend, "io_ns", None) or []
-        input_ns, output_ns = sum(i[0] for i in io), sum(i[1] for i in io)
+        input_ns, output_ns = found.input_ns, found.output_ns
         return {
-            "name": version.name,
-            "version": version.version,
+            "name": found.name,
+            "version": found.version,
             "last_inference": s.last_inference_ms,
             "inference_count": s.inference_count,
             "execution_count": s.execution_count,

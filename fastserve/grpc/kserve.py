@@ -13,8 +13,8 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc import service_pb2 as pb
 
+from ..core.control import ModelControl
 from ..core.dataplane import DataPlane
-from ..core.image import preprocess_images
 from ..errors import ForbiddenError, InvalidInputError, UnsupportedError
 from ..frontends.kserve_v2 import classify
 from ..frontends.triton import TritonExtensionsFrontend
@@ -29,13 +29,13 @@ MAX_STREAM_IN_FLIGHT = 1024  # requests of one stream running at once; more wait
 class InferenceService:
     """One per port: on the inference port ``management`` refuses mutations."""
 
-    def __init__(self, dataplane: DataPlane, policy: CallPolicy, management: Management,
-                 mutable: bool) -> None:
+    def __init__(self, dataplane: DataPlane, control: ModelControl, policy: CallPolicy,
+                 management: Management, mutable: bool) -> None:
         self.dataplane = dataplane
         self.policy = policy
         self.management = management
         self.mutable = mutable
-        self.triton = TritonExtensionsFrontend(dataplane)
+        self.triton = TritonExtensionsFrontend(dataplane, control)
 
     # Health and metadata
 
@@ -138,29 +138,20 @@ class InferenceService:
     async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         check(request)
         dataplane = self.dataplane
-        target = dataplane.resolve(request.model_name, request.model_version or None)
-        backend = target.backend
-        assert backend is not None
-        config = dataplane.config(target.name)
-        if config.handler == "handler.py":
+        info = dataplane.resolve(request.model_name, request.model_version or None)
+        if info.handler == "handler.py":
             raise UnsupportedError(
-                f"model '{target.name}' has a custom handler.py; it answers on TorchServe's "
+                f"model '{info.name}' has a custom handler.py; it answers on TorchServe's "
                 "Predictions RPC (or /predictions/{model}), not on ModelInfer")
         infer_request, options = decode_request(request, dataplane.shared_memory)
-        if config.handler == "image_classifier":
-            # BYTES elements are encoded images (as OpenVINO Model Server takes them).
-            for name, arr in infer_request.inputs.items():
-                if arr.dtype == object:
-                    infer_request.inputs[name] = preprocess_images(list(arr.ravel()),
-                                                                   config.image)
-        response = await dataplane.infer(infer_request, target)
+        # Encoded images (BYTES, image_classifier) are preprocessed behind the door.
+        response = await dataplane.infer(infer_request)
         if options.classification:
-            labels = dataplane.labels(target.name)
             for name, k in options.classification.items():
                 if name in response.outputs:
-                    response.outputs[name] = classify(response.outputs[name], k, labels,
-                                                      config.batched)
-        return encode_response(response, options, backend.outputs, dataplane.shared_memory)
+                    response.outputs[name] = classify(response.outputs[name], k, info.labels,
+                                                      info.batched)
+        return encode_response(response, options, info.outputs, dataplane.shared_memory)
 
     async def ModelStreamInfer(self, requests: Any, context: Any) -> Any:
         """Each request runs as it arrives (several at once); answers go back as they

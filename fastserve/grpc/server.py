@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 from tritonclient.grpc import service_pb2 as pb
 
+from ..core.control import ModelControl
 from ..core.dataplane import DataPlane
 from .health import HealthService
 from .kserve import InferenceService
@@ -53,8 +54,10 @@ class GrpcServers:
 
     def __init__(self, dataplane: DataPlane, apply: Any, max_message: int,
                  tokens: tuple[bytes, bytes] | None,
-                 count: Callable[[str, str | None, int], None] | None) -> None:
+                 count: Callable[[str, str | None, int], None] | None,
+                 control: ModelControl) -> None:
         self.dataplane = dataplane
+        self.control = control
         self.apply = apply
         self.max_message = max_message
         self.tokens = tokens
@@ -77,7 +80,8 @@ class GrpcServers:
             management_address = f"{management_host}:{self.management_port}"
             policy = CallPolicy(self.tokens[1] if self.tokens else None)
             management = Management(self.apply, management_address)
-            add_service(server, InferenceService(self.dataplane, policy, management, True),
+            add_service(server, InferenceService(self.dataplane, self.control, policy, management,
+                                                     True),
                         KSERVE)
             add_service(server, TorchServeManagement(management, policy), TS_MANAGEMENT)
             health_pb2_grpc.add_HealthServicer_to_server(
@@ -88,7 +92,8 @@ class GrpcServers:
             self.port = _bind(server, host, port)
             policy = CallPolicy(self.tokens[0] if self.tokens else None, self.count)
             management = Management(self.apply, management_address)
-            add_service(server, InferenceService(self.dataplane, policy, management, False),
+            add_service(server, InferenceService(self.dataplane, self.control, policy, management,
+                                                     False),
                         KSERVE)
             add_service(server, TorchServeInference(self.dataplane, policy), TS_INFERENCE)
             health_pb2_grpc.add_HealthServicer_to_server(

@@ -1,0 +1,64 @@
+"""v2 tensor requests for image_classifier models whose BYTES inputs are encoded images
+(as OpenVINO Model Server takes them): decoded, preprocessed and run on an instance
+thread, so PIL never holds the event loop (DESIGN: handler preprocessing is a stage that
+runs on the instance thread).
+
+The scheduler hands ``run_batch`` the input dicts of a whole batch of such requests;
+each request fails alone (a bad image is its own 400), the others share one model run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import FastServeError
+from .batching import check_outputs, run_rows, tensor_key
+from .image import preprocess_images
+from .model_config import ModelConfig
+from .tensors import validate_inputs
+
+
+def has_images(inputs: dict[str, Any]) -> bool:
+    """True when some input holds BYTES elements (encoded images, for this kind of model)."""
+    return any(arr.dtype == object for arr in inputs.values())
+
+
+class ImageStage:
+    """Preprocess, merge and run v2 image requests of one backend (instance threads)."""
+
+    def __init__(self, backend: Any, config: ModelConfig) -> None:
+        self.backend = backend
+        self.model = config.name
+        self.batched = config.batched
+        self.image = config.image
+
+    def inputs_of(self, inputs: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """The request's inputs with each BYTES input as an N x C x H x W float32 batch."""
+        prepared = {name: preprocess_images(list(arr.ravel()), self.image)
+                    if arr.dtype == object else arr for name, arr in inputs.items()}
+        rows = validate_inputs(self.backend.inputs, prepared, self.batched,
+                               strict=self.backend.declared)
+        return prepared, rows
+
+    def run_batch(self, requests: list[dict[str, Any]], instance: int) -> list[Any]:
+        """Outputs by name (or the error that fails it) per request, in order."""
+        results: list[Any] = [None] * len(requests)
+        groups: dict[Any, list[tuple[int, dict[str, Any], int]]] = {}
+        for i, inputs in enumerate(requests):
+            try:
+                prepared, rows = self.inputs_of(inputs)
+            except FastServeError as exc:  # a bad image fails its own request only
+                results[i] = exc
+                continue
+            key = tensor_key(prepared) if self.batched else i
+            groups.setdefault(key, []).append((i, prepared, rows))
+        for members in groups.values():
+            if self.batched:
+                outputs = run_rows(self.backend, self.model, [m[1] for m in members],
+                                   [m[2] for m in members], instance)
+            else:
+                outputs = [check_outputs(self.model, self.backend.infer(members[0][1],
+                                                                         instance))]
+            for (i, _, _), answer in zip(members, outputs, strict=True):
+                results[i] = answer
+        return results
