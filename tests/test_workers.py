@@ -12,7 +12,9 @@ import orjson
 import pytest
 import torch
 
-from _server import ServerProcess
+from _server import ServerProcess, free_port
+
+grpcclient = pytest.importorskip("tritonclient.grpc")
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +57,8 @@ def _sample() -> tuple[bytes, np.ndarray]:
 
 def test_workers_share_port_restart_and_drain() -> None:
     body, expected = _sample()
-    with ServerProcess(EXAMPLES / "models", "--workers", "2") as server:
+    with ServerProcess(EXAMPLES / "models", "--workers", "2", "--grpc-port",
+                       str(free_port())) as server:
         assert server.proc is not None
         workers = _children(server.proc.pid)
         assert len(workers) == 2
@@ -67,6 +70,14 @@ def test_workers_share_port_restart_and_drain() -> None:
             out = orjson.loads(data)["outputs"][0]
             np.testing.assert_allclose(np.asarray(out["data"], dtype=np.float32).reshape(1, 10),
                                        expected, rtol=1e-5, atol=1e-5)
+        # Both workers serve gRPC on the shared port too (a new channel: a new connection).
+        x = np.asarray(orjson.loads(body)["inputs"][0]["data"], dtype=np.float32).reshape(1, 64)
+        for _ in range(10):
+            with grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}") as client:
+                tensor = grpcclient.InferInput("input__0", [1, 64], "FP32")
+                tensor.set_data_from_numpy(x)
+                np.testing.assert_allclose(client.infer("digits", [tensor]).as_numpy(
+                    "output__0"), expected, rtol=1e-5, atol=1e-5)
         # The management port is the parent's: it answers from a worker.
         status, _, _ = server.request("GET", "/v2/health/ready")
         assert status == 200
