@@ -343,7 +343,8 @@ class DataPlane:
             raise InvalidInputError("'instances' must be a non-empty list")
         decode = self._binary_data(name)
         payloads = [kserve_payload(v, decode) for v in instances]
-        return list(await asyncio.gather(*(self.explain(name, version, p) for p in payloads)))
+        answers = await asyncio.gather(*(self.explain(name, version, p) for p in payloads))
+        return [reply_value(a) for a in answers]  # an archive's handler: its JSON
 
     def _binary_data(self, name: str) -> bool:
         # A string under "data" is a base64 image or body for image and handler.py models.

@@ -268,3 +268,21 @@ def test_every_api_writing_an_answer_keeps_the_handlers_reply() -> None:
     response = answer_response(HandlerReply(b"raw", 206, "text/csv", {"X-A": "1"}))
     assert (response.body, response.status, response.content_type) == (b"raw", 206, b"text/csv")
     assert response.headers == [(b"x-a", b"1")]
+
+
+EXPLAINER = '''
+def handle(data, context):
+    if data is None:
+        return None
+    explain = context.get_request_header(0, "explain") == "True"
+    return [{"explained": explain} for _ in data]
+'''
+
+
+def test_explanations_run_handle_with_torchserves_explain_header(tmp_path) -> None:
+    """TorchServe's /explanations reaches the same handle(), its "explain" header set
+    (BaseHandler then calls explain_handle)."""
+    backend = load(archive(tmp_path / "explains", "explains.py", {"explains.py": EXPLAINER}))
+    reply = backend.explain_payload(payload(b"{}"), "integrated_gradients")
+    assert json.loads(reply.body) == {"explained": True}
+    assert json.loads(backend.run_batch([payload(b"{}")], 0)[0].body) == {"explained": False}
