@@ -111,7 +111,8 @@ class Server:
         return f"exited with {rc}"
 
     def wait_until(self, method: str, path: str, body: bytes | None = None,
-                   timeout: float = 60.0, interval: float = 0.010) -> float:
+                   timeout: float = 60.0, interval: float = 0.010,
+                   headers: dict[str, str] | None = None) -> float:
         """Poll every `interval` s until a 2xx answer; seconds since process start."""
         deadline = self.t0 + timeout
         while time.perf_counter() < deadline:
@@ -120,7 +121,8 @@ class Server:
                                    f"{method} {path} answered\n{self.log_tail()}")
             try:
                 left = max(deadline - time.perf_counter(), 0.1)
-                status, _ = request(self.port, method, path, body, timeout=left)
+                status, _ = request(self.port, method, path, body, timeout=left,
+                                    headers=headers)
                 if 200 <= status < 300:
                     return time.perf_counter() - self.t0
             except OSError:

@@ -54,6 +54,8 @@ def start(name: str, tree: Path, models: Path) -> h.Server:
     port, mport = h.free_port(), h.free_port()
     argv = [sys.executable, "-c", LAUNCHER, str(tree), "--models", str(models), "--port",
             str(port), "--management-port", str(mport)]
+    if "--grpc-port" in (tree / "fastserve" / "cli.py").read_text():
+        argv += ["--grpc-port", "0"]  # off: two servers (and others' on the box) would clash
     return h.Server(name, argv, port, tree)
 
 
@@ -68,7 +70,11 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
     p.add_argument("--conns", type=int, default=32)
+    p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                   help="an extra request header (repeatable), e.g. "
+                        "Inference-Header-Content-Length:123 for a v2 binary body")
     args = p.parse_args()
+    headers = dict(item.split(":", 1) for item in args.header)
     body = None if args.get else args.body.resolve()
     ready = args.path if args.get else "/v2/health/ready"
     with tempfile.TemporaryDirectory(prefix="fastserve-ab-") as tmp:
@@ -81,13 +87,15 @@ def main() -> int:
             for srv in servers.values():
                 srv.wait_until("GET", ready, timeout=120)
                 if body is not None:  # every model loaded and answering, then a warm-up
-                    srv.wait_until("POST", args.path, body.read_bytes(), timeout=120)
-                h.wrk(srv.port, args.path, 2, body, conns=args.conns)
+                    srv.wait_until("POST", args.path, body.read_bytes(), timeout=120,
+                                   headers=headers)
+                h.wrk(srv.port, args.path, 2, body, conns=args.conns, headers=headers)
             for i in range(args.rounds):
                 for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
                     srv = servers[name]
                     cpu0 = srv.cpu_seconds()
-                    r = h.wrk(srv.port, args.path, args.duration, body, conns=args.conns)
+                    r = h.wrk(srv.port, args.path, args.duration, body, conns=args.conns,
+                              headers=headers)
                     ok = r["requests"] - r["non_2xx"]
                     r["cpu_us_per_req"] = (srv.cpu_seconds() - cpu0) / ok * 1e6 if ok else 0
                     if r["non_2xx"] or r["socket_errors"]:

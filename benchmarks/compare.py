@@ -18,6 +18,9 @@
    took of either core (from /proc/stat), the measure of how much a busy box skewed it.
    Errors (non-2xx, socket errors and timeouts, warm-ups included) are counted, shown,
    and make the script exit 1 after writing everything.
+   benchmarks/bare_server.py (a fixed reply) is measured the same way on the same bodies:
+   the ceiling this box, wrk and this script allow, so a low figure can be told apart
+   from a slow harness; every run records the server's CPU µs per request.
 4. Prints a markdown table (each peer as a ratio to fastserve's same-API row), writes
    benchmarks/results/compare-<timestamp>.json and a bar chart (--chart).
 
@@ -115,6 +118,15 @@ CASES = {
                         "mlp_heavy.v2"),
     "fs_batch_pred": Case("batching", "fastserve", "/predictions, JSON list",
                           "/predictions/mlp_heavy", "mlp_heavy.list"),
+    # The ceiling, measured the same way: benchmarks/bare_server.py (uvloop + httptools, a
+    # fixed reply) receiving the same requests. Its "× fastserve" is how far fastserve is
+    # from what this box, wrk and this script allow at all.
+    "bare_health": Case("health", "bare", "GET / (fixed reply: the ceiling)", "/",
+                        ref="fs_health"),
+    "bare_small": Case("small", "bare", "same v2 body, fixed reply (the ceiling)", "/",
+                       "mlp.v2", "fs_small_v2"),
+    "bare_tjson": Case("tensor_json", "bare", "same v2 body, fixed reply (the ceiling)", "/",
+                       "conv.v2", "fs_tjson_v2"),
 }
 # MLServer has no binary extension over REST: sent once to record its answer, not timed.
 PROBES = {"mls_tbin": Case("tensor_bin", "mlserver", "v2 binary extension",
@@ -277,8 +289,15 @@ def start_fastserve(tmp: Path, models: dict[str, Path]) -> Group:
             f'[[outputs]]\nname = "output__0"\ndatatype = "FP32"\nshape = [-1, {width}]\n')
     port = h.free_port()
     argv = [sys.executable, "-m", "fastserve", "--models", str(repo), "--port", str(port),
-            "--management-port", str(h.free_port()), "--torch-threads", "1", "--workers", "1"]
+            "--management-port", str(h.free_port()), "--torch-threads", "1", "--workers", "1",
+            "--grpc-port", "0"]  # gRPC off: its default port would clash between servers
     return Group("fastserve", argv, port, ROOT)
+
+
+def start_bare() -> Group:
+    port = h.free_port()
+    return Group("bare", [sys.executable, str(ROOT / "benchmarks" / "bare_server.py"), "--port",
+                          str(port)], port, ROOT)
 
 
 def post(port: int, path: str, file: Path, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -294,7 +313,7 @@ def post(port: int, path: str, file: Path, headers: dict[str, str]) -> tuple[int
 def check_answers(servers: dict[str, Group], files: dict, want: dict[str, np.ndarray]) -> None:
     """Every infer case must give the model's own answer before anything is timed."""
     for key, case in CASES.items():
-        if case.body is None or case.server not in servers:
+        if case.body is None or case.server not in servers or case.server == "bare":
             continue
         status, reply = post(servers[case.server].port, case.path, *files[case.body])
         if status != 200:
@@ -387,6 +406,8 @@ def measure(args: argparse.Namespace, servers: dict[str, Group], files: dict, ru
             # ours (the servers on core 0; wrk and this script on core 1).
             r["foreign_core0"], r["foreign_core1"] = max(d[2] - d[0] - d[1], 0), max(d[3] - d[4], 0)
             r["rss_mb"], r["load1"] = srv.rss_mb(), load
+            ok = r["requests"] - r["non_2xx"]  # CPU per request moves less with the box's mood
+            r["cpu_us_per_req"] = d[0] * r["secs"] / ok * 1e6 if ok else 0.0
             r["errors"] = r["non_2xx"] + r["socket_errors"] + (
                 warm["non_2xx"] + warm["socket_errors"] if warm else 0)
             runs[key].append(r)
@@ -448,7 +469,7 @@ def summarise(runs: dict, primed: dict[str, int]) -> dict:
         if rs:
             med[key] = {k: statistics.median(r[k] for r in rs)
                         for k in ("rps", "p50_ms", "p99_ms", "server_cpu", "idle_servers_cpu",
-                                  "foreign_core0", "foreign_core1")}
+                                  "foreign_core0", "foreign_core1", "cpu_us_per_req")}
             med[key].update(errors=sum(r["errors"] for r in rs) + primed.get(key, 0),
                             rss_mb=max(r["rss_mb"] for r in rs), runs=len(rs))
     for key, m in med.items():
@@ -488,7 +509,8 @@ def chart(med: dict, probes: dict, path: Path, subtitle: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"fastserve": "#2a7ab0", "torchserve": "#e07b39", "mlserver": "#5aa05a"}
+    colours = {"fastserve": "#2a7ab0", "torchserve": "#e07b39", "mlserver": "#5aa05a",
+               "bare": "#9a9a9a"}
     every = {**CASES, **PROBES}
     shown = {s: v for s, v in SCENARIOS.items() if any(every[k].scenario == s for k in med)}
     fig, axes = plt.subplots(len(shown), 1, figsize=(10, max(2.6 * len(shown), 2.6)), squeeze=False)
@@ -530,7 +552,7 @@ def main() -> int:
                    help="seconds of load per case once, before the rounds (0: none)")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "fastserve-bench",
                    help="where the peers' virtual environments live")
-    p.add_argument("--servers", default="torchserve,mlserver,fastserve",
+    p.add_argument("--servers", default="torchserve,mlserver,fastserve,bare",
                    help="comma-separated subset, for debugging")
     p.add_argument("--scenarios", default=",".join(SCENARIOS),
                    help=f"comma-separated subset of {', '.join(SCENARIOS)}")
@@ -572,7 +594,8 @@ def main() -> int:
         starters = {"torchserve": lambda: start_torchserve(tmp, args.cache / "torchserve",
                                                            models),
                     "mlserver": lambda: start_mlserver(tmp, args.cache / "mlserver", models),
-                    "fastserve": lambda: start_fastserve(tmp, models)}
+                    "fastserve": lambda: start_fastserve(tmp, models),
+                    "bare": start_bare}
         try:
             for name in wanted:  # one at a time, before any load
                 srv = servers[name] = starters[name]()

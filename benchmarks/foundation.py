@@ -50,7 +50,7 @@ PEER_OF = {"fs_health": "health", "fs_digits": "small_infer", "fs_digits_ts": "s
 def start_fastserve() -> tuple[h.Server, dict]:
     port, mport = h.free_port(), h.free_port()
     argv = [sys.executable, "-m", "fastserve", "--models", str(MODELS), "--port", str(port),
-            "--management-port", str(mport)]
+            "--management-port", str(mport), "--grpc-port", "0"]
     srv = h.Server("fastserve", argv, port, ROOT)
     body = SAMPLE.read_bytes()
     t = {"ready_s": srv.wait_until("GET", "/v2/health/ready")}

@@ -45,11 +45,26 @@ CASES = {
     "bare_big": ("bare", "/", "big_json", 8),
     "big_json": ("fastserve", "/v2/models/conv/infer", "big_json", 8),
 }
+# --explain: why docs/benchmarks.md's small JSON infer (compare.py: `mlp`, unbatched, a
+# body of 17-digit random floats) is far below a plain harness on examples' `digits`
+# (batched, max 32, with examples/samples/digits_v2.json: short numbers like 0.8125).
+EXPLAIN = {
+    "bare_small_short": ("bare", "/", "small_short", 32),
+    "small_json_short": ("fastserve", "/v2/models/mlp/infer", "small_short", 32),
+    "small_json_batched": ("fastserve", "/v2/models/mlp_batched/infer", "small_json", 32),
+    "small_json_batched_short": ("fastserve", "/v2/models/mlp_batched/infer", "small_short",
+                                 32),
+}
 # ratio: (case, baseline case, target or None)
 RATIOS = {
     "1: big JSON vs bare receiving it": ("big_json", "bare_big", 0.65),
     "2: small binary vs small JSON": ("small_binary", "small_json", 1.0),
     "small JSON vs bare receiving it": ("small_json", "bare_small", None),
+    "short-number body vs 17-digit body (mlp)": ("small_json_short", "small_json", None),
+    "batched (max 32) vs unbatched, 17-digit body": ("small_json_batched", "small_json",
+                                                      None),
+    "batched + short body vs compare.py's case": ("small_json_batched_short", "small_json",
+                                                  None),
 }
 
 
@@ -65,6 +80,7 @@ def bodies(root: Path) -> dict[str, tuple[Path, dict[str, str]]]:
                                 "parameters": {"binary_data_size": small.nbytes}}],
                     "parameters": {"binary_data_output": True}})
     raw = {"small_json": (v2(small), {}), "big_json": (v2(big), {}),
+           "small_short": ((ROOT / "examples/samples/digits_v2.json").read_bytes(), {}),
            "small_binary": (header + small.tobytes(),
                             {**BIN, "Inference-Header-Content-Length": str(len(header))})}
     out = {}
@@ -76,7 +92,9 @@ def bodies(root: Path) -> dict[str, tuple[Path, dict[str, str]]]:
 
 def start(root: Path, files: dict) -> tuple[dict[str, h.Server], dict]:
     models = compare.build_models(root)
-    fs = compare.start_fastserve(root, {k: models[k] for k in ("mlp", "conv")})
+    compare.MODELS["mlp_batched"] = (*compare.MODELS["mlp"][:2], compare.BATCH)
+    fs = compare.start_fastserve(root, {"mlp": models["mlp"], "conv": models["conv"],
+                                        "mlp_batched": models["mlp"]})
     port = h.free_port()
     bare = h.Server("bare", [sys.executable, str(ROOT / "benchmarks" / "bare_server.py"),
                              "--port", str(port)], port, ROOT)
@@ -90,6 +108,20 @@ def start(root: Path, files: dict) -> tuple[dict[str, h.Server], dict]:
             if status != 200:
                 raise SystemExit(f"{case}: HTTP {status}: {reply[:300]!r}")
     return {"fastserve": fs, "bare": bare}, {"rss_idle_mb": fs.rss_mb()}
+
+
+def write(root: Path) -> None:
+    """The bodies, and the model repository start() serves, without serving it."""
+    root.mkdir(parents=True, exist_ok=True)
+    files = bodies(root)
+    models = compare.build_models(root)
+    compare.MODELS["mlp_batched"] = (*compare.MODELS["mlp"][:2], compare.BATCH)
+    srv = compare.start_fastserve(root, {"mlp": models["mlp"], "conv": models["conv"],
+                                         "mlp_batched": models["mlp"]})
+    srv.stop()
+    for file, headers in files.values():
+        print(file, " ".join(f"--header {k}:{v}" for k, v in headers.items()))
+    print(root / "fastserve")
 
 
 def run_case(servers: dict, files: dict, case: str, seconds: int) -> dict:
@@ -113,7 +145,18 @@ def main() -> int:
     p.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     p.add_argument("--cases", default=",".join(CASES),
                    help=f"comma-separated subset of {', '.join(CASES)}")
+    p.add_argument("--write", type=Path, metavar="DIR",
+                   help="measure nothing: write the model repository and bodies to DIR (for "
+                        "ab.py --models DIR/fastserve --body DIR/<body>)")
+    p.add_argument("--explain", action="store_true",
+                   help="also the cases that explain docs/benchmarks.md's small-infer figure")
     args = p.parse_args()
+    if args.write:
+        write(args.write)
+        return 0
+    if args.explain:
+        CASES.update(EXPLAIN)
+        args.cases += "," + ",".join(EXPLAIN)
     for case in set(CASES) - set(args.cases.split(",")):
         del CASES[case]
     res: dict = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": h.git_state(ROOT),
