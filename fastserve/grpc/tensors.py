@@ -135,7 +135,9 @@ def _from_contents(name: str, contents: Any, datatype: DataType, shape: tuple[in
     if datatype is DataType.BYTES:
         return bytes_array(list(values), shape)
     try:
-        return np.array(values, dtype=datatype.numpy).reshape(shape)
+        # Through a list of Python ints: numpy casts protobuf 7's container as an int32
+        # array and would wrap 300 into an INT8 silently; ints out of range raise here.
+        return np.array(list(values), dtype=datatype.numpy).reshape(shape)
     except (OverflowError, ValueError) as exc:
         raise InvalidInputError(f"input '{name}': {exc}") from None
 
