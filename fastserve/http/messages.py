@@ -73,7 +73,8 @@ class Request:
 
 
 class Response:
-    """A complete answer. ``buffers`` are extra body parts sent after ``body`` as they are."""
+    """A complete answer. ``buffers`` are extra body parts sent after ``body`` as they are;
+    ``content_type=b""`` sends no Content-Type header (as TorchServe for untyped answers)."""
 
     __slots__ = ("status", "body", "content_type", "headers", "buffers")
 

@@ -239,3 +239,17 @@ async def test_streamed_over_a_socket_read_by_http_client(loop):
         await server.close(1.0)
     want = b"".join(b"token %d;" % i for i in range(50))
     assert (status, framing, body, again) == (200, "chunked", want, want)
+
+
+async def test_no_content_type_header_when_the_type_is_empty(connect):
+    producer = Producer([b"raw"])
+    router = stream_router(producer, content_type=b"")
+    router.add("GET", "/untyped", lambda request: Response(b"raw", content_type=b""))
+    protocol = connect(router=router)
+    producer.step()
+    protocol.data_received(request() + request(path="/untyped"))
+    await until(lambda: protocol.transport.buffer.count(b"raw") == 2)
+    streamed, complete = parse_responses(protocol.transport.take())[0]
+    for response in (streamed, complete):
+        assert response.body == b"raw" and "content-type" not in response.headers
+    assert complete.headers["content-length"] == "3"
