@@ -15,6 +15,9 @@ from ..types import TensorSpec
 # A version's state, as the repository names it.
 LOADING, READY, FAILED, UNLOADING = "LOADING", "READY", "FAILED", "UNLOADING"
 STATES = (LOADING, READY, FAILED, UNLOADING)
+# ModelInfo.handler kinds whose models take tensors; the others take whole requests
+# (handler.py, a TorchServe archive's handler).
+TENSOR_HANDLERS = frozenset({"tensor", "image_classifier"})
 
 
 @dataclass(frozen=True, slots=True)

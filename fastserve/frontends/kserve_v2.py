@@ -15,6 +15,7 @@ import orjson
 
 from .. import codec
 from ..core.dataplane import DataPlane
+from ..core.info import TENSOR_HANDLERS
 from ..core.tensors import (
     array_from_buffer,
     array_from_json,
@@ -131,13 +132,14 @@ class KServeV2Frontend:
     async def infer(self, request: Request) -> Response:
         p = request.params
         info = self.dataplane.resolve(p["model"], p.get("version"))
-        archive = self.dataplane.archive(info.name)
-        if archive is not None:
-            # As TorchServe routes it: the body goes to the archive's handler whole (its
-            # kservev2 service_envelope, when configured, unwraps it there).
-            return await archive_answer(self.dataplane, request, info.name, info.version,
-                                        archive)
-        self.dataplane.check_tensor_api(info)
+        if info.handler not in TENSOR_HANDLERS:
+            archive = self.dataplane.archive(info.name)
+            if archive is not None:
+                # As TorchServe routes it: the body goes to the archive's handler whole (its
+                # kservev2 service_envelope, when configured, unwraps it there).
+                return await archive_answer(self.dataplane, request, info.name, info.version,
+                                            archive)
+            self.dataplane.check_tensor_api(info)  # handler.py: 501
         try:
             infer_request, options = self.decode(request, info.inputs)
         except InvalidInputError:

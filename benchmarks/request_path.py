@@ -1,0 +1,123 @@
+"""The modules one v2 JSON infer passes through, socket to model and back (issue 14).
+
+Feeds one POST /v2/models/m/infer to a connected protocol (no socket: _testbase's
+MockTransport) over the real router, front-end, data plane and scheduler, with a numpy
+backend, and prints each call that crosses from one fastserve module into another, on
+the loop and on the instance thread, then the stops (consecutive calls into one module
+are one stop) and how often each module was entered.
+
+    python benchmarks/request_path.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fastserve._testbase import get_connected_protocol
+from fastserve.core.dataplane import DataPlane
+from fastserve.core.repository import ModelRepository
+from fastserve.frontends.kserve_v2 import KServeV2Frontend
+from fastserve.http.router import Router
+from fastserve.types import DataType, TensorSpec
+
+ROOT = Path(__file__).resolve().parent.parent / "fastserve"
+CONFIG = ('max_batch_size = 8\nbatch_delay_ms = 0\n[[inputs]]\nname = "x"\nshape = [-1, 4]\n'
+          '[[outputs]]\nname = "y"\nshape = [-1, 4]\n')
+
+
+class Backend:
+    inputs = (TensorSpec("x", DataType.FP32, (-1, 4)),)
+    outputs = (TensorSpec("y", DataType.FP32, (-1, 4)),)
+    platform, device, declared = "numpy", "cpu", True
+
+    def infer(self, inputs: dict[str, Any], instance: int) -> dict[str, Any]:
+        return {"y": inputs["x"] * 2}
+
+    def warmup(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def module_of(frame: Any) -> str | None:
+    path = Path(frame.f_code.co_filename)
+    if path == Path(__file__).resolve() and frame.f_code.co_name == "infer":
+        return "backend"
+    try:
+        return str(path.relative_to(ROOT).with_suffix("")).replace("/", ".")
+    except ValueError:
+        return None
+
+
+RECORDING = threading.Event()
+
+
+def trace(log: list[tuple[str, str, str]]) -> Any:
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event != "call" or not RECORDING.is_set():
+            return
+        callee = module_of(frame)
+        if callee is None:
+            return
+        caller = frame.f_back
+        while caller is not None and module_of(caller) is None:
+            caller = caller.f_back  # asyncio / threading frames between two of ours
+        source = module_of(caller) if caller is not None else None
+        if source != callee:
+            log.append((source or "-", callee, frame.f_code.co_name))
+    return profile
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "m"
+        (folder / "1").mkdir(parents=True)
+        (folder / "1" / "model.pt").write_bytes(b"")
+        (folder / "config.toml").write_text(CONFIG)
+        log: list[tuple[str, str, str]] = []
+        threading.setprofile(trace(log))  # the instance thread, started by the load, too
+        repo = ModelRepository(Path(tmp), lambda *_: Backend())
+        repo.scan()
+        repo.start_loading(asyncio.get_running_loop()).join(10)
+        while repo.loading:
+            await asyncio.sleep(0.01)
+        router = Router()
+        KServeV2Frontend(DataPlane(repo)).register(router)
+        protocol = get_connected_protocol(router)
+        transport: Any = protocol.transport
+        body = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                                         "data": [1, 2, 3, 4]}]})
+        raw = (b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: "
+               + str(len(body)).encode() + b"\r\n\r\n" + body)
+        protocol.data_received(raw)  # warm: caches filled, as on a running server
+        await asyncio.sleep(0.2)
+        transport.buffer.clear()
+        sys.setprofile(trace(log))
+        RECORDING.set()
+        protocol.data_received(raw)
+        for _ in range(200):
+            if transport.buffer.endswith(b"}]}"):
+                break
+            await asyncio.sleep(0.005)
+        RECORDING.clear()
+        sys.setprofile(None)
+        threading.setprofile(None)  # type: ignore[arg-type]
+        assert b'"data":[2.0,4.0,6.0,8.0]' in transport.buffer, bytes(transport.buffer)
+        for version in repo.all_versions():
+            version.batcher.close()  # type: ignore[union-attr]
+    for source, callee, name in log:
+        print(f"{source:>24} -> {callee}.{name}")
+    stops = [callee for i, (_, callee, _) in enumerate(log) if i == 0 or log[i - 1][1] != callee]
+    print("\nstops:", " -> ".join(stops))
+    print("entered:", dict(Counter(c for _, c, _ in log)))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
