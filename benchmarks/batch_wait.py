@@ -75,7 +75,9 @@ def main() -> int:
     p.add_argument("--heavy", action="store_true", help="64->2048->2048->10, not 64->256->10")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    p.add_argument("--conns", default="1,64", help="client counts, comma-separated")
     args = p.parse_args()
+    conn_counts = [int(c) for c in args.conns.split(",")]
     with tempfile.TemporaryDirectory(prefix="fastserve-wait-") as tmp:
         models = Path(tmp) / "models"
         build_repository(models, args.heavy)
@@ -96,7 +98,7 @@ def main() -> int:
                     h.wrk(srv.port, f"/v2/models/{model}/infer", 1, body, conns=8)
             for i in range(args.rounds):
                 for tree in servers if i % 2 == 0 else reversed(servers):
-                    for conns in (1, 64):
+                    for conns in conn_counts:
                         for model in NAMES:
                             before = counts(servers[tree].port, model)
                             r = h.wrk(servers[tree].port, f"/v2/models/{model}/infer",
@@ -126,7 +128,7 @@ def main() -> int:
           "| × | batched p99 ms | mean batch |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for tree in servers:
-        for conns in (1, 64):
+        for conns in conn_counts:
             n, b = med[(tree, "nobatch", conns)], med[(tree, "batched", conns)]
             print(f"| {tree} | {conns} | {n['rps']:,.0f} | {b['rps']:,.0f} | "
                   f"{b['rps'] / n['rps']:.2f} | {n['p50_ms']:.2f} | {b['p50_ms']:.2f} | "

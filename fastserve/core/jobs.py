@@ -40,11 +40,10 @@ class Parent:
 class Item:
     """One unit of queued work: a request, or one chunk of a split request."""
 
-    __slots__ = ("inputs", "rows", "policy", "key", "future", "parent", "index", "arrival",
-                 "solo")
+    __slots__ = ("inputs", "rows", "policy", "key", "future", "parent", "index", "arrival")
 
     def __init__(self, inputs: Any, rows: int, policy: BatchPolicy, arrival: float,
-                 future: asyncio.Future[Any] | None = None, solo: bool = False,
+                 future: asyncio.Future[Any] | None = None,
                  parent: tuple[Parent, int] | None = None) -> None:
         self.inputs = inputs
         self.rows = rows
@@ -52,7 +51,6 @@ class Item:
         self.key = policy.key(inputs)  # items with equal keys may share a batch
         self.arrival = arrival
         self.future = future
-        self.solo = solo  # came to an idle model right after another that did
         # A chunk: the request it belongs to, and its place there.
         self.parent, self.index = parent if parent is not None else (None, 0)
 
@@ -127,6 +125,38 @@ class Group(list[Item]):
                                         instance))
             runs.append((item.rows, time.perf_counter() - start, 1))
         return results, runs
+
+
+class Clients:
+    """How many requests a model has had in at once lately: the clients it knows of.
+
+    While every one of them has a request in (queued or running), nobody known is left
+    to join a batch, so waiting batch_delay_ms for one would only add latency. "Lately"
+    is this window of ``WINDOW`` seconds and the one before, so the count follows
+    clients that leave within two windows; after a whole window without a request it
+    starts again from nothing. Until the model has answered once, batches wait as
+    configured.
+    """
+
+    WINDOW = 0.25
+
+    def __init__(self) -> None:
+        self.last = 0  # the most at once in the window before this one
+        self.current = 0  # ... in this one
+        self.window_end = float("-inf")
+        self.answered = False
+
+    def arrived(self, in_system: int, now: float) -> None:
+        """A request came; ``in_system`` counts it and every one queued or running."""
+        if now >= self.window_end:  # a window starts with a request
+            self.last = self.current if now < self.window_end + self.WINDOW else 0
+            self.current, self.window_end = 0, now + self.WINDOW
+        if in_system > self.current:
+            self.current = in_system
+
+    def all_in(self, in_system: int) -> bool:
+        """Whether every client known lately has a request in the system now."""
+        return self.answered and in_system >= max(self.last, self.current)
 
 
 class WorkQueue:

@@ -8,7 +8,7 @@ knows queues, time and threads, not tensors.
 
 A batched model's job is a ``Batch``: it leaves when an instance is idle and either
 ``max_batch_size`` rows of one key wait, or the oldest request has waited
-``batch_delay_ms``, or nobody can come to join it (see ``_take_batch``), or the batcher
+``batch_delay_ms``, or no request is known to be coming (``_take_batch``), or the batcher
 is draining. A model without a batch dimension gets ``Group`` jobs: an idle instance's
 share of the queue, at once, each request run alone.
 
@@ -36,7 +36,7 @@ from ..errors import (
     QueueFullError,
 )
 from .batching import GroupedPolicy, OpaquePolicy, Runner, TensorPolicy
-from .jobs import SKIPPED, Batch, Group, Item, Outputs, Parent, Run, WorkQueue
+from .jobs import SKIPPED, Batch, Clients, Group, Item, Outputs, Parent, Run, WorkQueue
 from .model_config import ModelConfig
 from .stats import ModelStats
 
@@ -79,9 +79,10 @@ class DynamicBatcher:
         self._idle_event: asyncio.Event | None = None
         self._broken: BaseException | None = None
         self._running: dict[int, Batch | Group] = {}  # jobs handed to instance threads
+        self._running_items = 0  # requests (or chunks) in those jobs
         self._in_groups = 0  # members of running groups beyond the one each instance runs
         self._dispatch_pending = False
-        self._last_alone = False  # the latest request found the model idle and its queue empty
+        self._clients = Clients()  # how many requests to expect at once (see _take_batch)
 
     # Lifecycle
 
@@ -139,12 +140,10 @@ class DynamicBatcher:
             QueueFullError: the queue holds max_queue_size requests (503).
             ModelNotReadyError: the batcher is draining or broken (503).
         """
-        future, solo = self._admit()
-        now = self.clock()
+        future, now = self._admit()
         policy = self.tensors
         if policy.grouped or rows <= self.max_batch:
-            self._queue.append(Item(inputs, 1 if policy.grouped else rows, policy, now, future,
-                                    solo))
+            self._queue.append(Item(inputs, 1 if policy.grouped else rows, policy, now, future))
         else:  # chunks of at most max_batch rows, joined again by their Parent
             chunks = policy.split(inputs, rows, self.max_batch)
             parent = Parent(future, len(chunks), policy.join)
@@ -160,14 +159,14 @@ class DynamicBatcher:
         batch (of one runner) and returns one answer per payload, in order; an exception
         instance as an answer fails just that request. Raises as ``submit`` does.
         """
-        future, solo = self._admit()
+        future, now = self._admit()
         policy = OpaquePolicy(runner, self.name, self._grouped)
-        self._queue.append(Item(payload, 1, policy, self.clock(), future, solo))
+        self._queue.append(Item(payload, 1, policy, now, future))
         self._dispatch_soon()
         return future
 
-    def _admit(self) -> tuple[asyncio.Future[Any], bool]:
-        """A future for a request allowed in, and whether nobody can come to join it."""
+    def _admit(self) -> tuple[asyncio.Future[Any], float]:
+        """A future for a request allowed in, and its arrival time."""
         if not self._accepting or self._broken is not None:
             raise ModelNotReadyError(f"model '{self.name}' version {self.version} is unloading")
         if self.queue_depth >= self.max_queue:
@@ -175,10 +174,9 @@ class DynamicBatcher:
                 f"model '{self.name}' version {self.version} has {self.queue_depth} requests "
                 "waiting (max_queue_size); retry later"
             )
-        # Solo: it finds the model idle and its queue empty, as did the request before it.
-        alone = not self._queue and self._idle == self.instances
-        solo, self._last_alone = alone and self._last_alone, alone
-        return self.loop.create_future(), solo
+        now = self.clock()
+        self._clients.arrived(len(self._queue) + self._running_items + 1, now)
+        return self.loop.create_future(), now
 
     # Job formation (event loop)
 
@@ -198,6 +196,7 @@ class DynamicBatcher:
             for item in job:
                 self.stats.record_queued(now - item.arrival)
             self._running[id(job)] = job
+            self._running_items += len(job)
             self._in_groups += job.behind
             self._jobs.put(job)
         if self._timer is not None and not self._queue:
@@ -214,14 +213,14 @@ class DynamicBatcher:
         """Oldest request first, then later ones of the same key (shape, runner), up to
         max_batch rows; None while the batch should wait for more (the timer is armed)."""
         head = self._queue.head()
-        # Wait to fill the batch only while another request may come to join it.
-        # NOTE: a request that found the model idle and its queue empty, right after one
-        # that did the same, comes from a client sending one request at a time (or from a
-        # trickle): nobody is there to join it, so it goes now. A first request, or one
-        # arriving while others wait or run, waits (docs/batching.md).
+        # Wait to fill the batch only while another request is known to be coming.
+        # NOTE: when every client seen lately has a request in (queued or running), the
+        # next one comes only after an answer: one client sending one request at a time
+        # is the common case. Waiting for them would add the delay and batch nothing
+        # more, so the batch goes now (docs/batching.md).
         deadline = head.arrival + self.delay
         if (self._queue.rows < self.max_batch and now < deadline and self._accepting
-                and not (head.solo and len(self._queue) == 1)):
+                and not self._clients.all_in(len(self._queue) + self._running_items)):
             self._arm_timer(deadline - now)
             return None
         return self._queue.take_batch(self.max_batch, lambda item: self._discard(item, now))
@@ -291,6 +290,8 @@ class DynamicBatcher:
 
     def _complete(self, job: Batch | Group, results: list[Any], runs: list[Run]) -> None:
         self._running.pop(id(job), None)
+        self._running_items -= len(job)
+        self._clients.answered = True
         self._idle += 1
         self._in_groups -= job.behind
         stats = self.stats
@@ -315,6 +316,7 @@ class DynamicBatcher:
 
     def _crashed(self, batch: Batch | Group, exc: BaseException) -> None:
         self._running.pop(id(batch), None)
+        self._running_items -= len(batch)
         self._in_groups -= batch.behind
         log.error("scheduler of model '%s' crashed", self.name, exc_info=exc)
         self._broken = exc
