@@ -46,6 +46,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -241,6 +242,7 @@ def _parse_yaml(raw: bytes, label: str) -> dict[str, Any]:
 # Extraction (the loader thread)
 
 _root: Path | None = None
+_EXTRACTING = threading.Lock()
 
 
 def extraction_root() -> Path:
@@ -264,17 +266,18 @@ def prepare(source: Path, max_size: int = DEFAULT_MAX_SIZE, into: Path | None = 
     key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
     base = into or extraction_root()
     target = base / f"{source.stem}-{key[:16]}"
-    if target.is_dir():
+    with _EXTRACTING:  # two loads of one archive (a reload, a second name) extract it once
+        if target.is_dir():
+            return target
+        base.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{source.stem}-", dir=base))
+        try:
+            extract(source, partial, max_size)
+            os.replace(partial, target)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         return target
-    base.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{source.stem}-", dir=base))
-    try:
-        extract(source, partial, max_size)
-        os.replace(partial, target)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return target
 
 
 def extract(source: Path, folder: Path, max_size: int) -> None:

@@ -173,3 +173,14 @@ def test_too_many_members_are_refused(tmp_path: Path, monkeypatch) -> None:
                                              **{f"f{i}": b"" for i in range(5)}})
     with pytest.raises(ArchiveError, match="more than 3"):
         read_archive(path)
+
+
+def test_concurrent_loads_of_one_archive_extract_it_once(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    mar = write_zip(tmp_path / "c.mar", {"MAR-INF/MANIFEST.json": manifest("c"),
+                                         "w.bin": bytes(200_000)})
+    with ThreadPoolExecutor(4) as pool:
+        folders = set(pool.map(lambda _: prepare(mar, into=tmp_path / "out"), range(8)))
+    assert len(folders) == 1 and (folders.pop() / "w.bin").stat().st_size == 200_000
+    assert len(list((tmp_path / "out").iterdir())) == 1
