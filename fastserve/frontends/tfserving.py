@@ -171,10 +171,14 @@ class TFServingFrontend:
         if info.handler != "tensor":
             return await self._predict_handler(name, info.version, info.handler, doc)
         specs = _tfjson.InputSpecs(info.inputs, info.declared)
-        if has_rows:
-            inputs = _tfjson.decode_rows(doc["instances"], specs)
-        else:
-            inputs = _tfjson.decode_columns(doc["inputs"], specs)
+        try:
+            if has_rows:
+                inputs = _tfjson.decode_rows(doc["instances"], specs)
+            else:
+                inputs = _tfjson.decode_columns(doc["inputs"], specs)
+        except InvalidInputError:
+            self.dataplane.refused(info)  # counted as a failure in the statistics
+            raise
         response = await self.dataplane.infer(InferRequest(name, info.version, inputs))
         out_specs = {s.name: s for s in info.outputs}
         if has_rows:

@@ -94,3 +94,11 @@ def test_memory_usage_is_the_serving_process_rss(server: Any) -> None:
     assert 0.5 * rss < usage < 2 * rss, (usage, rss)
 
 
+
+
+def test_tf_serving_refusals_count_as_fail(server: Any) -> None:
+    before = _stats(server, "versioned", "2")["fail"]["count"]
+    ragged = {"instances": [[1.0, 2.0, 3.0], [4.0]]}
+    assert server.request("POST", "/v1/models/versioned/versions/2:predict",
+                          orjson.dumps(ragged))[0] == 400
+    assert _stats(server, "versioned", "2")["fail"]["count"] == before + 1
