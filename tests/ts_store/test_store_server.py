@@ -1,6 +1,7 @@
-"""A real server on a TorchServe model store holding broken archives beside a working
-model: each broken one is FAILED with its reason in the log and every status API, the
-rest serves, the server stays up; the register call's URL rules (CONTRACT section 7)."""
+"""A real server on a TorchServe model store holding broken archives beside working
+models: each broken one is FAILED with its reason in the log and every status API, the
+rest serves, the server stays up; the register call's URL rules (CONTRACT section 7);
+config.properties from TS_CONFIG_FILE, with service_envelope=kserve (KServe v1)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from _server import ServerProcess, free_port
 from models_factory import build_repository, load_model, model_file
-from ts_archives import hostile_archives
+from ts_archives import build_mar, hostile_archives, tiny_weights
 
 pytestmark = pytest.mark.slow
 
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.slow
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("ts") / "model-store"
     build_repository(root, ["versioned"])
+    build_mar(root.parent, root, "tiny", "1.0", seed=7)
     return root, hostile_archives(root)
 
 
@@ -35,7 +37,8 @@ def server(store: tuple[Path, dict[str, str]], metrics_port: int) -> Iterator[Se
     root, _ = store
     config = root.parent / "config.properties"
     config.write_text(f"metrics_address=http://127.0.0.1:{metrics_port}\n"
-                      "number_of_netty_threads=4\njob_queue_size=50\nload_models=all\n")
+                      "number_of_netty_threads=4\njob_queue_size=50\nload_models=all\n"
+                      "service_envelope=kserve\n")
     with ServerProcess(root, "--model-store", str(root), "--max-archive-size", "1MB", "--ncs",
                        env={"TS_CONFIG_FILE": str(config)}) as srv:
         yield srv
@@ -118,3 +121,19 @@ def test_register_a_broken_archive_answers_500_naming_it(server) -> None:
     assert status == 500 and "zip-slip" in body["error"], body
     status, described = mgmt(server, "GET", "/models/slip2")
     assert status == 200 and described[0]["status"] == "FAILED"
+
+
+def test_kserve_v1_request_through_the_kserve_envelope(server) -> None:
+    rows = [[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.0, 2.0]]
+    status, answer = server.json("POST", "/v1/models/tiny/versions/1.0:predict",
+                                 {"instances": [{"data": row} for row in rows]})
+    assert status == 200, answer
+    import torch
+
+    w = tiny_weights(7)
+    want = (torch.tensor(rows) @ w["fc.weight"].T + w["fc.bias"]).tolist()
+    assert len(answer["predictions"]) == 2
+    for got, expected in zip(answer["predictions"], want, strict=True):
+        assert got == pytest.approx(expected, abs=1e-5)
+    status, (described,) = mgmt(server, "GET", "/models/tiny")
+    assert described["jobQueueSize"] == 50  # config.properties job_queue_size
