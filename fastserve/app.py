@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import importlib
 import logging
 import os
 import signal
@@ -195,7 +196,10 @@ class App:
             self.watcher.start()
 
     async def _start_grpc(self) -> str:
-        from .grpc.server import GrpcServers
+        # grpcio and the generated messages take 0.1-0.3 s to import: off the loop, so
+        # the HTTP port (bound already) answers liveness meanwhile.
+        server_module = await asyncio.to_thread(importlib.import_module, "fastserve.grpc.server")
+        GrpcServers = server_module.GrpcServers  # noqa: N806
 
         def count(model: str, version: str | None, status: int) -> None:
             params = {"model": model} if version is None else {"model": model,

@@ -15,7 +15,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from ..core.control import ModelControl
 from ..core.dataplane import DataPlane
-from ..errors import ForbiddenError, InvalidInputError, UnsupportedError
+from ..errors import ForbiddenError, InvalidInputError
 from ..frontends.kserve_v2 import classify
 from ..frontends.triton import TritonExtensionsFrontend
 from .management import Management
@@ -139,11 +139,12 @@ class InferenceService:
         check(request)
         dataplane = self.dataplane
         info = dataplane.resolve(request.model_name, request.model_version or None)
-        if info.handler == "handler.py":
-            raise UnsupportedError(
-                f"model '{info.name}' has a custom handler.py; it answers on TorchServe's "
-                "Predictions RPC (or /predictions/{model}), not on ModelInfer")
-        infer_request, options = decode_request(request, dataplane.shared_memory)
+        dataplane.check_tensor_api(info)  # a handler.py model answers on Predictions
+        try:
+            infer_request, options = decode_request(request, dataplane.shared_memory)
+        except InvalidInputError:
+            dataplane.refused(info)  # a bad request counts as a failure (as Triton)
+            raise
         # Encoded images (BYTES, image_classifier) are preprocessed behind the door.
         response = await dataplane.infer(infer_request)
         if options.classification:

@@ -9,6 +9,7 @@ parameters. A handler that does not stream answers StreamPredictions with one me
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -19,6 +20,7 @@ from ..core.dataplane import DataPlane
 from ..core.payloads import Payload
 from ..errors import InvalidInputError
 from ..frontends.torchserve import answer_response
+from ..types import ReplyStream
 from .management import Management
 from .protos import inference_pb2 as ts
 from .protos import management_pb2 as tsm
@@ -65,15 +67,32 @@ class TorchServeInference:
         return ts.PredictionResponse(prediction=await self.predict(request))
 
     async def StreamPredictions(self, request: Any, context: Any) -> Any:
+        """A handler's parts (``send_intermediate_predict_response``) as they come, then
+        its answer; a handler that does not stream answers one message."""
         refused = self.policy.authorized(context)
         if refused is not None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
+        task = None
         try:
-            prediction = await self.predict(request)
+            check(request)
+            payload = payload_of(request)
+            loop = asyncio.get_running_loop()
+            stream = payload.stream = ReplyStream(loop)
+            task = loop.create_task(self.dataplane.predict(
+                request.model_name, request.model_version or None, [payload]))
+            task.add_done_callback(lambda _: stream.first.done() or stream.first.set_result(None))
+            part = await stream.first
+            while part is not None:
+                yield ts.PredictionResponse(prediction=part.body)
+                part = await _next_part(stream, task)
+            prediction = bytes(answer_response(task.result()[0]).body)
         except Exception as exc:
             code, message, status = code_of(exc)
             self._count(request, status)
             await context.abort(code, message)
+        finally:
+            if task is not None and not task.done():  # the client left
+                task.cancel()
         self._count(request, 200)
         yield ts.PredictionResponse(prediction=prediction)
 
@@ -99,6 +118,27 @@ class TorchServeInference:
     def _count(self, request: Any, status: int) -> None:
         if self.policy.count is not None:
             self.policy.count(*model_of(request), status)
+
+
+async def _next_part(stream: ReplyStream, task: asyncio.Task[Any]) -> Any:
+    """The next streamed part, or None once the handler's answer is there."""
+    pending = stream.pending()
+    if pending:
+        return pending[0] if len(pending) == 1 else _Joined(pending)
+    getter = asyncio.ensure_future(stream.next_part())
+    await asyncio.wait((task, getter), return_when=asyncio.FIRST_COMPLETED)
+    if getter.done():
+        return getter.result()
+    getter.cancel()
+    rest = stream.pending()
+    return _Joined(rest) if rest else None
+
+
+class _Joined:
+    """Parts that arrived together, sent as one message."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.body = b"".join(p.body for p in parts)
 
 
 def _positive(value: int) -> int | None:
