@@ -148,6 +148,7 @@ def test_empty_models_dir(tmp_path, spawn_server):
     """DIR holds no model: ready 200, any model 404; 413 past the size limit; SIGINT exits 0."""
     empty = tmp_path / "empty"
     empty.mkdir()
+    (empty / "typo").mkdir()  # a folder holding no model: DIR still holds none
     srv = spawn_server(empty, "--max-request-size", "1KB")
     srv.wait_ready(30)
     r = srv.get("/v2/health/ready")

@@ -63,7 +63,9 @@ class DataPlane:
             return all(entry.versions and all(v.ready for v in entry.versions.values()
                                               if v.state is not State.UNLOADING)
                        for entry in entries)
-        return not entries or any(v.ready for e in entries for v in e.versions.values())
+        # DIR holds no model when no folder has a version folder (each is logged at start)
+        versions = [v for e in entries for v in e.versions.values()]
+        return not versions or any(v.ready for v in versions)
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         """Raises ModelNotFoundError / VersionNotFoundError for unknown names."""

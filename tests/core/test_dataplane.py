@@ -319,14 +319,20 @@ def test_strict_readiness_is_tritons_rule(repo_dir: Path, fake_loader: Any, run_
     run_async(main)
 
 
-def test_empty_repository_is_ready(tmp_path: Path, fake_loader: Any, run_async: Any,
-                                   wait_until: Any) -> None:
+@pytest.mark.parametrize("folders", [(), ("no_version",)],
+                         ids=["empty", "folders-without-versions"])
+def test_empty_repository_is_ready(tmp_path: Path, make_model: Any, fake_loader: Any,
+                                   run_async: Any, wait_until: Any,
+                                   folders: tuple[str, ...]) -> None:
+    """DIR holds no model (CONTRACT 3): ready, as an empty one is; a warning says so."""
+    for name in folders:
+        make_model(tmp_path, name, versions=())
     plane = DataPlane(ModelRepository(tmp_path, fake_loader()))
 
     async def main() -> None:
         await start(plane, wait_until)
         assert plane.ready()
         plane.strict_readiness = True
-        assert plane.ready()
+        assert plane.ready() == (not folders)  # Triton's rule: a FAILED folder is not ready
 
     run_async(main)
