@@ -1,0 +1,133 @@
+"""v2 image requests beside tensor requests: does image traffic slow the tensor clients?
+
+Issue 14: the v2 image_classifier path decoded images with PIL on the event loop, stalling
+every connection meanwhile. Two servers (this working tree, A, and --base, B), each with
+the digits model twice: ``digits_ts`` (tensors) and ``digits_big`` (the image_classifier
+model, its [image] section resizing to 8x8 so that --size x --size JPEGs are accepted).
+For each tree, one wrk (--conns) sends small v2 JSON tensors to digits_ts alone, then
+again while a second wrk (--conns) sends one JPEG per request (v2 binary extension) to
+digits_big. Reported: the tensor clients' req/s and p99 alone and with images, per tree.
+Servers pinned to core 0, both wrk to core 1 (_harness). Run from the repo root:
+
+    python benchmarks/image_mix.py --base HEAD~1 --duration 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import _harness as h
+import numpy as np
+from ab import ROOT, checkout, start
+from PIL import Image
+
+IMAGE_CONFIG = """max_batch_size = 32
+batch_delay_ms = 1.0
+handler = "image_classifier"
+[image]
+mode = "L"
+resize = 8
+crop = 8
+mean = [0.0]
+std = [0.9411764705882353]
+[[inputs]]
+name = "input__0"
+datatype = "FP32"
+shape = [-1, 1, 8, 8]
+[[outputs]]
+name = "output__0"
+datatype = "FP32"
+shape = [-1, 10]
+"""
+
+
+def build(models: Path, tmp: Path, size: int) -> tuple[Path, Path, str]:
+    """The model repository, the image request body and its JSON header's length."""
+    shutil.copytree(ROOT / "examples/models/digits_ts", models / "digits_ts")
+    (models / "digits_big").mkdir()
+    shutil.copytree(ROOT / "examples/models/digits_image/1", models / "digits_big/1")
+    (models / "digits_big/config.toml").write_text(IMAGE_CONFIG)
+    pixels = np.random.default_rng(0).integers(0, 256, (size, size), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=90)
+    jpeg = out.getvalue()
+    element = struct.pack("<I", len(jpeg)) + jpeg
+    header = json.dumps({"inputs": [{"name": "input__0", "shape": [1], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": len(element)}}]})
+    body = tmp / "image.bin"
+    body.write_bytes(header.encode() + element)
+    return models, body, str(len(header))
+
+
+def measure(srv: h.Server, image: Path, header_length: str, seconds: int, conns: int
+            ) -> dict[str, dict]:
+    tensors = (ROOT / "examples/samples/digits_v2.json").resolve()
+    alone = h.wrk(srv.port, "/v2/models/digits_ts/infer", seconds, tensors, conns=conns)
+    images: dict = {}
+
+    def send_images() -> None:
+        images.update(h.wrk(srv.port, "/v2/models/digits_big/infer", seconds + 2, image,
+                            conns=conns,
+                            headers={"Inference-Header-Content-Length": header_length}))
+
+    thread = threading.Thread(target=send_images)
+    thread.start()
+    mixed = h.wrk(srv.port, "/v2/models/digits_ts/infer", seconds, tensors, conns=conns)
+    thread.join()
+    for r in (alone, mixed, images):
+        if r["non_2xx"] or r["socket_errors"]:
+            raise SystemExit(f"{srv.name}: failed requests\n{srv.log_tail()}")
+    return {"alone": alone, "mixed": mixed, "images": images}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--base", required=True, help="git ref of tree B (A: the working tree)")
+    p.add_argument("--size", type=int, default=512, help="JPEG width and height")
+    p.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    p.add_argument("--conns", type=int, default=16, help="connections per wrk")
+    p.add_argument("--rounds", type=int, default=1)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fastserve-imagemix-") as tmp:
+        models, image, header_length = build(Path(tmp) / "models", Path(tmp), args.size)
+        tree_b = Path(tmp) / "b"
+        checkout(args.base, tree_b)
+        results: dict[str, list[dict]] = {"A": [], "B": []}
+        try:
+            for i in range(args.rounds):
+                for name, tree in (("A", ROOT), ("B", tree_b))[:: 1 if i % 2 == 0 else -1]:
+                    srv = start(name, tree, models)
+                    try:
+                        srv.wait_until("GET", "/v2/health/ready", timeout=120)
+                        h.wrk(srv.port, "/v2/models/digits_big/infer", 2, image, conns=2,
+                              headers={"Inference-Header-Content-Length": header_length})
+                        r = measure(srv, image, header_length, args.duration, args.conns)
+                    finally:
+                        srv.stop()
+                    results[name].append(r)
+                    print(f"{name}: tensors alone {r['alone']['rps']:8,.0f} req/s p99 "
+                          f"{r['alone']['p99_ms']:7.2f} ms | with images "
+                          f"{r['mixed']['rps']:8,.0f} req/s p99 {r['mixed']['p99_ms']:7.2f} ms"
+                          f" | images {r['images']['rps']:6,.0f} req/s p99 "
+                          f"{r['images']['p99_ms']:7.2f} ms", flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree_b)], cwd=ROOT,
+                           capture_output=True)
+    for name, runs in results.items():
+        grow = [r["mixed"]["p99_ms"] / r["alone"]["p99_ms"] for r in runs]
+        print(f"{name}: tensor p99 with images / alone: "
+              + ", ".join(f"{g:.2f}x" for g in grow))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
