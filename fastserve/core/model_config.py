@@ -63,6 +63,9 @@ class ModelConfig:
     # Triton repositories (config.pbtxt): the version's model file, and which versions serve.
     model_filename: str | None = None  # None: model.pt2, else model.pt
     version_policy: VersionPolicy | None = None  # None: every version folder
+    # False: Triton's default scheduler (config.pbtxt without dynamic_batching): a
+    # request runs alone, with the rows it brings; requests are never merged.
+    merge_requests: bool = True
     source: str = "config.toml"  # the file the settings came from (for messages)
 
     @property

@@ -67,6 +67,7 @@ class DynamicBatcher:
         self.stats = stats or ModelStats()
         # The one place the model's kind matters: how jobs form, and its tensor policy.
         self._grouped = config.max_batch_size <= 0
+        self._merge = config.merge_requests  # False: each request is a batch of its own
         self._take = self._take_group if self._grouped else self._take_batch
         self.tensors: TensorPolicy | GroupedPolicy = (
             GroupedPolicy(backend, name) if self._grouped else TensorPolicy(backend, name))
@@ -213,6 +214,8 @@ class DynamicBatcher:
         """Oldest request first, then later ones of the same key (shape, runner), up to
         max_batch rows; None while the batch should wait for more (the timer is armed)."""
         head = self._queue.head()
+        if not self._merge:  # the head's rows are the batch: it goes alone, at once
+            return self._queue.take_batch(head.rows, lambda item: self._discard(item, now))
         # Wait to fill the batch only while another request is known to be coming.
         # NOTE: when every client seen lately has a request in (queued or running), the
         # next one comes only after an answer: one client sending one request at a time

@@ -94,7 +94,7 @@ def parse_triton_config(folder: Path) -> ModelConfig:
         inputs=_tensors(msg.input, "input", batched) if len(msg.input) else None,
         outputs=_tensors(msg.output, "output", batched) if len(msg.output) else None,
         model_filename=filename, version_policy=_version_policy(msg),
-        source=CONFIG_FILE)
+        merge_requests=msg.HasField("dynamic_batching"), source=CONFIG_FILE)
 
 
 def _check_platform(msg: Any) -> None:

@@ -851,3 +851,28 @@ def test_fail_pending_answers_running_and_queued_requests(
             gate.set()
 
     run_async(main)
+
+
+def test_without_merging_each_request_runs_alone(
+        run_async, new_batcher, fake_backend, fake_clock, wait_until) -> None:
+    """Triton's default scheduler (config.pbtxt without dynamic_batching)."""
+    gate = threading.Event()
+    backend = fake_backend(gate=gate)
+
+    async def main() -> None:
+        batcher = new_batcher(backend, fake_clock, max_batch_size=8,
+                              batch_delay_ms=FOREVER_MS, merge_requests=False)
+        try:
+            first = await blocked(batcher, backend, wait_until, rows=2)
+            sent = [request(rows, i) for i, rows in enumerate((1, 3, 1, 12))]
+            futures = [batcher.submit({"x": x}, len(x)) for x in sent]
+            gate.set()
+            await first
+            for x, outputs in zip(sent, await asyncio.gather(*futures), strict=True):
+                assert_answer(outputs, x)
+        finally:
+            gate.set()
+
+    run_async(main)
+    # the blocker, then each request alone (12 rows > max_batch_size: split, 8 + 4)
+    assert backend.batch_sizes == [2, 1, 3, 1, 8, 4]

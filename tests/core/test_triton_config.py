@@ -64,6 +64,7 @@ def test_tritons_defaults(tmp_path: Path) -> None:
     assert config.inputs == (TensorSpec("x", D.FP16, (3,)),) and config.outputs is None
     assert config.model_filename == "model.pt"
     assert config.version_policy == VersionPolicy("latest", (1,))
+    assert not config.merge_requests  # Triton's default scheduler: each request alone
 
 
 def test_names_without_an_index_keep_their_order(tmp_path: Path) -> None:
