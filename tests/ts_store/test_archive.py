@@ -108,13 +108,20 @@ def test_failed_archive_still_names_its_model_and_version(tmp_path: Path) -> Non
     assert (info.value.name, info.value.version) == ("slipper", "4.2")
 
 
-def test_members_that_lie_about_their_size_are_counted_as_written(tmp_path: Path) -> None:
-    path = write_zip(tmp_path / "liar.mar", {"MAR-INF/MANIFEST.json": manifest("liar"),
-                                             "w.bin": bytes(500_000)})
+def test_extraction_counts_the_bytes_it_writes(tmp_path: Path, monkeypatch) -> None:
+    """Past the declared sizes (checked first), the bytes really written are bounded too."""
+    import fastserve.core.archive as archive
+
+    path = write_zip(tmp_path / "big.mar", {"MAR-INF/MANIFEST.json": manifest("big"),
+                                            "w.bin": bytes(500_000)})
     with zipfile.ZipFile(path) as zf:
         assert zf.getinfo("w.bin").file_size == 500_000
-    with pytest.raises(ArchiveError, match="inflates"):
+    with pytest.raises(ArchiveError, match="inflates"):  # the declared sizes
         prepare(path, max_size=400_000, into=tmp_path / "out")
+    monkeypatch.setattr(archive, "check_members", lambda *args: 0)
+    with pytest.raises(ArchiveError, match="inflates"):  # the written bytes
+        prepare(path, max_size=400_000, into=tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_version_strings_sort_as_torchserve_numbers() -> None:
