@@ -184,7 +184,14 @@ class TorchBackend:
     def __init__(self, folder: Path, config: Any, labels: dict[str, str]) -> None:
         self.config = config
         self.labels = labels
-        self.device = resolve_device(config.device)
+        try:
+            self.device = resolve_device(config.device)
+        except ConfigError as exc:
+            if getattr(config, "source", "") != "config.pbtxt":
+                raise
+            reason = exc.message.split(" but ", 1)[-1].split(";", 1)[0]
+            raise ConfigError(f"config.pbtxt: instance_group kind KIND_GPU ({config.device}) "
+                              f"but {reason}; use KIND_CPU or KIND_AUTO") from None
         self.cuda = self.device.startswith("cuda")
         self.declared = True
         self._forward_args: tuple[list[str], int] | None = None  # undeclared model.pt only

@@ -76,3 +76,17 @@ def test_torch_save_pickle_says_how_to_export(model_folder: Any, what: str,
     assert f"{filename} is a torch.save pickle" in message
     assert "torch.export.export" in message and "torch.jit.script" in message
     assert "corrupted" not in message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_kind_gpu_without_cuda_names_the_instance_group(model_folder: Any) -> None:
+    folder = model_folder("gpu_only")
+    folder.script(Affine())
+    (folder.folder / "config.toml").unlink()
+    (folder.folder / "config.pbtxt").write_text(
+        'platform: "pytorch_libtorch"\ninstance_group [ { kind: KIND_GPU gpus: [ 0 ] } ]\n')
+    with pytest.raises(ConfigError) as info:
+        TorchBackend(folder.version, parse_model_config(folder.folder), {})
+    assert info.value.message == (
+        "config.pbtxt: instance_group kind KIND_GPU (cuda:0) but CUDA is not available on "
+        "this machine; use KIND_CPU or KIND_AUTO")
