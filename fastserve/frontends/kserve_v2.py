@@ -33,10 +33,10 @@ from ..types import BY_WIRE, DataType, InferRequest, InferResponse, TensorSpec
 from . import _tfjson
 from ._base import JSON_OPTIONS, error_body, json_response, load_json
 from ._ts_archive import archive_answer
+from ._v2 import MAX_CLASSIFICATION, classify
 
 INFERENCE_HEADER_CONTENT_LENGTH = b"inference-header-content-length"
 EXTENSIONS = ["binary_tensor_data", "classification", "system_shared_memory"]
-MAX_CLASSIFICATION = 1_000_000
 JOIN_BELOW = 16 * 1024  # binary outputs up to this size travel joined to the JSON header
 
 _READY = orjson.dumps({"ready": True})
@@ -442,21 +442,3 @@ def json_data(arr: np.ndarray, datatype: DataType) -> Any:
     if flat.dtype.kind == "f":  # NaN and +-Infinity as tokens, as Triton writes them
         return _tfjson.float_json(flat)
     return flat
-
-
-def classify(arr: np.ndarray, k: int, labels: dict[str, str], batched: bool) -> np.ndarray:
-    """Triton's classification extension: top-k as BYTES "score:index[:label]".
-
-    Shape [batch, k] for batching models, else [k]; scores printed as C's "%f".
-    """
-    values = bf16_to_float(arr) if arr.dtype == np.uint16 else arr
-    rows = values.reshape(values.shape[0], -1) if batched and values.ndim else values.reshape(1, -1)
-    k = min(k, rows.shape[1])
-    order = np.argsort(-rows.astype(np.float64), axis=1, kind="stable")[:, :k]
-    items = []
-    for row, indices in zip(rows, order, strict=True):
-        for i in indices:
-            label = labels.get(str(int(i)))
-            text = f"{float(row[i]):f}:{int(i)}" + (f":{label}" if label is not None else "")
-            items.append(text.encode("utf-8"))
-    return bytes_array(items, (rows.shape[0], k) if batched else (k,))

@@ -15,12 +15,10 @@ shape ``{"code": 404, "type": "ModelNotFoundException", "message": "..."}``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
-import numpy as np
 import orjson
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -43,10 +41,11 @@ from ..errors import (
     UnsupportedError,
     VersionNotFoundError,
 )
-from ..http.messages import OCTET_STREAM, Request, Response
+from ..http.messages import Request, Response
 from ..http.router import Router
 from ..types import HandlerReply
 from ._base import load_json
+from ._ts_answer import answer_response, dumps
 from ._ts_archive import archive_answer, reply_response
 from .openapi import ApiDescription
 
@@ -54,7 +53,6 @@ from .openapi import ApiDescription
 logging.getLogger("python_multipart.multipart").setLevel(logging.CRITICAL)
 
 MAX_PARTS = 256
-TEXT = b"text/plain; charset=utf-8"
 _HEALTHY = orjson.dumps({"status": "Healthy", "health": "healthy!"})
 _UNHEALTHY = orjson.dumps({"status": "Unhealthy", "health": "unhealthy"})
 _TS_PREFIXES = ("/ping", "/predictions", "/explanations")
@@ -122,38 +120,6 @@ class TorchServeErrorBody:
 
 
 ts_error_body = TorchServeErrorBody()
-
-
-def _default(obj: Any) -> Any:
-    # What orjson leaves to us: non-contiguous or odd numpy values, bytes, tuples, sets.
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(obj)).decode("ascii")
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    raise TypeError(f"an answer holds a {type(obj).__name__}, which cannot be written as JSON")
-
-
-def dumps(obj: Any) -> bytes:
-    try:
-        return orjson.dumps(obj, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
-    except orjson.JSONEncodeError as exc:
-        raise TypeError(f"the answer cannot be written as JSON: {exc}") from None
-
-
-def answer_response(answer: Any) -> Response:
-    """One answer: bytes as they are, text as text (as TorchServe sends them), else JSON;
-    a TorchServe archive's (HandlerReply) with its own status, type and headers."""
-    if isinstance(answer, HandlerReply):
-        return reply_response(answer)
-    if isinstance(answer, (bytes, bytearray, memoryview)):
-        return Response(bytes(answer), content_type=OCTET_STREAM)
-    if isinstance(answer, str):
-        return Response(answer.encode("utf-8"), content_type=TEXT)
-    return Response(dumps(answer))
 
 
 class _Part:

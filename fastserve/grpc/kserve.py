@@ -16,8 +16,8 @@ from tritonclient.grpc import service_pb2 as pb
 from ..core.control import ModelControl
 from ..core.dataplane import DataPlane
 from ..errors import ForbiddenError, InvalidInputError
-from ..frontends.kserve_v2 import classify
-from ..frontends.triton import TritonExtensionsFrontend
+from ..frontends._triton import TritonDocs
+from ..frontends._v2 import classify
 from .management import Management
 from .services import Malformed, check
 from .status import CallPolicy, code_of, model_of, unary
@@ -35,7 +35,7 @@ class InferenceService:
         self.policy = policy
         self.management = management
         self.mutable = mutable
-        self.triton = TritonExtensionsFrontend(dataplane, control)
+        self.triton = TritonDocs(dataplane, control)
 
     # Health and metadata
 

@@ -24,7 +24,7 @@ from ..core.tensors import (
     element_count,
 )
 from ..errors import InvalidInputError
-from ..frontends.kserve_v2 import MAX_CLASSIFICATION
+from ..frontends._v2 import MAX_CLASSIFICATION
 from ..types import DataType, InferRequest, InferResponse, TensorSpec
 
 # Which typed field of InferTensorContents carries each datatype (FP16/BF16: raw only).

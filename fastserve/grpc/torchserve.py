@@ -19,7 +19,7 @@ from google.rpc import status_pb2
 from ..core.dataplane import DataPlane
 from ..core.payloads import Payload
 from ..errors import InvalidInputError
-from ..frontends.torchserve import answer_response
+from ..frontends._ts_answer import answer_response
 from ..types import ReplyStream
 from .management import Management
 from .protos import inference_pb2 as ts
