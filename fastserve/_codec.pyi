@@ -80,3 +80,36 @@ def numbers_from_json(data: object, dtype: np.dtype[Any], count: object) -> np.n
     caller's general path then decides, with its own messages. The pure-Python twin
     always gives None.
     """
+
+class JsonNumbers:
+    """The plain numbers of one v2 ``inputs[i].data`` array, parsed from the request body.
+
+    ``count`` leaves in ``shape`` (the nesting of the JSON lists), held as int64 (every
+    token an integer) or float64 values in one buffer: no Python float, no list.
+    """
+
+    count: int
+    shape: tuple[int, ...]
+
+    def text(self) -> memoryview:
+        """The array's bytes as they are in the body (``orjson.loads`` gives the list)."""
+
+    def to_array(self, dtype: np.dtype[Any], count: object) -> np.ndarray | None:
+        """A flat array of ``dtype`` (float32/64, int32/64) holding the numbers, exactly as
+        numbers_from_json on the loaded list would give it; None where that gives None
+        (another dtype or count, floats for an integer dtype, integers beyond 2**53 for a
+        float dtype). Converted once: the values buffer is then reused or handed over."""
+
+def split_json_tensors(body: Buffer) -> tuple[bytes, list[tuple[int, JsonNumbers]]] | None:
+    """Cut the plain number arrays of a v2 request body's ``inputs[i].data`` out, parsed.
+
+    Returns:
+        None when the body has no such array or is anything the walk does not follow
+        (not an object, escaped or repeated ``inputs``/``data`` keys, trailing bytes);
+        else ``(skeleton, found)``: the body with each found array replaced by ``null``,
+        for orjson, and ``(input index, JsonNumbers)`` per array. An array that is not a
+        regular nest of plain JSON numbers (strings, null, NaN, ragged or empty lists,
+        more than 19 significant digits, out of double range) stays in the skeleton.
+        The pure-Python twin always returns None: orjson on the whole body then gives
+        the very same document.
+    """

@@ -4,6 +4,12 @@ The reference is the general path (the twin has no fast path): orjson on the who
 then tensors.array_from_json. For any body, valid or not, the C path must give the very
 same arrays (dtype, shape, bits) or the very same error message, and never read outside
 the body (hostile, truncated, deep and oversized inputs; hypothesis and random bytes).
+
+Under AddressSanitizer and UBSan (how the C path was checked; not part of CI):
+    CFLAGS="-fsanitize=address,undefined -O1 -g" LDFLAGS="-fsanitize=address,undefined" \
+        python setup.py build_ext --inplace
+    LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
+        ASAN_OPTIONS=detect_leaks=0 python -m pytest tests/test_codec_json_tensors.py
 """
 
 from __future__ import annotations
