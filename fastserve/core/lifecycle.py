@@ -58,15 +58,16 @@ class Lifecycle:
         assert self.loop is not None
         try:
             for entry, version in jobs:
-                if version.state is not State.LOADING or entry.config is None:
+                config = version.config or entry.config
+                if version.state is not State.LOADING or config is None:
                     continue
                 try:
-                    backend = self.build(version.folder, entry.config, entry.labels)
+                    backend = self.build(version.folder, config, entry.labels)
                 except Exception as exc:
                     self.loop.call_soon_threadsafe(self.load_failed, version, _reason(exc))
                 else:
                     self.loop.call_soon_threadsafe(self._swap_in, entry, version, backend,
-                                                   entry.config)
+                                                   config)
         finally:
             self.loop.call_soon_threadsafe(self._loaded)
 
@@ -85,7 +86,7 @@ class Lifecycle:
 
         Returns the load error, or None. A failed reload leaves a READY version serving.
         """
-        config = config or entry.config
+        config = config or version.config or entry.config
         if config is None:
             return entry.error
         try:

@@ -71,6 +71,8 @@ class ModelVersion:
     # Runtime changes: the files it was loaded from, and when it became READY.
     files: Fingerprint = ()
     loaded_at: float = 0.0
+    # Its own settings (a TorchServe archive's model-config.yaml); None: the model's.
+    config: ModelConfig | None = None
 
     @property
     def ready(self) -> bool:
@@ -198,11 +200,12 @@ def scan_archive(source: Path, store: StoreSettings) -> ModelEntry:
 
 def merge_archive_versions(current: ModelEntry | None, entry: ModelEntry) -> bool:
     """Two archives of one model name with different versions (TorchServe's way of
-    versioning) serve as one model; the first archive's settings apply to both."""
+    versioning) serve as one model; each version keeps its archive's settings."""
     if (current is None or not (current.archive and entry.archive)
             or set(current.versions) & set(entry.versions) or entry.config is None):
         return False
     for version in entry.versions.values():
+        version.config = entry.config
         current.versions[version.version] = version
     current.pinned = current.pinned or entry.pinned
     return True

@@ -159,6 +159,7 @@ class ModelRepository(Registry):
         if overrides and config is not None:
             config = apply_overrides(config, overrides)
         self.unloaded_versions.discard((entry.name, version.version))
+        version.config = config
         entry.versions[version.version] = version
         self.lifecycle.changed(version)
         log.info("model %s: loading version %s from %s", entry.name, version.version,
@@ -245,7 +246,10 @@ class ModelRepository(Registry):
                                          f"{versions[0].state.value.lower()}")
             targets = [v for v in versions if v.state is State.READY and v.batcher is not None
                        and v.batcher.instances != instances]
-            errors = await asyncio.gather(*(self.lifecycle.load_one(entry, v, config)
+            for v in targets:  # a version with settings of its own (an archive's) keeps them
+                if v.config is not None:
+                    v.config = dataclasses.replace(v.config, instances=instances)
+            errors = await asyncio.gather(*(self.lifecycle.load_one(entry, v, v.config or config)
                                             for v in targets))
             return [e for e in errors if e]
 

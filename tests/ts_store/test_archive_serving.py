@@ -40,8 +40,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(store: Path) -> Iterator[ServerProcess]:
-    with ServerProcess(store, "--model-store", str(store), "--models", "tiny.mar", "plain",
-                       "--ncs") as srv:
+    with ServerProcess(store, "--model-store", str(store), "--models", "tiny.mar",
+                       "tiny_v2.mar,plain", "--ncs") as srv:
         yield srv
 
 
@@ -57,10 +57,11 @@ def mgmt(server: ServerProcess, method: str, path: str) -> tuple[int, object]:
 
 
 def test_predictions_by_version_string(server: ServerProcess) -> None:
-    for path in ("/predictions/tiny", "/predictions/tiny/1.0"):
+    for path, seed in (("/predictions/tiny/1.0", 1), ("/predictions/tiny/2.0", 2),
+                       ("/predictions/tiny", 2)):  # the highest version is the default
         status, answer = predict(server, path)
         assert status == 200, answer
-        assert answer == pytest.approx(expected(1, ROW), abs=1e-5)
+        assert answer == pytest.approx(expected(seed, ROW), abs=1e-5), path
     status, answer = predict(server, "/predictions/plain/0.5")
     assert status == 200 and answer == pytest.approx(expected(3, ROW), abs=1e-5)
     assert server.request("GET", "/v2/models/tiny/versions/1.0/ready")[0] == 200
@@ -76,10 +77,14 @@ def test_model_config_yaml_is_honoured(server: ServerProcess) -> None:
     assert (described["minWorkers"], described["batchSize"], described["maxBatchDelay"]) == (
         2, 4, 5)
     assert len(described["workers"]) == 2
+    # The other archive of the model keeps its own settings (it has no model-config.yaml).
+    status, (other,) = mgmt(server, "GET", "/models/tiny/2.0")
+    assert (other["modelUrl"], other["minWorkers"], other["batchSize"]) == ("tiny_v2.mar", 1, 1)
 
 
 def test_register_versions_set_default_scale_unregister(server: ServerProcess) -> None:
     # A second archive of the model adds version 2.0 (TorchServe's register call).
+    assert mgmt(server, "DELETE", "/models/tiny/2.0")[0] == 200
     status, body = mgmt(server, "POST", "/models?url=tiny_v2.mar&batch_size=2"
                                         "&max_batch_delay=10&initial_workers=1"
                                         "&response_timeout=20&synchronous=true")

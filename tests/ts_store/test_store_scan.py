@@ -18,7 +18,7 @@ from ts_archives import build_mar, hostile_archives
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("store")
     build_mar(root / ".src", root, "alpha", "1.0")
-    build_mar(root / ".src", root / ".v2", "alpha", "2.0")
+    build_mar(root / ".src", root / ".v2", "alpha", "2.0", config_yaml="batchSize: 3\n")
     (root / ".v2" / "alpha.mar").rename(root / "alpha_v2.mar")
     build_mar(root / ".src", root, "beta", "0.3", fmt="no-archive")
     hostile_archives(root)
@@ -39,6 +39,10 @@ def test_models_dir_serves_archives_beside_model_folders(store: Path, caplog) ->
     assert [v.version for v in alpha.sorted_versions()] == ["1.0", "2.0"]
     assert alpha.default is alpha.versions["2.0"] and alpha.archive
     assert alpha.config is not None and alpha.config.handler == "torchserve"
+    # Each archive keeps its own model-config.yaml: 2.0's batchSize 3, 1.0 the default 1.
+    assert alpha.config.max_batch_size == 1 and alpha.versions["1.0"].config is None
+    v2_config = alpha.versions["2.0"].config
+    assert v2_config is not None and v2_config.max_batch_size == 3
     assert repo.entry("beta").versions["0.3"].folder == store / "beta"
     assert "folder_model" in repo
     for name in ("slip", "absolute", "link", "huge"):  # the manifest was read: a FAILED version
