@@ -128,6 +128,8 @@ class GroupedPolicy:
 
     def run(self, requests: list[dict[str, Any]], rows: list[int], instance: int
             ) -> list[Outputs]:
+        if len(requests) == 1:  # a group's member: the common case
+            return [check_outputs(self.model, self.backend.infer(requests[0], instance))]
         return [check_outputs(self.model, self.backend.infer(r, instance)) for r in requests]
 
 
@@ -168,17 +170,18 @@ def run_isolated(policy: BatchPolicy, model: str, requests: list[Any], rows: lis
         return policy.run(requests, rows, instance)
     except Exception as exc:
         if len(requests) == 1:
-            return [_wrap(model, exc)]
+            return [as_error(model, exc)]
     results: list[Any] = []
     for request, n_rows in zip(requests, rows, strict=True):
         try:
             results.extend(policy.run([request], [n_rows], instance))
         except Exception as exc:
-            results.append(_wrap(model, exc))
+            results.append(as_error(model, exc))
     return results
 
 
-def _wrap(model: str, exc: Exception) -> FastServeError:
+def as_error(model: str, exc: Exception) -> FastServeError:
+    """A model's exception as the error its request fails with (500 unless it says)."""
     if isinstance(exc, FastServeError):
         return exc
     err = BackendError(f"model '{model}' raised {type(exc).__name__}: {exc}")

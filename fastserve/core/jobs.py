@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .batching import BatchPolicy, run_isolated
+from .batching import BatchPolicy, as_error, run_isolated
 
 Outputs = dict[str, Any]
 Run = tuple[int, float, int]  # rows, seconds, requests of one model run
@@ -61,7 +61,8 @@ class Item:
 
     def abandoned(self) -> bool:
         """True when nobody waits for the answer any more (the client went away)."""
-        return self.target.done()
+        target = self.future if self.parent is None else self.parent.future
+        return target.done()  # type: ignore[union-attr]
 
     def fail(self, exc: BaseException) -> None:
         if not self.target.done():
@@ -121,8 +122,10 @@ class Group(list[Item]):
                 results.append(SKIPPED)
                 continue
             start = time.perf_counter()
-            results.extend(run_isolated(item.policy, model, [item.inputs], [item.rows],
-                                        instance))
+            try:
+                results.extend(item.policy.run([item.inputs], [item.rows], instance))
+            except Exception as exc:
+                results.append(as_error(model, exc))
             runs.append((item.rows, time.perf_counter() - start, 1))
         return results, runs
 
