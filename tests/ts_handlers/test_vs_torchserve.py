@@ -46,7 +46,9 @@ class TorchServe:
                           f"grpc_management_port={free_port()}\n"
                           "default_workers_per_model=1\ninstall_py_dep_per_model=false\n"
                           "disable_token_authorization=true\n")
-        env = dict(os.environ, **server_env())
+        # TMPDIR: TorchServe keeps a pid file there and will not start beside another one.
+        (folder / "tmp").mkdir()
+        self.env = env = dict(os.environ, **server_env(), TMPDIR=str(folder / "tmp"))
         self.log = (folder / "torchserve.log").open("wb")
         self.process = subprocess.Popen(
             [TORCHSERVE, "--start", "--foreground", "--ncs", "--disable-token-auth",
@@ -70,7 +72,7 @@ class TorchServe:
 
     def stop(self) -> None:
         subprocess.run([TORCHSERVE, "--stop"], cwd=self.folder, capture_output=True,
-                       timeout=60)
+                       timeout=60, env=self.env)
         try:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
