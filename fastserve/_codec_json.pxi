@@ -329,6 +329,7 @@ cdef cptr skip_value(cptr p, cptr end) noexcept nogil:
 
 
 @cython.final
+@cython.auto_pickle(False)  # an unpickled one could claim more values than it has
 cdef class JsonNumbers:
     """The plain numbers of one inputs[i].data, parsed from the body (see split_json_tensors).
 

@@ -243,3 +243,15 @@ def test_hypothesis_regular_nests_and_spliced_junk(shape, leaf, pos, junk):
     check(body)
     at = pos % (len(body) + 1)
     check(body[:at] + junk + body[at:], [DataType.FP32, DataType.INT64])
+
+
+@needs_c
+def test_no_made_up_instances():
+    """Only split_json_tensors fills one: not pickle, and an empty one converts nothing."""
+    import pickle
+
+    _, [(_, nums)] = CODEC_C.split_json_tensors(v2([1.0]))
+    with pytest.raises(TypeError):
+        pickle.dumps(nums)
+    empty = CODEC_C.JsonNumbers()
+    assert empty.count == 0 and empty.to_array(np.dtype(np.float32), 0) is None
