@@ -4,7 +4,8 @@ Issue 14: the v2 image_classifier path decoded images with PIL on the event loop
 every connection meanwhile. Two servers (this working tree, A, and --base, B), each with
 the digits model twice: ``digits_ts`` (tensors) and ``digits_big`` (the image_classifier
 model, its [image] section resizing to 8x8 so that --size x --size JPEGs are accepted).
-For each tree, one wrk (--conns) sends small v2 JSON tensors to digits_ts alone, then
+For each tree, one wrk (--conns) sends small v2 JSON tensors to digits_ts (with
+--same-model: to digits_big) alone, then
 again while a second wrk (--conns) sends one JPEG per request (v2 binary extension) to
 digits_big. Reported: the tensor clients' req/s and p99 alone and with images, per tree.
 Servers pinned to core 0, both wrk to core 1 (_harness). Run from the repo root:
@@ -51,7 +52,8 @@ shape = [-1, 10]
 
 
 def build(models: Path, tmp: Path, size: int) -> tuple[Path, Path, str]:
-    """The model repository, the image request body and its JSON header's length."""
+    """The model repository, the image request body and its JSON header's length (and
+    tensors.json: a v2 JSON tensor request for digits_big itself)."""
     shutil.copytree(ROOT / "examples/models/digits_ts", models / "digits_ts")
     (models / "digits_big").mkdir()
     shutil.copytree(ROOT / "examples/models/digits_image/1", models / "digits_big/1")
@@ -63,15 +65,22 @@ def build(models: Path, tmp: Path, size: int) -> tuple[Path, Path, str]:
     element = struct.pack("<I", len(jpeg)) + jpeg
     header = json.dumps({"inputs": [{"name": "input__0", "shape": [1], "datatype": "BYTES",
                                      "parameters": {"binary_data_size": len(element)}}]})
+    digit = json.loads((ROOT / "examples/samples/digits_v2.json").read_text())
+    digit["inputs"][0]["shape"] = [1, 1, 8, 8]
+    (tmp / "tensors.json").write_text(json.dumps(digit))
     body = tmp / "image.bin"
     body.write_bytes(header.encode() + element)
     return models, body, str(len(header))
 
 
-def measure(srv: h.Server, image: Path, header_length: str, seconds: int, conns: int
-            ) -> dict[str, dict]:
-    tensors = (ROOT / "examples/samples/digits_v2.json").resolve()
-    alone = h.wrk(srv.port, "/v2/models/digits_ts/infer", seconds, tensors, conns=conns)
+def measure(srv: h.Server, image: Path, header_length: str, seconds: int, conns: int,
+            same_model: bool) -> dict[str, dict]:
+    if same_model:
+        tensors, path = image.parent / "tensors.json", "/v2/models/digits_big/infer"
+    else:
+        tensors = (ROOT / "examples/samples/digits_v2.json").resolve()
+        path = "/v2/models/digits_ts/infer"
+    alone = h.wrk(srv.port, path, seconds, tensors, conns=conns)
     images: dict = {}
 
     def send_images() -> None:
@@ -81,7 +90,7 @@ def measure(srv: h.Server, image: Path, header_length: str, seconds: int, conns:
 
     thread = threading.Thread(target=send_images)
     thread.start()
-    mixed = h.wrk(srv.port, "/v2/models/digits_ts/infer", seconds, tensors, conns=conns)
+    mixed = h.wrk(srv.port, path, seconds, tensors, conns=conns)
     thread.join()
     for r in (alone, mixed, images):
         if r["non_2xx"] or r["socket_errors"]:
@@ -96,6 +105,8 @@ def main() -> int:
     p.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     p.add_argument("--conns", type=int, default=16, help="connections per wrk")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--same-model", action="store_true",
+                   help="tensor clients call digits_big too (the image model's instance)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="fastserve-imagemix-") as tmp:
         models, image, header_length = build(Path(tmp) / "models", Path(tmp), args.size)
@@ -110,7 +121,8 @@ def main() -> int:
                         srv.wait_until("GET", "/v2/health/ready", timeout=120)
                         h.wrk(srv.port, "/v2/models/digits_big/infer", 2, image, conns=2,
                               headers={"Inference-Header-Content-Length": header_length})
-                        r = measure(srv, image, header_length, args.duration, args.conns)
+                        r = measure(srv, image, header_length, args.duration, args.conns,
+                                    args.same_model)
                     finally:
                         srv.stop()
                     results[name].append(r)
