@@ -19,7 +19,6 @@ from ..core.info import TENSOR_HANDLERS
 from ..core.tensors import (
     array_from_buffer,
     array_from_json,
-    bf16_to_float,
     bytes_array,
     check_shape,
     datatype_of,
@@ -30,10 +29,9 @@ from ..errors import InvalidInputError
 from ..http.messages import OCTET_STREAM, Request, Response
 from ..http.router import Router
 from ..types import BY_WIRE, DataType, InferRequest, InferResponse, TensorSpec
-from . import _tfjson
 from ._base import JSON_OPTIONS, error_body, json_response, load_json
 from ._ts_archive import archive_answer
-from ._v2 import MAX_CLASSIFICATION, classify
+from ._v2 import classify, decode_outputs, flag, json_data, raw_bytes
 
 INFERENCE_HEADER_CONTENT_LENGTH = b"inference-header-content-length"
 EXTENSIONS = ["binary_tensor_data", "classification", "system_shared_memory"]
@@ -187,12 +185,12 @@ class KServeV2Frontend:
         params = doc.get("parameters") or {}
         if not isinstance(params, dict):
             raise InvalidInputError("'parameters' must be an object")
-        wanted, binary, classification, shm = self._decode_outputs(doc.get("outputs"))
+        wanted, binary, classification, shm = decode_outputs(doc.get("outputs"))
         request_id = doc.get("id")
         return (
             InferRequest("", None, inputs, wanted,
                          None if request_id is None else str(request_id), params),
-            _OutputOptions(_flag(params.get("binary_data_output", False),
+            _OutputOptions(flag(params.get("binary_data_output", False),
                                  "parameter 'binary_data_output'"), binary,
                            classification, shm),
         )
@@ -270,38 +268,6 @@ class KServeV2Frontend:
                 inputs[name] = array_from_buffer(name, view, datatype, shape)
         return inputs
 
-    @staticmethod
-    def _decode_outputs(raw: Any) -> tuple[list[str] | None, dict[str, bool], dict[str, int],
-                                           dict[str, dict[str, Any]]]:
-        if raw is None or raw == []:  # none named: every output (as Triton)
-            return None, {}, {}, {}
-        if not isinstance(raw, list):
-            raise InvalidInputError("'outputs' must be a list of {\"name\": ...} objects")
-        names, binary, classification, shm = [], {}, {}, {}
-        for item in raw:
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise InvalidInputError("each requested output needs a 'name' string")
-            if item["name"] in names:  # as Triton: a name requested twice is refused
-                raise InvalidInputError(f"output '{item['name']}' is requested more than once")
-            names.append(item["name"])
-            params = item.get("parameters") or {}
-            if not isinstance(params, dict):
-                raise InvalidInputError(f"output '{item['name']}': 'parameters' must be an "
-                                        "object")
-            if "binary_data" in params:
-                binary[item["name"]] = _flag(params["binary_data"],
-                                             f"output '{item['name']}': binary_data")
-            if "classification" in params:
-                k = params["classification"]
-                if not isinstance(k, int) or isinstance(k, bool) or not 0 < k <= MAX_CLASSIFICATION:
-                    raise InvalidInputError(
-                        f"output '{item['name']}': classification must be a positive integer "
-                        f"(the top-k count), got {k!r}")
-                classification[item["name"]] = k
-            if "shared_memory_region" in params:
-                shm[item["name"]] = params
-        return names, binary, classification, shm
-
     def _decode_raw(self, body: Any, specs: tuple[TensorSpec, ...]
                     ) -> tuple[InferRequest, _OutputOptions]:
         """Inference-Header-Content-Length: 0 — the body is the only input, batch of 1."""
@@ -332,7 +298,7 @@ class KServeV2Frontend:
                       params: dict[str, Any]) -> None:
         """Write an output into the client's region (the JSON then carries no data)."""
         view = self.dataplane.shared_memory.view(f"output '{name}'", params)
-        raw = _raw_bytes(arr, datatype)
+        raw = raw_bytes(arr, datatype)
         n = len(raw)
         if n > view.nbytes:
             raise InvalidInputError(f"output '{name}' needs {n} bytes but shared memory "
@@ -355,7 +321,7 @@ class KServeV2Frontend:
                 # from any "parameters" object it finds on an output).
                 self._write_shared(name, arr, datatype, shm)
             elif options.binary.get(name, options.binary_default):
-                buf = _raw_bytes(arr, datatype)
+                buf = raw_bytes(arr, datatype)
                 entry["parameters"] = {"binary_data_size": len(buf)}
                 buffers.append(buf)
             else:
@@ -416,29 +382,3 @@ def _plain_binary_inputs(raw_inputs: list[Any], tail: memoryview) -> dict[str, A
         inputs[name] = array_from_buffer(name, tail[pos:pos + size], datatype, tuple(shape))
         pos += size
     return inputs if pos == total else None
-
-
-def _raw_bytes(arr: np.ndarray, datatype: DataType) -> Any:
-    if datatype is DataType.BYTES:
-        return codec.encode_bytes_tensor(arr.ravel())
-    return memoryview(np.ascontiguousarray(arr)).cast("B")
-
-
-def _flag(value: Any, what: str) -> bool:
-    """A boolean parameter: "false" (a string) must not read as true, so only JSON booleans."""
-    if not isinstance(value, bool):
-        raise InvalidInputError(f"{what} must be true or false, got {value!r}")
-    return value
-
-
-def json_data(arr: np.ndarray, datatype: DataType) -> Any:
-    """An output as a flat JSON list (orjson writes numpy arrays natively)."""
-    if datatype is DataType.BYTES:
-        return [b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b)
-                for b in arr.ravel()]
-    if datatype is DataType.BF16:
-        arr = bf16_to_float(arr)
-    flat = np.ascontiguousarray(arr).ravel()
-    if flat.dtype.kind == "f":  # NaN and +-Infinity as tokens, as Triton writes them
-        return _tfjson.float_json(flat)
-    return flat
