@@ -2,6 +2,7 @@
 and models in sources/ (written in TorchServe's style) and weights made here.
 
     mnist    built-in image_classifier, a TorchScript CNN, index_to_name.json extra file
+    segmenter  built-in image_segmenter, a TorchScript model answering {"out": ...}
     eager    --model-file model.py + a state dict, a BaseHandler subclass
     batch    a custom batch handler class, model-config.yaml (batchSize 4, handler keys)
     stream   a handler that streams with send_intermediate_predict_response
@@ -31,6 +32,17 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+class TinySegmenter(nn.Module):
+    """A 1x1 conv over the image: 3 classes per pixel, under "out" as image_segmenter reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.conv(x)}
 
 
 def _archive(out: Path, name: str, *args: str) -> Path:
@@ -75,6 +87,9 @@ def build(out: Path) -> dict[str, Path]:
         sys.modules.pop("model", None)
     torch.save(TinyMLP().state_dict(), work / "eager.pth")
     _script(nn.Linear(4, 2), torch.zeros(1, 4), work / "batch.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.script(TinySegmenter().eval()).save(str(work / "segmenter.pt"))
     src = SOURCES
     return {
         "mnist": _archive(out, "mnist", "--serialized-file", str(work / "mnist.pt"),
@@ -86,6 +101,8 @@ def build(out: Path) -> dict[str, Path]:
         "batch": _archive(out, "batch", "--serialized-file", str(work / "batch.pt"),
                           "--handler", str(src / "batch" / "batch_handler.py"),
                           "--config-file", str(src / "batch" / "model-config.yaml")),
+        "segmenter": _archive(out, "segmenter", "--serialized-file",
+                              str(work / "segmenter.pt"), "--handler", "image_segmenter"),
         "stream": _archive(out, "stream", "--handler",
                            str(src / "stream" / "stream_handler.py")),
         "headers": _archive(out, "headers", "--handler", str(src / "headers" / "echo.py")),

@@ -94,6 +94,7 @@ def cases() -> list[Case]:
         Case("mnist-png", "mnist", image_png(0), {"Content-Type": "image/png"}),
         Case("mnist-png-raw", "mnist", image_png(1), {"Content-Type": "application/octet-stream"}),
         Case("mnist-form", "mnist", *multipart([("data", image_png(2), "image/png")])),
+        Case("segmenter-png", "segmenter", image_png(3), {"Content-Type": "image/png"}),
         Case("eager-json", "eager", json.dumps(EAGER_ROW).encode(), JSON),
         Case("eager-object", "eager", json.dumps({"inputs": EAGER_ROW}).encode(), JSON),
         Case("eager-version", "eager", json.dumps(EAGER_ROW).encode(), JSON, version="/1.0"),
@@ -176,8 +177,8 @@ def _scripted(path: Path) -> Any:
         return torch.jit.load(str(path))
 
 
-def expected_mnist(work: Path, png: bytes) -> dict[str, float]:
-    """image_classifier's answer: TorchServe's transforms, softmax, top 5 with labels."""
+def _imagenet(png: bytes) -> torch.Tensor:
+    """TorchServe's vision handlers' preprocessing, batch of one."""
     from PIL import Image
     from torchvision import transforms
 
@@ -185,13 +186,26 @@ def expected_mnist(work: Path, png: bytes) -> dict[str, float]:
                                transforms.ToTensor(),
                                transforms.Normalize([0.485, 0.456, 0.406],
                                                     [0.229, 0.224, 0.225])])
-    x = prep(Image.open(io.BytesIO(png)))[None]
+    return prep(Image.open(io.BytesIO(png)))[None]
+
+
+def expected_mnist(work: Path, png: bytes) -> dict[str, float]:
+    """image_classifier's answer: TorchServe's transforms, softmax, top 5 with labels."""
     with torch.inference_mode():
-        p = torch.softmax(_scripted(work / "mnist.pt")(x), dim=1)[0]
+        p = torch.softmax(_scripted(work / "mnist.pt")(_imagenet(png)), dim=1)[0]
     labels = json.loads((SOURCES / "mnist" / "index_to_name.json").read_text())
     top = torch.topk(p, 5)
     return {labels[str(int(i))]: float(v) for v, i in zip(top.values, top.indices,
                                                            strict=True)}
+
+
+def expected_segmenter(work: Path, png: bytes) -> list[Any]:
+    """image_segmenter's answer: per pixel [class, probability] of the most probable."""
+    with torch.inference_mode():
+        out = _scripted(work / "segmenter.pt")(_imagenet(png))["out"]
+        best = torch.max(torch.softmax(out, dim=1), dim=1)
+        return torch.stack([best.indices.type(best.values.dtype), best.values],
+                           dim=3)[0].tolist()
 
 
 def expected_eager(work: Path, row: list[float]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from mar_cases import (
     expected_batch,
     expected_eager,
     expected_mnist,
+    expected_segmenter,
     have_torchvision,
     image_png,
     same_json,
@@ -68,6 +69,8 @@ def expected(case: Case, weights: Path) -> tuple[int, str | None, object]:
         case "mnist-png" | "mnist-png-raw" | "mnist-form":
             seed = {"mnist-png": 0, "mnist-png-raw": 1, "mnist-form": 2}[case.id]
             return 200, None, expected_mnist(weights, image_png(seed))
+        case "segmenter-png":
+            return 200, None, expected_segmenter(weights, image_png(3))
         case "eager-json" | "eager-object" | "eager-version" | "eager-put":
             return 200, None, expected_eager(weights, EAGER_ROW)
         case "batch-text":
@@ -115,7 +118,7 @@ def expected(case: Case, weights: Path) -> tuple[int, str | None, object]:
 
 @pytest.mark.parametrize("case", cases(), ids=lambda c: c.id)
 def test_answers_as_torchserve_gives_them(server, store, case: Case) -> None:
-    if case.model == "mnist" and not have_torchvision():
+    if case.model in ("mnist", "segmenter") and not have_torchvision():
         pytest.skip("the built-in image_classifier needs torchvision")
     import mar_build
 
