@@ -1,4 +1,4 @@
-"""Build the optional C codec; metadata lives in pyproject.toml.
+"""Build the optional C codec and HTTP protocol core; metadata lives in pyproject.toml.
 
 ``FASTSERVE_NO_EXTENSIONS=1`` gives a pure-Python build (aiohttp "Pure" vs
 "Accelerated"); fastserve.codec then loads the twin in fastserve/_codec_py.py.
@@ -84,6 +84,7 @@ else:
     ext_modules = [
         Extension("fastserve._codec", ["fastserve/_codec.pyx"],
                   depends=["fastserve/_codec_json.pxi"]),
+        Extension("fastserve.http._protocol", ["fastserve/http/_protocol.pyx"]),
     ]
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": fastserve_build_ext})

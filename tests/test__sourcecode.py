@@ -35,5 +35,5 @@ def test_sourcecode_import_layers() -> None:
 
 def test_sourcecode_cython_lint() -> None:
     result = _run(_tool("cython-lint"), "--max-line-length", "100", "fastserve/_codec.pyx",
-                  "fastserve/_codec_json.pxi")
+                  "fastserve/_codec_json.pxi", "fastserve/http/_protocol.pyx")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -199,7 +199,7 @@ class Dispatch:
             try:
                 self.state.on_response(request, status, time.perf_counter() - request.started)
             except Exception:  # the answer is out: a hook's bug must not break the connection
-                log.exception("response hook failed")
+                self._hook_failed()
         # The keep-alive clock starts when the answer is out, not when the request came.
         self.last_activity = time.monotonic()
         if not keep_alive:
@@ -216,3 +216,5 @@ class Dispatch:
             self.closed = True
             self.transport.close()
 
+    def _hook_failed(self) -> None:
+        log.exception("response hook failed")

@@ -17,13 +17,29 @@ import orjson
 import pytest
 import uvloop
 
+from fastserve import _testbase as testbase_module
 from fastserve import errors
 from fastserve._testbase import get_connected_protocol
+from fastserve.http import protocol as protocol_module
+from fastserve.http import server as server_module
 from fastserve.http.messages import Response
 from fastserve.http.router import Router
 
 # Per-test limit for the coroutine itself; pytest-timeout still guards the whole test.
 ASYNC_TEST_TIMEOUT = 20.0
+
+
+@pytest.fixture(autouse=True, params=["c", "py"])
+def protocol_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every transport test runs on the compiled protocol and on its pure-Python twin."""
+    if request.param == "c":
+        if protocol_module.IMPLEMENTATION != "c":
+            pytest.skip("the compiled protocol is not loaded (not built, or "
+                        "FASTSERVE_NO_EXTENSIONS is set)")
+        return "c"
+    for module in (testbase_module, server_module):
+        monkeypatch.setattr(module, "HttpProtocol", protocol_module.PyHttpProtocol)
+    return "py"
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
