@@ -8,8 +8,9 @@ order every round. Also: gRPC's start-up and RSS cost, against a server started 
 `--grpc-port 0` (time from exec to /v2/health/live, RSS once ready and after load).
 
 MLServer/KServe gRPC peers are not run here (see docs/grpc.md).
-Not a test. Run from the repo root: python benchmarks/grpc.py [--scale 1 --repeat 2]
-(This file is not importable as `grpc`: it imports nothing from grpcio.)
+Not a test. Run from the repo root: python benchmarks/grpc_vs_http.py [--scale 1 --repeat 2]
+(Not named grpc.py: a module of that name here shadows grpcio for every script and test
+that puts benchmarks/ on sys.path.)
 """
 
 from __future__ import annotations
