@@ -15,7 +15,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from ..core.control import ModelControl
 from ..core.dataplane import DataPlane
-from ..errors import ForbiddenError, InvalidInputError
+from ..errors import ForbiddenError, InvalidInputError, UnsupportedError
 from ..frontends._triton import TritonDocs
 from ..frontends._v2 import classify
 from .management import Management
@@ -140,6 +140,11 @@ class InferenceService:
         dataplane = self.dataplane
         info = dataplane.resolve(request.model_name, request.model_version or None)
         dataplane.check_tensor_api(info)  # a handler.py model answers on Predictions
+        if dataplane.archive(info.name) is not None:
+            raise UnsupportedError(
+                f"model '{info.name}' is a TorchServe archive: its handler takes whole "
+                "requests; call TorchServe's Predictions RPC (or POST /predictions/"
+                f"{info.name})")
         try:
             infer_request, options = decode_request(request, dataplane.shared_memory)
         except InvalidInputError:

@@ -10,6 +10,8 @@ from pathlib import Path
 import grpc
 import pytest
 from mar_cases import server_env
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from fastserve.grpc.protos import inference_pb2 as ts
 from fastserve.grpc.protos import inference_pb2_grpc as ts_grpc
@@ -20,12 +22,17 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def stub(ts_store: Path) -> Iterator[object]:
+def channel(ts_store: Path) -> Iterator[grpc.Channel]:
     port = free_port()
     with ServerProcess("all", "--model-store", str(ts_store), "--grpc-port", str(port),
                        env=server_env()):
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield ts_grpc.InferenceAPIsServiceStub(channel)
+            yield channel
+
+
+@pytest.fixture(scope="module")
+def stub(channel: grpc.Channel) -> object:
+    return ts_grpc.InferenceAPIsServiceStub(channel)
 
 
 def request() -> ts.PredictionsRequest:
@@ -51,3 +58,12 @@ def test_stream_predictions_unknown_model(stub) -> None:
         list(stub.StreamPredictions(ts.PredictionsRequest(model_name="nope",
                                                           input={"data": b"{}"})))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_model_infer_on_an_archive_points_to_predictions(channel) -> None:
+    request = pb.ModelInferRequest(model_name="stream")
+    request.inputs.add(name="x", datatype="FP32", shape=[1]).contents.fp32_contents.append(1)
+    with pytest.raises(grpc.RpcError) as err:
+        pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "Predictions" in err.value.details()
