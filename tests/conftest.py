@@ -22,9 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import _server
 from _server import ServerProcess
+
+# Generated inputs are checked for what they find, not for how fast they are drawn: on a
+# busy machine one draw can take seconds, and a too_slow health check would fail the run.
+settings.register_profile("fastserve", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("fastserve")
 
 # Fixtures that start a server process; a test depending on one, directly or not, is slow.
 SERVER_FIXTURES = frozenset({"server", "spawn_server", "ops", "tf_server", "ts_server"})
