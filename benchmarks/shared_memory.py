@@ -2,7 +2,7 @@
 binary data extension, same server, same run.
 
 fastserve (core 0, --allow-shared-memory) serves the conv model of binary.py;
-perf_analyzer (../shared/tools/perf_analyzer, core 1) drives it with
+perf_analyzer ($PERF_ANALYZER, else on PATH; core 1) drives it with
 ``--shared-memory system`` and with ``none`` (binary tensors in the HTTP body). Not a test.
 Run from the repo root: python benchmarks/shared_memory.py [--seconds 2 --concurrency 4]
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,12 +23,14 @@ import _harness as h
 from binary import build
 
 ROOT = Path(__file__).resolve().parent.parent
-PERF_ANALYZER = ROOT.parent / "shared" / "tools" / "perf_analyzer"
+# A workspace may keep it beside the clone (../shared/tools): the last place looked.
+PERF_ANALYZER = Path(os.environ.get("PERF_ANALYZER") or shutil.which("perf_analyzer")
+                     or ROOT.parent / "shared" / "tools" / "perf_analyzer")
 
 
 def ensure_cudart() -> None:
-    """perf_analyzer dlopens libcudart even for system shared memory; its chroot (made by
-    ../shared/tools/perf_analyzer) has none, so put the CUDA runtime wheel's copy there."""
+    """perf_analyzer dlopens libcudart even for system shared memory; a chroot'd perf_analyzer
+    (under $PERFA_HOME) has none, so put the CUDA runtime wheel's copy there."""
     root = Path(os.environ.get("PERFA_HOME", Path.home() / ".cache" / "perfa")) / "trixie"
     target = root / "usr" / "lib" / "x86_64-linux-gnu" / "libcudart.so"
     if target.exists() or not root.exists():

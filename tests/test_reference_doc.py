@@ -56,3 +56,20 @@ def test_readme_links_the_reference_not_outside_the_project() -> None:
     for path in (ROOT / "docs").glob("*.md"):
         links = re.findall(r"\]\(([^)]+)\)", path.read_text(encoding="utf-8"))
         assert not [x for x in links if x.startswith("../shared")], path.name
+
+
+USER_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+             *sorted((ROOT / "examples").rglob("README.md")), ROOT / "benchmarks" / "README.md"]
+
+
+@pytest.mark.parametrize("path", USER_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_user_docs_stay_inside_the_project(path: Path) -> None:
+    """A clone has only the repository: every relative link resolves to a file in it, and
+    no page sends the reader to the team's workspace (../shared, /work/...)."""
+    text = path.read_text(encoding="utf-8")
+    for link in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:|#", link):
+            continue
+        target = (path.parent / link.split("#")[0]).resolve()
+        assert target.is_relative_to(ROOT) and target.exists(), link
+    assert not re.findall(r"\.\./shared\b|/work/\w+", text)
