@@ -41,8 +41,10 @@ def test_unload_drains_queued_requests(ops):
     clients = [threading.Thread(target=call) for _ in range(6)]
     for t in clients:
         t.start()
-    wait_for(lambda: mgmt(ops, "GET", "/models/slow")[1][0]["queueDepth"] >= 2, 20,
-             "requests queued on slow")
+    # Every client's request must be in before the unload starts (one runs, the rest wait
+    # or are done); waiting for only two let a late client meet the unload under load.
+    wait_for(lambda: mgmt(ops, "GET", "/models/slow")[1][0]["queueDepth"] + len(results) >= 5,
+             20, "requests queued on slow")
     unloaded: list[tuple[int, object]] = []
     deleter = threading.Thread(target=lambda: unloaded.append(
         mgmt(ops, "DELETE", "/models/slow/1")))
