@@ -105,7 +105,7 @@ def test_the_fixture_switches_the_implementation(connect, protocol_impl):
     assert (want.__module__ == "fastserve.http.protocol") == (protocol_impl == "c")
 
 
-@settings(max_examples=150, deadline=None,
+@settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=stream())
 def test_compiled_and_twin_write_the_same_bytes(case, echo_app, loop, protocol_impl):
