@@ -19,7 +19,7 @@ from models_factory import build_repository
 
 pytestmark = pytest.mark.slow
 
-SLOW_N = 1500  # matmuls of the slow model: about a second on one thread here
+SLOW_N = 12000  # matmuls of the slow model: about 3 s on one thread here (quiet box)
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,9 @@ def test_deadline_and_cancel_of_queued_calls(stub, grpc_server) -> None:
     runner = threading.Thread(target=lambda: done.update(
         answer=stub.ModelInfer(slow_request(SLOW_N), timeout=60)))
     runner.start()
-    time.sleep(0.3)  # the first call is running; the next ones wait in the queue
+    # The first call must be running (not queued, not done) when the next ones come: they
+    # then wait in the queue. A loaded box delays its start, so leave it time.
+    time.sleep(0.6)
     code, _ = code_of(lambda: stub.ModelInfer(slow_request(1), timeout=0.2))
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     future = stub.ModelInfer.future(slow_request(1))
