@@ -129,6 +129,10 @@ def _from_contents(name: str, contents: Any, datatype: DataType, shape: tuple[in
                                 "field; send it in raw_input_contents")
     values = getattr(contents, field)
     expected = element_count(shape)
+    sent = [f.name for f, _ in contents.ListFields()]
+    if not values and sent:
+        raise InvalidInputError(f"input '{name}' is {datatype.wire}: its values go in {field}, "
+                                f"not {', '.join(sent)}")
     if len(values) != expected:
         raise InvalidInputError(f"input '{name}': {len(values)} elements in {field} but shape "
                                 f"{list(shape)} needs {expected}")

@@ -65,6 +65,16 @@ def test_bad_inputs(build, error) -> None:
         decode_request(request, NO_SHM)
 
 
+def test_values_in_another_types_contents_field_are_named() -> None:
+    """FP32 values sent in int_contents: the error names the field they belong in (before,
+    it said "0 elements in fp32_contents", which reads like an empty request)."""
+    request = pb.ModelInferRequest(model_name="m")
+    request.inputs.add(name="a", datatype="FP32", shape=[2]).contents.int_contents.extend([1, 2])
+    with pytest.raises(InvalidInputError) as info:
+        decode_request(request, NO_SHM)
+    assert "fp32_contents" in info.value.message and "int_contents" in info.value.message
+
+
 def test_response_raw_outputs_by_index() -> None:
     response = InferResponse("m", "1", {
         "y": np.array([[1.5, 2.5]], np.float32),
