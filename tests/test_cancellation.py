@@ -79,7 +79,9 @@ def test_cancel_queued_request_never_runs(server: ServerProcess) -> None:
 
     worker = threading.Thread(target=slow)
     worker.start()
-    time.sleep(0.3)  # the slow request is running; what comes next waits in the queue
+    # The slow request must be running before the others come (else the first of them
+    # finds the model idle and runs at once): 0.3 s was too short on a busy machine.
+    time.sleep(0.8)
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", server.port)) as s:
             s.sendall(_raw_request(_body(1)))
