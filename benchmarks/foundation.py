@@ -25,7 +25,8 @@ MODELS = ROOT / "examples" / "models"
 SAMPLE = ROOT / "examples" / "samples" / "digits_v2.json"
 RESULTS = ROOT / "benchmarks" / "results"
 
-# Best peer per figure, from /work/shared/PEERS.md (1 core, same kind of machine); printed
+# Best peer per figure, from PEERS.md (the peers' reference measurements, not in this
+# repository; 1 core, same kind of machine); printed
 # as a reference, never measured by this script.
 PEERS = {
     "health": ("TorchServe 0.12 /ping", 54_910),

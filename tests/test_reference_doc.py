@@ -73,3 +73,13 @@ def test_user_docs_stay_inside_the_project(path: Path) -> None:
         target = (path.parent / link.split("#")[0]).resolve()
         assert target.is_relative_to(ROOT) and target.exists(), link
     assert not re.findall(r"\.\./shared\b|/work/\w+", text)
+
+
+@pytest.mark.parametrize("path", USER_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_user_docs_say_when_a_named_page_is_not_in_the_project(path: Path) -> None:
+    """A page cited by name (PEERS.md) that a clone does not have is said to be outside
+    the repository, so a reader does not hunt for it."""
+    text = path.read_text(encoding="utf-8")
+    repo_pages = {p.name for p in ROOT.rglob("*.md")}
+    for page in set(re.findall(r"\b([A-Z][A-Z_]+\.md)\b", text)) - repo_pages:
+        assert re.search(rf"{re.escape(page)} \([^)]*not in this repository", text), page
