@@ -82,15 +82,24 @@ def preprocess_images(items: Sequence[Any], config: ImageConfig) -> np.ndarray:
     return np.stack(arrays)
 
 
+# How base64 text of a PNG (\x89PNG) and of a JPEG (\xff\xd8\xff) begins.
+BASE64_IMAGE_HEADS = (b"iVBORw0K", b"/9j/")
+
+
 def _decode(data: bytes | bytearray | memoryview) -> Image.Image:
     if not len(data):
         raise InvalidInputError("the image is empty (0 bytes)")
     try:
         img = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
+        head = bytes(data[:8])
+        hint = ""
+        if head.startswith(BASE64_IMAGE_HEADS):
+            hint = ("; it looks base64-encoded: send the image's own bytes (a raw body, "
+                    "multipart, or the binary tensor extension)")
         raise InvalidInputError(
-            f"the body is not a JPEG or PNG image (it starts with {bytes(data[:8])!r}); "
-            "image models take JPEG or PNG") from None
+            f"the body is not a JPEG or PNG image (it starts with {head!r}); "
+            f"image models take JPEG or PNG{hint}") from None
     except (Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise InvalidInputError(f"cannot read the image: {exc}") from None
     width, height = img.size

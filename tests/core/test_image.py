@@ -6,6 +6,7 @@ PIL image (what TorchServe's image_classifier runs), step by step in its own cod
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -140,6 +141,15 @@ def test_image_center_crop_rounds_like_torchvision() -> None:
 def test_image_bad_input_is_invalid(data: bytes, needle: str) -> None:
     with pytest.raises(InvalidInputError, match=needle):
         preprocess_image(data, IMAGENET)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_base64_image_gets_a_hint(fmt: str) -> None:
+    """A base64 text of an image (a v2 JSON BYTES element, a curl -d of `base64 img`) is
+    refused with what to send instead, not only its first bytes."""
+    text = base64.b64encode(encode(noise(8, 8), fmt))
+    with pytest.raises(InvalidInputError, match="looks base64-encoded"):
+        preprocess_image(text, IMAGENET)
 
 
 def test_image_too_many_pixels_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch
