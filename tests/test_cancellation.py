@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import orjson
 import pytest
@@ -15,7 +17,7 @@ from _server import ServerProcess
 
 pytestmark = pytest.mark.slow  # every test here uses a server process of its own
 
-ROWS_SLOW = 300  # about a second of matmuls on one thread
+ROWS_SLOW = 300  # about a second of matmuls on one thread (0.13 s with 400 steps here)
 
 
 class Slow(torch.nn.Module):
@@ -24,7 +26,7 @@ class Slow(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.randn(256, 256) / 16)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for _ in range(400):
+        for _ in range(3000):
             x = torch.tanh(x @ self.w)
         return x.sum(dim=1, keepdim=True)
 
@@ -60,6 +62,13 @@ def _stats(server: ServerProcess) -> dict:
     return doc["model_stats"][0]  # type: ignore[index]
 
 
+def _cpu_seconds(server: ServerProcess) -> float:
+    """The server process's user + system CPU time (Linux /proc)."""
+    assert server.proc is not None
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _cancelled_metric(server: ServerProcess) -> float:
     status, _, body = server.request("GET", "/metrics")
     assert status == 200
@@ -77,11 +86,16 @@ def test_cancel_queued_request_never_runs(server: ServerProcess) -> None:
         slow_result["status"] = server.request("POST", "/v2/models/slow/infer",
                                                _body(ROWS_SLOW))[0]
 
+    cpu = _cpu_seconds(server)
     worker = threading.Thread(target=slow)
     worker.start()
-    # The slow request must be running before the others come (else the first of them
-    # finds the model idle and runs at once): 0.3 s was too short on a busy machine.
-    time.sleep(0.8)
+    # The slow request must be running before the others come, else the first of them finds
+    # the model idle and runs at once. A fixed sleep lost that race both ways (too short on a
+    # busy machine, past the whole run on a quiet one): wait for the server to burn CPU.
+    deadline = time.monotonic() + 30
+    while _cpu_seconds(server) < cpu + 0.25 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "status" not in slow_result, "the slow request ended before the others were sent"
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", server.port)) as s:
             s.sendall(_raw_request(_body(1)))
