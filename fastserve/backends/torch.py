@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
@@ -20,18 +19,12 @@ import torch
 
 from ..errors import BackendError, ConfigError, InvalidInputError, UnsupportedError
 from ..types import DataType, TensorSpec
+from .lifted_program import LiftedProgram
 from .model_files import load_exported, load_torchscript
+from .torch_values import inference_mode, spec_from_value, to_numpy, to_tensor
 
 log = logging.getLogger("fastserve.backends.torch")
 
-TORCH_DTYPES = {
-    DataType.BOOL: torch.bool, DataType.UINT8: torch.uint8, DataType.UINT16: torch.uint16,
-    DataType.UINT32: torch.uint32, DataType.UINT64: torch.uint64, DataType.INT8: torch.int8,
-    DataType.INT16: torch.int16, DataType.INT32: torch.int32, DataType.INT64: torch.int64,
-    DataType.FP16: torch.float16, DataType.BF16: torch.bfloat16, DataType.FP32: torch.float32,
-    DataType.FP64: torch.float64,
-}
-_BY_TORCH = {v: k for k, v in TORCH_DTYPES.items()}
 
 # Page-locked staging is what lets a host-to-device copy run asynchronously, overlapping
 # another instance's compute; FASTSERVE_CUDA_PINNED=0 turns it off, so the gain can be
@@ -53,50 +46,6 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def _spec_from_value(name: str, value: Any) -> TensorSpec:
-    dims = tuple(d if isinstance(d, int) else -1 for d in value.shape)
-    try:
-        dtype = _BY_TORCH[value.dtype]
-    except KeyError:
-        raise ConfigError(f"tensor '{name}' has dtype {value.dtype}, which fastserve cannot "
-                          "serve") from None
-    return TensorSpec(name, dtype, dims)
-
-
-def to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """A numpy request array as a tensor, sharing memory (BF16 arrives as uint16 bits)."""
-    return torch.from_numpy(arr)
-
-
-def _consume_readonly_warning() -> None:
-    # Request arrays are read-only views of the body; torch warns about those once per
-    # process (TORCH_WARN_ONCE) from whichever instance thread gets there first. Spend
-    # that one warning here, where a catch_warnings cannot race with other threads.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        torch.from_numpy(np.frombuffer(b"\0", dtype=np.uint8))
-
-
-_consume_readonly_warning()
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    t = t.detach()
-    if t.device.type != "cpu":
-        t = t.cpu()
-    if t.dtype is torch.bfloat16:
-        return t.view(torch.uint16).numpy()
-    return t.numpy()
-
-
-def _inference_mode() -> Any:
-    """torch.inference_mode() without its Python wrapper (its C++ guard: 1 us, not 4)."""
-    return _INFERENCE_GUARD(True)
-
-
-_INFERENCE_GUARD = getattr(torch._C, "_InferenceMode", None) or torch.inference_mode
-
-
 def _too_large(path: Path | None, device: str, exc: BaseException) -> ConfigError:
     what = path.name if path is not None else "the model's warm-up batch"
     first = str(exc).split("\n", 1)[0]
@@ -109,64 +58,6 @@ def _to_device(module: Any, device: str, path: Path) -> Any:
         return module.to(device)
     except torch.OutOfMemoryError as exc:
         raise _too_large(path, device, exc) from None
-
-
-class LiftedProgram:
-    """Runs an exported program's graph with its lifted parameters passed in directly.
-
-    ``ExportedProgram.module()`` flattens pytrees and checks input guards in Python on
-    every call (~0.4 ms for a small MLP, 5x its compute); our own shape checks already ran,
-    so the graph is called as ``graph(*params_and_buffers, *inputs)``. Programs with
-    state the graph mutates, or inputs of other kinds, keep the module as it is.
-    """
-
-    def __init__(self, graph: Any, lifted: list[tuple[int, Any]], n_args: int,
-                 user_outputs: list[int], single: bool) -> None:
-        self.graph = graph
-        self.lifted = lifted
-        self.n_args = n_args
-        self.user_outputs = user_outputs
-        self.single = single
-
-    @classmethod
-    def wrap(cls, program: Any, module: Any, device: str) -> Any:
-        from torch.export.graph_signature import InputKind, OutputKind
-
-        sig = program.graph_signature
-        values = {**program.state_dict, **program.constants}
-        lifted = []
-        for i, spec in enumerate(sig.input_specs):
-            if spec.kind is InputKind.USER_INPUT:
-                continue
-            if spec.kind not in (InputKind.PARAMETER, InputKind.BUFFER,
-                                 InputKind.CONSTANT_TENSOR) or spec.target not in values:
-                return module
-            value = values[spec.target]
-            lifted.append((i, value.to(device) if isinstance(value, torch.Tensor) else value))
-        kinds = [spec.kind for spec in sig.output_specs]
-        if any(k is not OutputKind.USER_OUTPUT for k in kinds):
-            return module
-        out_tree = program.call_spec.out_spec
-        single = out_tree is not None and out_tree.num_leaves == 1 and \
-            out_tree.type not in (tuple, list, dict)
-        if out_tree is not None and out_tree.type is dict:
-            return module  # keep the names a dict output carries
-        return cls(program.graph_module, lifted, len(sig.input_specs),
-                   list(range(len(kinds))), single)
-
-    def __call__(self, *inputs: Any) -> Any:
-        args: list[Any] = [None] * self.n_args
-        for i, value in self.lifted:
-            args[i] = value
-        it = iter(inputs)
-        for i in range(self.n_args):
-            if args[i] is None:
-                args[i] = next(it)
-        out = self.graph(*args)
-        return out[0] if self.single else tuple(out[i] for i in self.user_outputs)
-
-    def parameters(self) -> Any:
-        return (v for _, v in self.lifted if isinstance(v, torch.Tensor) and v.requires_grad)
 
 
 def _forward_arguments(model: Any) -> tuple[list[str], int] | None:
@@ -242,11 +133,11 @@ class TorchBackend:
     def _load_export(self, path: Path) -> tuple[Any, list[TensorSpec], list[TensorSpec]]:
         program = load_exported(path)
         placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
-        inputs = [_spec_from_value(f"input__{i}", placeholders[name].meta["val"])
+        inputs = [spec_from_value(f"input__{i}", placeholders[name].meta["val"])
                   for i, name in enumerate(program.graph_signature.user_inputs)]
         out_node = next(n for n in program.graph.nodes if n.op == "output")
         values = [a.meta.get("val") for a in out_node.args[0] if hasattr(a, "meta")]
-        outputs = [_spec_from_value(f"output__{i}", v) for i, v in enumerate(values)
+        outputs = [spec_from_value(f"output__{i}", v) for i, v in enumerate(values)
                    if isinstance(v, torch.Tensor)]
         if self.config.batched:
             static = [spec for spec, name in zip(inputs, program.graph_signature.user_inputs,
@@ -359,7 +250,7 @@ class TorchBackend:
         if names is not None:
             args = [torch.from_numpy(inputs[n]) for n in names]
             ran = perf_counter_ns()
-            with _inference_mode():
+            with inference_mode():
                 result = self._forward(*args)
             done = perf_counter_ns()
             if type(result) is torch.Tensor and self._single_output is not None and (
@@ -370,7 +261,7 @@ class TorchBackend:
         else:
             args = self._args(inputs)
             ran = perf_counter_ns()
-            with _inference_mode():
+            with inference_mode():
                 if self.cuda:  # the copies run on the instance's stream, with the model
                     outputs = self._infer_cuda(args, instance)
                     io[0] += ran - start
