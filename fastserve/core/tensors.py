@@ -234,12 +234,16 @@ def _count_error(name: str, shape: tuple[int, ...], expected: int, got: int) -> 
 
 
 def array_from_buffer(name: str, view: memoryview, datatype: DataType,
-                      shape: tuple[int, ...]) -> np.ndarray:
-    """A zero-copy typed view over a request body slice; sizes checked first."""
+                      shape: tuple[int, ...], source: str = "binary_data_size") -> np.ndarray:
+    """A zero-copy typed view over a request body slice; sizes checked first.
+
+    ``source`` names where the bytes came from in the client's terms (HTTP's
+    binary_data_size, gRPC's raw_input_contents entry).
+    """
     expected = element_count(shape) * datatype.itemsize
     if view.nbytes != expected:
         raise InvalidInputError(
-            f"input '{name}': binary_data_size is {view.nbytes} bytes but shape {list(shape)} "
+            f"input '{name}': {source} is {view.nbytes} bytes but shape {list(shape)} "
             f"of {datatype.wire} needs {expected}")
     dtype = np.bool_ if datatype is DataType.BOOL else np.dtype(datatype.numpy)
     return np.frombuffer(view, dtype=dtype).reshape(shape)

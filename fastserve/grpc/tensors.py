@@ -94,7 +94,9 @@ def decode_request(request: pb.ModelInferRequest, shm: SharedMemoryRegistry
             items = codec.decode_bytes_tensor(view, name, element_count(shape))
             inputs[name] = bytes_array(items, shape)
         else:
-            inputs[name] = array_from_buffer(name, view, datatype, shape)
+            source = ("shared memory region" if "shared_memory_region" in params
+                      else "raw_input_contents entry")
+            inputs[name] = array_from_buffer(name, view, datatype, shape, source)
     if not inputs:
         raise InvalidInputError("the request has no inputs")
     if next_raw != len(raw):

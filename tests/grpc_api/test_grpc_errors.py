@@ -69,7 +69,8 @@ def test_typed_contents(stub) -> None:
 
 
 @pytest.mark.parametrize("mutate, fragment", [
-    (lambda r: r.raw_input_contents.__setitem__(0, b"\0" * 12), "binary_data_size"),
+    (lambda r: r.raw_input_contents.__setitem__(0, b"\0" * 12),
+     "raw_input_contents entry is 12 bytes"),
     (lambda r: r.inputs[0].ClearField("shape") or r.inputs[0].shape.extend([1, 3]), "shape"),
     (lambda r: setattr(r.inputs[0], "datatype", "FP64") or r.raw_input_contents.__setitem__(
         0, b"\0" * 512), "FP64"),
