@@ -300,9 +300,15 @@ class TorchBackend:
                 else:
                     host[name] = t
         stream.synchronize()
-        # Copy out of the reused pinned buffers: the next batch overwrites them.
-        return {n: (to_numpy(t).copy() if isinstance(t, torch.Tensor) else self._to_array(t))
-                for n, t in host.items()}
+        out = {}
+        for n, t in host.items():
+            if not isinstance(t, torch.Tensor):
+                out[n] = self._to_array(t)
+            elif self.pinned:  # the reused pinned buffers: the next batch overwrites them
+                out[n] = to_numpy(t).copy()
+            else:  # a fresh host tensor of its own
+                out[n] = to_numpy(t)
+        return out
 
     @staticmethod
     def _pinned(staging: dict[str, torch.Tensor], key: str, like: torch.Tensor) -> torch.Tensor:
