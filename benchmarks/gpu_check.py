@@ -21,20 +21,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import json
 import multiprocessing
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
+from _harness import free_port, request
 
 ROOT = Path(__file__).resolve().parent.parent
 CONV_SHAPE = (3, 224, 224)
@@ -131,12 +131,6 @@ def build_models(root: Path, gpu: bool) -> dict[str, torch.nn.Module]:
 
 # HTTP ----------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def v2_binary_request(model: str, arrays: list[np.ndarray], port: int) -> bytes:
     inputs = [{"name": f"input__{i}", "shape": list(a.shape), "datatype": "FP32",
                "parameters": {"binary_data_size": a.nbytes}} for i, a in enumerate(arrays)]
@@ -176,11 +170,8 @@ def infer_binary(port: int, model: str, arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def get(port: int, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+    status, body = request(port, "GET", path, timeout=5)
+    return status, json.loads(body or b"{}")
 
 
 # Load ----------------------------------------------------------------------------------
@@ -276,15 +267,11 @@ class Server:
             self.proc.kill()
 
 
-_HELP: list[str] = []
-
-
+@functools.cache
 def _help() -> str:
-    if not _HELP:
-        _HELP.append(subprocess.run([sys.executable, "-m", "fastserve", "--help"], cwd=ROOT,
-                                    capture_output=True, text=True,
-                                    env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout)
-    return _HELP[0]
+    return subprocess.run([sys.executable, "-m", "fastserve", "--help"], cwd=ROOT,
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
 
 
 # Checks --------------------------------------------------------------------------------

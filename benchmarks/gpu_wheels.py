@@ -26,7 +26,7 @@ def wanted() -> list[str]:
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     keep = [d for d in deps
             if re.split(r"[\s<>=!~\[;]", d, maxsplit=1)[0].lower() not in ON_GPU_MACHINE]
-    return [d.replace("tritonclient[grpc]", "tritonclient") for d in keep] + BUILD
+    return keep + BUILD
 
 
 def main() -> int:

@@ -17,8 +17,8 @@ from fastserve.types import DataType
 import codec_fixtures
 from codec_fixtures import CODEC_C, CODEC_PY
 
-settings.register_profile("ci", max_examples=50, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+# On the suite's own profile (tests/conftest.py: no deadline, never too_slow).
+settings.register_profile("ci", parent=settings.get_profile("fastserve"), max_examples=50)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
