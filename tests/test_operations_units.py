@@ -181,7 +181,8 @@ def test_pending_histogram_flush_matches_observe_one_by_one():
     (it uses two private attributes of the Histogram child: this guards them)."""
     from prometheus_client import CollectorRegistry, Histogram
 
-    from fastserve.frontends.metrics import TIME_BUCKETS, PendingHistogram
+    from fastserve.frontends._metric_families import TIME_BUCKETS
+    from fastserve.frontends._metric_observer import PendingHistogram
 
     registry = CollectorRegistry()
     hist = Histogram("h", "h", ["way"], buckets=TIME_BUCKETS, registry=registry)

@@ -25,34 +25,27 @@ empties the folder before starting workers and calls
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-from bisect import bisect_left
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
 )
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import Metric as PromMetric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ..core.control import ModelControl
 from ..core.info import STATES, VersionChange
 from ..http.messages import Request, Response
 from ..http.router import Router
+from ._handler_metrics import HandlerMetricsCollector
+from ._metric_families import Metrics
+from ._metric_observer import VersionObserver
 
-TIME_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # Not counted: probes and scrapes (model readiness, /v2/models/{m}/ready, too).
 NOT_COUNTED = frozenset({"/metrics", "/ping", "/v2/health/live", "/v2/health/ready"})
 REFRESH_SECONDS = 1.0  # multiprocess: how often a process publishes its gauges
@@ -73,149 +66,6 @@ def api_of(path: str) -> str:
     if path.startswith("/models"):
         return "management"
     return "other"
-
-
-class HandlerMetricsCollector:
-    """What TorchServe handlers record in ``context.metrics`` (add_counter, add_time,
-    add_metric_to_cache ...), under the names they give, labelled with the model, the
-    version and the handler's dimensions. Counters add up, gauges keep the last value,
-    histograms show as a summary's count and sum."""
-
-    KINDS = {"counter": "counter", "gauge": "gauge", "histogram": "summary"}
-
-    def __init__(self, control: ModelControl) -> None:
-        self.control = control
-
-    def collect(self) -> Iterator[PromMetric]:
-        families: dict[tuple[str, str], PromMetric] = {}
-        for model, version, recorded in self.control.handler_metrics():
-            for name, kind, unit, dims, values in recorded:
-                name = _metric_name(name)
-                family = families.get((name, kind))
-                if family is None:
-                    family = families[(name, kind)] = PromMetric(
-                        name, f"handler metric {name} ({unit or 'no unit'})", self.KINDS[kind])
-                labels = {"model": model, "version": version,
-                          **{_metric_name(k): str(v) for k, v in dims.items()}}
-                if kind == "counter":
-                    family.add_sample(name + "_total", labels, values[0])
-                elif kind == "gauge":
-                    family.add_sample(name, labels, values[0])
-                else:
-                    family.add_sample(name + "_count", labels, values[0])
-                    family.add_sample(name + "_sum", labels, values[1])
-        yield from families.values()
-
-
-def _metric_name(name: str) -> str:
-    clean = "".join(c if c.isalnum() or c in "_:" else "_" for c in name)
-    return clean if clean[:1].isalpha() or clean[:1] in "_:" else "_" + clean
-
-
-class Metrics:
-    """The metric families of one process (CONTRACT §6: names, types and labels are fixed)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "fastserve_requests_total", "Requests answered, by model, version, API and status",
-            ["model", "version", "api", "code"], registry=registry)
-        self.duration = Histogram(
-            "fastserve_request_duration_seconds",
-            "Inference time per request: waiting in the queue, running the model, and "
-            "from submission to answer", ["model", "version", "stage"], buckets=TIME_BUCKETS,
-            registry=registry)
-        self.batch_size = Histogram(
-            "fastserve_batch_size", "Rows per batch the model ran", ["model", "version"],
-            buckets=BATCH_BUCKETS, registry=registry)
-        self.queue_depth = Gauge(
-            "fastserve_queue_depth", "Requests waiting in a version's queue",
-            ["model", "version"], registry=registry, multiprocess_mode="livesum")
-        self.model_state = Gauge(
-            "fastserve_model_state", "1 for the version's current state, 0 for the others",
-            ["model", "version", "state"], registry=registry, multiprocess_mode="livemax")
-        self.cancelled = Counter(
-            "fastserve_requests_cancelled_total",
-            "Queued requests dropped because their client went away", ["model", "version"],
-            registry=registry)
-
-
-class PendingHistogram:
-    """Observations of one histogram child, counted here and handed to prometheus_client in
-    bulk by ``flush``: observe() there takes a lock and walks the buckets in Python, several
-    times per request, which cost more than the rest of the metrics path together."""
-
-    __slots__ = ("child", "bounds", "counts", "total")
-
-    def __init__(self, child: Any, bounds: tuple[float, ...]) -> None:
-        self.child = child
-        self.bounds = (*bounds, math.inf)
-        self.counts = [0] * len(self.bounds)
-        self.total = 0.0
-
-    def observe(self, value: float, times: int = 1) -> None:
-        # The first bucket whose bound is >= value: prometheus_client's "le" rule.
-        self.counts[bisect_left(self.bounds, value)] += times
-        self.total += value * times
-
-    def flush(self) -> None:
-        counts = self.counts
-        if not any(counts):
-            return
-        add_observations(self.child, counts, self.total)
-        self.counts = [0] * len(counts)
-        self.total = 0.0
-
-
-def add_observations(child: Any, counts: list[int], total: float) -> None:
-    """Add bucket counts and their sum to a prometheus_client Histogram child at once.
-
-    prometheus_client has no public bulk observe; this writes the same per-bucket values
-    observe() writes (``_buckets``, ``_sum``: unchanged since 0.4, in memory and in the
-    multiprocess files alike). tests/test_operations_units.py checks it against observe().
-    """
-    for bucket, count in zip(child._buckets, counts, strict=True):
-        if count:
-            bucket.inc(count)
-    child._sum.inc(total)
-
-
-class VersionObserver:
-    """The scheduler's hooks for one model version (core.stats.StatsObserver)."""
-
-    __slots__ = ("_queue", "_compute", "_total", "_batch", "_cancelled", "cancelled_count")
-
-    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
-        self._queue = PendingHistogram(metrics.duration.labels(model, version, "queue"),
-                                       TIME_BUCKETS)
-        self._compute = PendingHistogram(metrics.duration.labels(model, version, "compute"),
-                                         TIME_BUCKETS)
-        self._total = PendingHistogram(metrics.duration.labels(model, version, "total"),
-                                       TIME_BUCKETS)
-        self._batch = PendingHistogram(metrics.batch_size.labels(model, version),
-                                       BATCH_BUCKETS)
-        self._cancelled = metrics.cancelled.labels(model, version)
-        self.cancelled_count = 0
-
-    def queued(self, seconds: float) -> None:
-        self._queue.observe(seconds)
-
-    def computed(self, rows: int, items: int, seconds: float) -> None:
-        self._batch.observe(rows)
-        # every request in the batch waited for all of it
-        self._compute.observe(seconds, items)
-
-    def answered(self, seconds: float) -> None:
-        self._total.observe(seconds)
-
-    def cancelled(self) -> None:
-        self.cancelled_count += 1
-
-    def flush(self) -> None:
-        for pending in (self._queue, self._compute, self._total, self._batch):
-            pending.flush()
-        if self.cancelled_count:
-            self._cancelled.inc(self.cancelled_count)
-            self.cancelled_count = 0
 
 
 class MetricsFrontend:
