@@ -31,6 +31,7 @@ from .core.repository import ModelRepository, ModelVersion
 from .core.shm import SharedMemoryRegistry
 from .core.watcher import RepositoryWatcher
 from .frontends import kserve_v2, management, metrics, openapi, tfserving, torchserve, triton
+from .frontends.v2_repository import V2RepositoryFrontend
 from .http.messages import Request
 from .http.router import Router
 from .http.server import HttpServer, Limits, ResponseHook
@@ -125,7 +126,9 @@ class App:
         # Operations (issue #7): management API, /metrics, hot reload, access log.
         self.management_api = management.ManagementFrontend(self.control)
         self.management_api.register(self.management_router)
-        self.management_api.register_on_inference(self.router, self._management_address)
+        repository_api = V2RepositoryFrontend(self.control)
+        repository_api.register(self.management_router)
+        repository_api.register_on_inference(self.router, self._management_address)
         # TorchServe answers OPTIONS / on its management port too: this port's own document.
         openapi.ApiDescription(self.management_router, "fastserve management API",
                                self.dataplane.server_metadata()["version"]).register()
