@@ -7,7 +7,6 @@ load on a background thread (which is also where torch is first imported).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import importlib
 import logging
@@ -15,7 +14,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -23,10 +21,8 @@ import uvloop
 from .auth import bearer_guard, read_tokens
 from .backends import ts_envelope
 from .config import ServerConfig, available_cores
-from .core.archive import DEFAULT_MAX_SIZE, install_requirements, prepare, read_archive
 from .core.control import ModelControl
 from .core.dataplane import DataPlane
-from .core.model_config import ModelConfig
 from .core.repository import ModelRepository, ModelVersion
 from .core.shm import SharedMemoryRegistry
 from .core.watcher import RepositoryWatcher
@@ -36,45 +32,13 @@ from .http.messages import Request
 from .http.router import Router
 from .http.server import HttpServer, Limits, ResponseHook
 from .logs import AccessLog
+from .model_loader import TorchLoader
 from .startup import log_start
 
 log = logging.getLogger("fastserve")
 
 # Set by the --workers parent for each worker: the unix socket it takes management calls on.
 WORKER_ENV = "FASTSERVE_CONTROL_SOCKET"
-
-
-class TorchLoader:
-    """Loads versions with the torch backend, importing torch on first use (off the loop)."""
-
-    def __init__(self, device: str, threads: int, max_archive_size: int = 0) -> None:
-        self.device = device
-        self.threads = threads
-        self.max_archive_size = max_archive_size
-        self._backend: Any = None
-
-    def __call__(self, folder: Path, config: ModelConfig, labels: dict[str, str]) -> Any:
-        if self._backend is None:
-            import torch
-
-            torch.set_num_threads(self.threads)
-            from .backends import torch as torch_backend
-
-            self._backend = torch_backend
-        if config.device == "auto" and self.device != "auto":
-            config = dataclasses.replace(config, device=self.device)
-        if config.handler == "torchserve":  # a TorchServe archive (core/archive.py)
-            from .backends import ts_handler
-
-            folder = prepare(folder, self.max_archive_size or DEFAULT_MAX_SIZE)
-            if ts_envelope.settings.install_py_dep_per_model:
-                install_requirements(folder, read_archive(folder).manifest)
-            return ts_handler.load(folder, config, labels)
-        if config.handler == "handler.py":
-            from .backends import custom
-
-            return custom.load(folder, config, labels)
-        return self._backend.load(folder, config, labels)
 
 
 def _hooks(*hooks: ResponseHook | None) -> ResponseHook | None:

@@ -337,5 +337,5 @@ class CustomBackend:
 
 
 def load(folder: Path, config: Any, labels: dict[str, str]) -> CustomBackend:
-    """The BackendLoader for handler = "handler.py" (app.TorchLoader picks it)."""
+    """The BackendLoader for handler = "handler.py" (model_loader.TorchLoader picks it)."""
     return CustomBackend(folder, config, labels)
