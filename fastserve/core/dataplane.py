@@ -11,34 +11,24 @@ import time
 import weakref
 from typing import Any
 
-from .._version import __version__
 from ..errors import FastServeError, InvalidInputError, ModelNotReadyError, UnsupportedError
-from ..types import InferRequest, InferResponse, TensorSpec
-from . import ts_store
+from ..types import InferRequest, InferResponse
 from .explain import ExplainQueue
 from .handlers import make_runner
 from .image_stage import ImageStage, has_images
-from .info import ModelInfo, VersionInfo
-from .model_config import ModelConfig
+from .info import ModelInfo
+from .model_status import ModelStatus
 from .payloads import Payload, kserve_payload, reply_value
 from .repository import ModelRepository, ModelVersion, State
 from .shm import SharedMemoryRegistry
-from .tensors import validate_inputs
-
-SERVER_NAME = "fastserve"
+from .validation import validate_inputs
 
 
-class DataPlane:
+class DataPlane(ModelStatus):
     def __init__(self, repository: ModelRepository, extensions: list[str] | None = None,
                  shared_memory: SharedMemoryRegistry | None = None) -> None:
-        self.repository = repository
-        self.extensions = extensions or []
+        super().__init__(repository, extensions)
         self.shared_memory = shared_memory or SharedMemoryRegistry(enabled=False)
-        self.draining = False
-        self.strict_readiness = False  # --strict-readiness: see ready()
-        # config.properties service_envelope: KServe v1/v2 requests for a TorchServe archive
-        # go to its handler whole, which the envelope unwraps (as TorchServe routes them).
-        self.service_envelope: str | None = None
         # TorchServe-style requests: each loaded backend's handler runner, and the
         # explanation threads (outside the batchers).
         self._runners: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -46,101 +36,6 @@ class DataPlane:
         self._infos: weakref.WeakKeyDictionary[Any, ModelInfo] = weakref.WeakKeyDictionary()
         self._stages: weakref.WeakKeyDictionary[Any, ImageStage] = weakref.WeakKeyDictionary()
         self.explainer = ExplainQueue()
-
-    # Health
-
-    def live(self) -> bool:
-        return True
-
-    def ready(self) -> bool:
-        """CONTRACT section 3's table: ready once the initial load finished and a model
-        serves (or DIR holds none); never while every model FAILED. With
-        ``strict_readiness`` (Triton's rule), only while every model's versions are READY."""
-        if self.repository.loading or self.draining:
-            return False
-        entries = self.repository.models.values()
-        if self.strict_readiness:
-            return all(entry.versions and all(v.ready for v in entry.versions.values()
-                                              if v.state is not State.UNLOADING)
-                       for entry in entries)
-        # DIR holds no model when no folder has a version folder (each is logged at start)
-        versions = [v for e in entries for v in e.versions.values()]
-        return not versions or any(v.ready for v in versions)
-
-    def model_ready(self, name: str, version: str | None = None) -> bool:
-        """Raises ModelNotFoundError / VersionNotFoundError for unknown names."""
-        found = self._version_or_default(name, version)
-        return found is not None and found.ready and not self.draining
-
-    # Metadata
-
-    def models(self) -> list[str]:
-        """Every registered model's name, sorted (whatever its state)."""
-        return sorted(self.repository.models)
-
-    def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": __version__, "extensions": self.extensions}
-
-    def specs(self, name: str, version: str | None = None
-              ) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-        """Inputs and outputs of a version: read off the loaded model, else its config."""
-        found = self._version_or_default(name, version)
-        if found is not None and found.backend is not None:
-            return found.backend.inputs, found.backend.outputs
-        config = self.repository.entry(name).config
-        if config is None:
-            return (), ()
-        return config.inputs or (), config.outputs or ()
-
-    def platform(self, name: str, version: str | None = None) -> str:
-        found = self._version_or_default(name, version)
-        if found is not None and found.backend is not None:
-            return found.backend.platform
-        if found is not None and (found.folder / "model.pt").exists():
-            return "pytorch_torchscript"
-        return "pytorch_export"
-
-    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
-        entry = self.repository.entry(name)
-        if version is not None:
-            self.repository.version(name, version)
-        inputs, outputs = self.specs(name, version)
-        doc = {
-            "name": entry.name,
-            "versions": [v.version for v in entry.sorted_versions()],
-            "platform": self.platform(name, version),
-            "inputs": [s.to_dict() for s in inputs],
-            "outputs": [s.to_dict() for s in outputs],
-        }
-        error = self.load_error(name, version)
-        if error:
-            doc["error"] = error
-        return doc
-
-    def load_error(self, name: str, version: str | None = None) -> str:
-        """Why a model (or version) FAILED to load; empty when it did not."""
-        entry = self.repository.entry(name)
-        found = entry.default if version is None else self.repository.version(name, version)
-        if found is not None and found.state is State.FAILED:
-            return found.error
-        return entry.error if found is None else ""
-
-    def config(self, name: str) -> ModelConfig:
-        return self.repository.config_of(name)
-
-    def archive(self, name: str) -> ModelConfig | None:
-        """The config of a TorchServe archive's model (its handler answers with its own
-        status, content type and headers, and may stream), else None."""
-        entry = self.repository.models.get(name)
-        config = entry.config if entry is not None else None
-        return config if config is not None and config.handler == ts_store.HANDLER else None
-
-    def enveloped(self, name: str) -> ModelConfig | None:
-        """The archive's config when a service_envelope takes its KServe requests whole."""
-        return self.archive(name) if self.service_envelope else None
-
-    def labels(self, name: str) -> dict[str, str]:
-        return self.repository.entry(name).labels
 
     def info(self, name: str, version: str | None = None) -> ModelInfo:
         """The named version, or the default one, in whatever state it is (404/503)."""
@@ -155,23 +50,6 @@ class DataPlane:
                          self.platform(name, found.version),
                          config.batched if config else False, entry.labels,
                          tuple(v.version for v in entry.sorted_versions()))
-
-    def version(self, name: str, version: str | None = None) -> VersionInfo:
-        """One version's state (404 unknown; 503 for a model without any version)."""
-        found = self.repository.version(name, version)
-        return _version_info(found, self.repository.entry(name).default is found)
-
-    def versions(self, name: str) -> list[VersionInfo]:
-        """Every version of a model, ascending, in every state (404 if unknown)."""
-        entry = self.repository.entry(name)
-        default = entry.default
-        return [_version_info(v, v is default) for v in entry.sorted_versions()]
-
-    def _version_or_default(self, name: str, version: str | None) -> ModelVersion | None:
-        entry = self.repository.entry(name)
-        if version is None:
-            return entry.default
-        return self.repository.version(name, version)
 
     # Inference
 
@@ -376,11 +254,6 @@ class DataPlane:
                 version.batcher.close()
             if version.state is State.READY and version.backend is not None:
                 version.backend.close()
-
-
-def _version_info(version: ModelVersion, default: bool) -> VersionInfo:
-    return VersionInfo(version.name, version.version, version.state.value, version.error,
-                       default, version.loaded_at)
 
 
 def _handler_only(name: str) -> UnsupportedError:

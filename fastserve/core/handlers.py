@@ -31,7 +31,7 @@ from .builtin_handlers import (
 )
 from .model_config import ModelConfig
 from .payloads import Payload, decode_body, parse_target
-from .tensors import validate_inputs
+from .validation import validate_inputs
 
 __all__ = ["CustomRunner", "HandlerRunner", "ImageClassifierHandler", "TensorHandler",
            "make_handler", "make_runner", "top_k"]

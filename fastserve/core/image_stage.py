@@ -15,7 +15,7 @@ from ..errors import FastServeError
 from .batching import check_outputs, run_rows, tensor_key
 from .image import preprocess_images
 from .model_config import ModelConfig
-from .tensors import validate_inputs
+from .validation import validate_inputs
 
 
 def has_images(inputs: dict[str, Any]) -> bool:

@@ -1,9 +1,6 @@
-"""TF Serving's JSON <-> tensors (its ``util/json_tensor.cc``): rows, columns, examples.
-
-Requests: row format (``instances``: one item per row, objects for named inputs),
-columnar (``inputs``: a tensor or an object of named tensors) and tf.Example-style
-``examples`` (+ ``context``) become numpy arrays of the model's input datatypes;
-outputs become TF's row or columnar JSON. Binary values travel as {"b64": ...}.
+"""TF Serving's JSON (its ``util/json_tensor.cc``): parsing, values, and outputs as TF's
+row or columnar JSON. Binary values travel as {"b64": ...}. Requests become arrays in
+_tf_inputs.
 
 Non-finite floats: TF Serving parses with rapidjson's kParseNanAndInfFlag and writes
 them as the bare tokens ``NaN``, ``Infinity`` and ``-Infinity`` (WriteDecimal). orjson
@@ -21,13 +18,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 from typing import Any
 
 import numpy as np
 import orjson
 
-from ..core.tensors import MAX_JSON_DEPTH, array_from_json, bf16_to_float, bytes_array
+from ..core.tensors import bf16_to_float
 from ..errors import InvalidInputError
 from ..types import DataType, TensorSpec
 
@@ -123,232 +119,6 @@ def decode_b64(name: str, value: dict[str, str]) -> bytes:
         raise InvalidInputError(
             f"input '{name}': {{\"{next(iter(value))}\": ...}} is not valid base64: {exc}"
         ) from None
-
-
-# Request decoding
-
-
-class InputSpecs:
-    """The model's inputs by name; a model.pt without [[inputs]] takes any name as FP32."""
-
-    __slots__ = ("specs", "by_name", "declared")
-
-    def __init__(self, specs: tuple[TensorSpec, ...], declared: bool) -> None:
-        self.specs = specs
-        self.by_name = {s.name: s for s in specs}
-        self.declared = declared
-
-    def get(self, name: str) -> TensorSpec:
-        spec = self.by_name.get(name)
-        if spec is not None:
-            return spec
-        if not self.declared:
-            return TensorSpec(name, DataType.FP32, (-1,))
-        raise InvalidInputError(
-            f"JSON object: does not have named input: {name}; the model's inputs are "
-            f"{', '.join(self.by_name)}")
-
-    @property
-    def data_is_input(self) -> bool:
-        return DATA in self.by_name
-
-
-def _shape_of(value: Any) -> tuple[int, ...]:
-    """A nested list's shape, read down the first elements (raggedness is caught later)."""
-    shape = []
-    while isinstance(value, list):
-        shape.append(len(value))
-        if len(shape) > MAX_JSON_DEPTH or not value:
-            break
-        value = value[0]
-    return tuple(shape)
-
-
-def _tensor(value: Any, spec: TensorSpec, data_is_input: bool) -> Any:
-    """A JSON value (scalar or nested list) as an array of the input's datatype."""
-    shape = _shape_of(value)
-    if spec.datatype is not DataType.BYTES:
-        return array_from_json(spec.name, value, spec.datatype, shape)
-    if len(shape) > MAX_JSON_DEPTH:
-        raise InvalidInputError(f"input '{spec.name}': data is nested deeper than "
-                                f"{MAX_JSON_DEPTH}")
-    items: list[bytes] = []
-    _bytes_leaves(spec.name, value, shape, 0, items, data_is_input)
-    return bytes_array(items, shape)
-
-
-def _bytes_leaves(name: str, value: Any, shape: tuple[int, ...], level: int,
-                  out: list[bytes], data_is_input: bool) -> None:
-    if level < len(shape):
-        if not isinstance(value, list) or len(value) != shape[level]:
-            raise InvalidInputError(
-                f"input '{name}': the data is ragged: expected a list of {shape[level]} at "
-                f"depth {level}, got {_describe(value)}")
-        for item in value:
-            _bytes_leaves(name, item, shape, level + 1, out, data_is_input)
-        return
-    out.append(_bytes_leaf(name, value, data_is_input))
-
-
-def _bytes_leaf(name: str, value: Any, data_is_input: bool = False) -> bytes:
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if is_binary_object(value, data_is_input):
-        return decode_b64(name, value)
-    raise InvalidInputError(f"input '{name}' is BYTES: its values must be strings or "
-                            f"{{\"b64\": \"<base64>\"}} objects, got {_describe(value)}")
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def decode_rows(instances: Any, specs: InputSpecs) -> dict[str, Any]:
-    """Row format: one item per row; the rows of each input are stacked on a new axis 0."""
-    if not isinstance(instances, list):
-        raise InvalidInputError("Expecting 'instances' to be a list/array, one item per row")
-    if not instances:
-        raise InvalidInputError("No values in 'instances' array")
-    data_is_input = specs.data_is_input
-
-    def named(item: Any) -> bool:
-        return isinstance(item, dict) and not is_binary_object(item, data_is_input)
-
-    if not named(instances[0]):
-        if len(specs.specs) != 1:
-            raise InvalidInputError(
-                "instances is a plain list, but expecting list of objects as the model has "
-                f"{len(specs.specs)} inputs ({', '.join(specs.by_name)})")
-        for i, item in enumerate(instances):
-            if named(item):
-                raise InvalidInputError(
-                    f"Expecting value/list but got object at item {i} of 'instances'")
-        spec = specs.specs[0]
-        return {spec.name: _tensor(instances, spec, data_is_input)}
-    keys = list(instances[0])
-    wanted = set(keys) if not specs.declared else set(specs.by_name)
-    columns: dict[str, list[Any]] = {k: [] for k in (keys if not specs.declared
-                                                     else specs.by_name)}
-    for i, item in enumerate(instances):
-        if not named(item):
-            raise InvalidInputError(f"Expecting object but got {_describe(item)} at item {i} "
-                                    "of 'instances'")
-        if set(item) != wanted:
-            raise InvalidInputError(
-                f"Failed to process element: {i} of 'instances' list: its keys "
-                f"({', '.join(item)}) must be equal to: {', '.join(sorted(wanted))}")
-        for key, value in item.items():
-            columns[key].append(value)
-    return {key: _tensor(values, specs.get(key), data_is_input)
-            for key, values in columns.items()}
-
-
-def decode_columns(value: Any, specs: InputSpecs) -> dict[str, Any]:
-    """Columnar format: one tensor, or an object of named tensors (any 0-th dimensions)."""
-    data_is_input = specs.data_is_input
-    if not isinstance(value, dict) or is_binary_object(value, data_is_input):
-        if len(specs.specs) != 1:
-            raise InvalidInputError(
-                "inputs is a plain value/list, but expecting an object as the model has "
-                f"{len(specs.specs)} inputs ({', '.join(specs.by_name)})")
-        spec = specs.specs[0]
-        return {spec.name: _tensor(value, spec, data_is_input)}
-    if specs.declared:
-        for name in specs.by_name:
-            if name not in value:
-                raise InvalidInputError(f"Missing named input: {name} in 'inputs' object.")
-    return {key: _tensor(item, specs.get(key), data_is_input) for key, item in value.items()}
-
-
-def decode_examples(doc: dict[str, Any], method: str, specs: InputSpecs
-                     ) -> tuple[dict[str, Any], int]:
-    """tf.Example-style features -> one input per feature, with one row per example.
-
-    As in a tf.Example, a feature is a flat list (a single value is a list of one);
-    each example's list is reshaped to the input's shape without its first dimension.
-    """
-    examples = doc.get("examples")
-    if examples is None:
-        raise InvalidInputError(f"When method is {method}, key 'examples' is expected and "
-                                "was not found")
-    if not isinstance(examples, list):
-        raise InvalidInputError("Expecting 'examples' value to be a list/array")
-    if not examples:
-        raise InvalidInputError("'examples' value is an empty array")
-    context = doc.get("context") or {}
-    if not isinstance(context, dict):
-        raise InvalidInputError("'context' must be a JSON object of features")
-    for i, example in enumerate(examples):
-        if not isinstance(example, dict):
-            raise InvalidInputError(f"Example must be JSON object but got {_describe(example)} "
-                                    f"(example {i})")
-        both = sorted(set(example) & set(context))
-        if both:
-            raise InvalidInputError(f"feature(s) {', '.join(both)} appear in both 'context' "
-                                    f"and example {i}; a context feature must not appear in "
-                                    "examples")
-    if specs.declared:
-        names = list(specs.by_name)
-    else:
-        names = list(dict.fromkeys([*context, *examples[0]]))
-    inputs = {}
-    for name in names:
-        spec = specs.get(name)
-        features = []
-        for i, example in enumerate(examples):
-            value = example.get(name, context.get(name))
-            if value is None:
-                raise InvalidInputError(
-                    f"example {i} has no feature '{name}' (in it or in 'context'); the model's "
-                    f"features are {', '.join(names)}")
-            features.append(_feature(name, value, spec))
-        inputs[name] = _stack_features(name, features, spec, specs.declared)
-    return inputs, len(examples)
-
-
-def _feature(name: str, value: Any, spec: TensorSpec) -> list[Any]:
-    items = value if isinstance(value, list) else [value]
-    binary = spec.datatype is DataType.BYTES
-    out = []
-    for item in items:
-        if isinstance(item, (list, dict)) and not is_binary_object(item):
-            raise InvalidInputError(f"Feature: {name} has element with unexpected JSON type: "
-                                    f"{_describe(item)} (a feature is a value or a flat list)")
-        if binary:
-            out.append(_bytes_leaf(name, item))
-        elif isinstance(item, (str, dict)) or item is None:
-            raise InvalidInputError(f"Feature: {name} is {spec.datatype.wire}: expecting "
-                                    f"numbers, got {_describe(item)}")
-        else:
-            out.append(item)
-    return out
-
-
-def _stack_features(name: str, features: list[list[Any]], spec: TensorSpec,
-                    declared: bool) -> Any:
-    count = len(features[0])
-    for i, feature in enumerate(features):
-        if len(feature) != count:
-            raise InvalidInputError(f"feature '{name}' has {count} values in example 0 but "
-                                    f"{len(feature)} in example {i}")
-    row = list(spec.shape[1:])
-    if not declared:  # nothing to reshape to: a value per example, or a list of them
-        row = [] if count == 1 else [count]
-    elif row.count(-1) == 1:
-        known = math.prod(d for d in row if d != -1)
-        if known == 0 or count % known:
-            raise InvalidInputError(f"feature '{name}' has {count} values, which do not fit "
-                                    f"input shape {list(spec.shape)}")
-        row[row.index(-1)] = count // known
-    elif row.count(-1) > 1 or math.prod(row) != count:
-        raise InvalidInputError(f"feature '{name}' has {count} values per example but input "
-                                f"'{name}' has shape {list(spec.shape)}")
-    shape = (len(features), *row)
-    flat = [v for feature in features for v in feature]
-    if spec.datatype is DataType.BYTES:
-        return bytes_array(flat, shape)
-    return array_from_json(name, flat, spec.datatype, shape)
 
 
 # Response encoding

@@ -1,9 +1,8 @@
-"""KServe v2 / Open Inference Protocol over HTTP, with Triton's binary data extension.
+"""KServe v2 / Open Inference Protocol over HTTP, with Triton's binary data extension
+(request bodies are decoded in _v2_request).
 
-Request body, binary extension (little-endian, row-major, no padding):
-    | JSON header (Inference-Header-Content-Length bytes) |
-    | input[0] raw (binary_data_size[0]) | input[1] raw | ... |
-    BYTES element: | uint32 LE length | length bytes |
+Response body, binary extension: the JSON header (its length in the
+Inference-Header-Content-Length header), then each binary output's raw bytes in order.
 """
 
 from __future__ import annotations
@@ -13,47 +12,24 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .. import codec
 from ..core.dataplane import DataPlane
 from ..core.info import TENSOR_HANDLERS
-from ..core.tensors import (
-    array_from_buffer,
-    array_from_json,
-    bytes_array,
-    check_shape,
-    datatype_of,
-    element_count,
-    load_tensor_json,
-)
+from ..core.tensors import datatype_of
 from ..errors import InvalidInputError
 from ..http.messages import OCTET_STREAM, Request, Response
 from ..http.router import Router
-from ..types import BY_WIRE, DataType, InferRequest, InferResponse, TensorSpec
+from ..types import DataType, InferResponse, TensorSpec
 from ._base import JSON_OPTIONS, error_body, json_response, load_json
 from ._ts_archive import archive_answer
-from ._v2 import classify, decode_outputs, flag, json_data, raw_bytes
+from ._v2 import classify, json_data, raw_bytes
+from ._v2_request import INFERENCE_HEADER_CONTENT_LENGTH, OutputOptions, decode
 
-INFERENCE_HEADER_CONTENT_LENGTH = b"inference-header-content-length"
 EXTENSIONS = ["binary_tensor_data", "classification", "system_shared_memory"]
 JOIN_BELOW = 16 * 1024  # binary outputs up to this size travel joined to the JSON header
 
 _READY = orjson.dumps({"ready": True})
 _NOT_READY = orjson.dumps({"ready": False})
 _LIVE = orjson.dumps({"live": True})
-
-
-class _OutputOptions:
-    """What the client asked of the outputs: which, and which as binary."""
-
-    __slots__ = ("binary_default", "binary", "classification", "shared_memory")
-
-    def __init__(self, binary_default: bool, binary: dict[str, bool],
-                 classification: dict[str, int] | None = None,
-                 shared_memory: dict[str, dict[str, Any]] | None = None) -> None:
-        self.binary_default = binary_default
-        self.binary = binary
-        self.classification = classification or {}
-        self.shared_memory = shared_memory or {}
 
 
 class KServeV2Frontend:
@@ -139,7 +115,8 @@ class KServeV2Frontend:
                                             archive)
             self.dataplane.check_tensor_api(info)  # handler.py: 501
         try:
-            infer_request, options = self.decode(request, info.inputs)
+            infer_request, options = decode(request, info.inputs,
+                                            self.dataplane.shared_memory)
         except InvalidInputError:
             self.dataplane.refused(info)  # a bad request counts as a failure (as Triton)
             raise
@@ -151,148 +128,6 @@ class KServeV2Frontend:
                     response.outputs[name] = classify(response.outputs[name], k, info.labels,
                                                       info.batched)
         return self.encode(response, options, info.outputs)
-
-    def decode(self, request: Request, specs: tuple[TensorSpec, ...]
-               ) -> tuple[InferRequest, _OutputOptions]:
-        """Body -> InferRequest with numpy inputs (views over the body where binary)."""
-        body = request.body
-        header_length = request.headers.get(INFERENCE_HEADER_CONTENT_LENGTH)
-        tail = None
-        if header_length is not None:
-            try:
-                n = int(header_length)
-            except ValueError:
-                raise InvalidInputError(
-                    "Unable to parse Inference-Header-Content-Length, got: "
-                    f"{header_length.decode('latin-1')!r}") from None
-            if n < 0 or n > len(body):
-                raise InvalidInputError(
-                    f"Inference-Header-Content-Length must be in [0, {len(body)}] (the body "
-                    f"length), got {n}")
-            if n == 0:
-                return self._decode_raw(body, specs)
-            view = memoryview(body)
-            header, tail = view[:n], view[n:]
-            doc = load_json(header)  # small: the tensors that matter follow it in binary
-        else:
-            doc = load_tensor_json(body, load_json)
-        if not isinstance(doc, dict):
-            raise InvalidInputError("the inference request must be a JSON object")
-        raw_inputs = doc.get("inputs")
-        if not isinstance(raw_inputs, list) or not raw_inputs:
-            raise InvalidInputError("'inputs' must be a non-empty list of tensors")
-        inputs = self._decode_inputs(raw_inputs, tail)
-        params = doc.get("parameters") or {}
-        if not isinstance(params, dict):
-            raise InvalidInputError("'parameters' must be an object")
-        wanted, binary, classification, shm = decode_outputs(doc.get("outputs"))
-        request_id = doc.get("id")
-        return (
-            InferRequest("", None, inputs, wanted,
-                         None if request_id is None else str(request_id), params),
-            _OutputOptions(flag(params.get("binary_data_output", False),
-                                 "parameter 'binary_data_output'"), binary,
-                           classification, shm),
-        )
-
-    def _decode_inputs(self, raw_inputs: list[Any], tail: memoryview | None) -> dict[str, Any]:
-        inputs = (_plain_json_inputs(raw_inputs) if tail is None
-                  else _plain_binary_inputs(raw_inputs, tail))
-        if inputs is not None:
-            return inputs
-        parsed = []
-        shm_views: dict[str, memoryview] = {}
-        sizes: list[tuple[str, int]] = []
-        rest = None  # OVMS: one input without data or size takes the rest of the body
-        for item in raw_inputs:
-            if not isinstance(item, dict):
-                raise InvalidInputError("each input must be an object with name, shape, datatype")
-            name = item.get("name")
-            if not isinstance(name, str):
-                raise InvalidInputError("an input has no 'name' string")
-            try:
-                datatype = DataType.parse(item.get("datatype", ""))
-            except ValueError as exc:
-                raise InvalidInputError(f"input '{name}': {exc}") from None
-            shape = check_shape(name, item.get("shape"))
-            params = item.get("parameters") or {}
-            if not isinstance(params, dict):
-                raise InvalidInputError(f"input '{name}': 'parameters' must be an object")
-            sources = [k for k in ("binary_data_size", "shared_memory_region") if k in params]
-            if "data" in item:
-                sources.insert(0, "data")
-            if len(sources) > 1:
-                raise InvalidInputError(
-                    f"input '{name}' must set only one of 'data', 'binary_data_size' or "
-                    f"'shared_memory_region', but sets {' and '.join(sources)}")
-            if "shared_memory_region" in params:
-                shm_views[name] = self.dataplane.shared_memory.view(f"input '{name}'", params)
-            elif "binary_data_size" in params:
-                size = params["binary_data_size"]
-                if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                    raise InvalidInputError(
-                        f"input '{name}': binary_data_size must be a non-negative integer, "
-                        f"got {size!r}")
-                if tail is None:
-                    raise InvalidInputError(
-                        f"input '{name}' has binary_data_size but the request has no "
-                        "Inference-Header-Content-Length header")
-                sizes.append((name, size))
-            elif "data" not in item and "shared_memory_region" not in params:
-                if rest is not None or tail is None:
-                    raise InvalidInputError(
-                        f"input '{name}' must set one of 'data' or 'binary_data_size'")
-                rest = name
-                sizes.append((name, -1))
-            parsed.append((name, datatype, shape, item.get("data")))
-        if tail is not None:
-            if rest is not None:
-                known = sum(s for _, s in sizes if s >= 0)
-                sizes = [(n, s if s >= 0 else max(len(tail) - known, 0)) for n, s in sizes]
-            views = dict(zip((n for n, _ in sizes),
-                             codec.split_binary_inputs(tail, sizes), strict=True))
-        else:
-            views = {}
-        views.update(shm_views)
-        inputs: dict[str, Any] = {}
-        for name, datatype, shape, data in parsed:
-            if name in inputs:
-                raise InvalidInputError(f"input '{name}' appears twice")
-            view = views.get(name)
-            if view is None:
-                inputs[name] = array_from_json(name, data, datatype, shape)
-            elif datatype is DataType.BYTES:
-                items = codec.decode_bytes_tensor(view, name, element_count(shape))
-                inputs[name] = bytes_array(items, shape)
-            else:
-                inputs[name] = array_from_buffer(name, view, datatype, shape)
-        return inputs
-
-    def _decode_raw(self, body: Any, specs: tuple[TensorSpec, ...]
-                    ) -> tuple[InferRequest, _OutputOptions]:
-        """Inference-Header-Content-Length: 0 — the body is the only input, batch of 1."""
-        if len(specs) != 1:
-            raise InvalidInputError(
-                f"a raw binary request (Inference-Header-Content-Length: 0) needs a model with "
-                f"exactly one input; this one has {len(specs)}")
-        spec = specs[0]
-        if spec.datatype is DataType.BYTES:
-            arr = bytes_array([bytes(body)], (1,))
-        else:
-            shape = [1 if i == 0 and d == -1 else d for i, d in enumerate(spec.shape)]
-            if shape.count(-1) > 1:
-                raise InvalidInputError(
-                    f"input '{spec.name}' has shape {list(spec.shape)}: a raw binary request "
-                    "allows at most one variable dimension")
-            if -1 in shape:
-                known = element_count([d for d in shape if d != -1]) * spec.datatype.itemsize
-                if known == 0 or len(body) % known:
-                    raise InvalidInputError(
-                        f"raw body of {len(body)} bytes does not fit input '{spec.name}' of "
-                        f"shape {list(spec.shape)} ({spec.datatype.wire})")
-                shape[shape.index(-1)] = len(body) // known
-            arr = array_from_buffer(spec.name, memoryview(body), spec.datatype, tuple(shape))
-        return InferRequest("", None, {spec.name: arr}), _OutputOptions(True, {})
 
     def _write_shared(self, name: str, arr: np.ndarray, datatype: DataType,
                       params: dict[str, Any]) -> None:
@@ -306,7 +141,7 @@ class KServeV2Frontend:
                                     f"{view.nbytes}")
         view[:n] = raw
 
-    def encode(self, response: InferResponse, options: _OutputOptions,
+    def encode(self, response: InferResponse, options: OutputOptions,
                specs: tuple[TensorSpec, ...]) -> Response:
         outputs = []
         buffers: list[Any] = []
@@ -340,45 +175,3 @@ class KServeV2Frontend:
             return Response(b"".join([header, *buffers]), content_type=OCTET_STREAM,
                             headers=length)
         return Response(header, content_type=OCTET_STREAM, buffers=buffers, headers=length)
-
-
-def _plain_json_inputs(raw_inputs: list[Any]) -> dict[str, Any] | None:
-    """The usual request, cheaply: every input an object with a name, an upper-case
-    datatype, a shape of non-negative ints and ``data``, and no parameters. None for
-    anything else, which the general path then checks item by item."""
-    inputs: dict[str, Any] = {}
-    for item in raw_inputs:
-        if type(item) is not dict or item.get("parameters") or "data" not in item:
-            return None
-        name, shape = item.get("name"), item.get("shape")
-        datatype = BY_WIRE.get(item.get("datatype"))
-        if (type(name) is not str or name in inputs or datatype is None
-                or type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape)):
-            return None
-        inputs[name] = array_from_json(name, item["data"], datatype, tuple(shape))
-    return inputs
-
-
-def _plain_binary_inputs(raw_inputs: list[Any], tail: memoryview) -> dict[str, Any] | None:
-    """The usual binary request, cheaply: every input an object with a name, a fixed-size
-    datatype, a shape of non-negative ints and parameters holding only a binary_data_size
-    that fits the shape, the sizes adding up to the tail. None for anything else, which
-    the general path then checks (and words) item by item."""
-    inputs: dict[str, Any] = {}
-    pos, total = 0, len(tail)
-    for item in raw_inputs:
-        if type(item) is not dict or "data" in item:
-            return None
-        params, name, shape = item.get("parameters"), item.get("name"), item.get("shape")
-        datatype = BY_WIRE.get(item.get("datatype"))
-        if (type(params) is not dict or len(params) != 1 or type(name) is not str
-                or name in inputs or datatype is None or datatype is DataType.BYTES
-                or type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape)):
-            return None
-        size = params.get("binary_data_size")
-        if type(size) is not int or size != element_count(shape) * datatype.itemsize or (
-                pos + size > total):
-            return None
-        inputs[name] = array_from_buffer(name, tail[pos:pos + size], datatype, tuple(shape))
-        pos += size
-    return inputs if pos == total else None

@@ -31,7 +31,7 @@ from ..errors import (
 from ..http.messages import Request, Response
 from ..http.router import Router
 from ..types import DataType, InferRequest, TensorSpec
-from . import _tfjson
+from . import _tf_inputs, _tfjson
 from ._base import error_body, json_response
 from ._ts_archive import archive_answer
 
@@ -170,12 +170,12 @@ class TFServingFrontend:
             raise InvalidInputError("Missing 'inputs' or 'instances' key")
         if info.handler != "tensor":
             return await self._predict_handler(name, info.version, info.handler, doc)
-        specs = _tfjson.InputSpecs(info.inputs, info.declared)
+        specs = _tf_inputs.InputSpecs(info.inputs, info.declared)
         try:
             if has_rows:
-                inputs = _tfjson.decode_rows(doc["instances"], specs)
+                inputs = _tf_inputs.decode_rows(doc["instances"], specs)
             else:
-                inputs = _tfjson.decode_columns(doc["inputs"], specs)
+                inputs = _tf_inputs.decode_columns(doc["inputs"], specs)
         except InvalidInputError:
             self.dataplane.refused(info)  # counted as a failure in the statistics
             raise
@@ -241,8 +241,8 @@ class TFServingFrontend:
         doc = _load_object(request.body)
         _signature_name(doc)  # NOTE: any name: a fastserve model has one signature
         chosen = _pick_output(name, method, preferred, info.outputs)
-        specs = _tfjson.InputSpecs(info.inputs, info.declared)
-        inputs, rows = _tfjson.decode_examples(doc, method, specs)
+        specs = _tf_inputs.InputSpecs(info.inputs, info.declared)
+        inputs, rows = _tf_inputs.decode_examples(doc, method, specs)
         response = await self.dataplane.infer(InferRequest(name, info.version, inputs))
         outputs = response.outputs
         if chosen is None:  # undeclared outputs: the model's first

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fastserve.errors import InvalidInputError
-from fastserve.frontends import kserve_v2
+from fastserve.frontends import _v2_request, kserve_v2
 from fastserve.frontends.kserve_v2 import KServeV2Frontend
 from fastserve.http.messages import Request
 
@@ -26,7 +26,7 @@ def binary(inputs: list[dict[str, Any]], tail: bytes) -> Request:
 
 def decode(request: Request) -> Any:
     try:
-        infer, _ = KServeV2Frontend(None).decode(request, ())  # type: ignore[arg-type]
+        infer, _ = _v2_request.decode(request, (), None)  # type: ignore[arg-type]
         return {k: (v.dtype, v.shape, v.tolist() if v.dtype == object else v.tobytes())
                 for k, v in infer.inputs.items()}
     except InvalidInputError as exc:
@@ -61,13 +61,13 @@ def size(n: int) -> dict[str, int]:
 ])
 def test_plain_binary_inputs_match_the_general_path(monkeypatch, inputs, tail):
     fast = decode(binary(inputs, tail))
-    monkeypatch.setattr(kserve_v2, "_plain_binary_inputs", lambda raw, tail: None)
+    monkeypatch.setattr(_v2_request, "_plain_binary_inputs", lambda raw, tail: None)
     assert fast == decode(binary(inputs, tail))
 
 
 def test_small_binary_outputs_travel_in_one_body():
     fe = KServeV2Frontend(None)  # type: ignore[arg-type]
-    options = kserve_v2._OutputOptions(True, {})
+    options = _v2_request.OutputOptions(True, {})
     from fastserve.types import InferResponse
     small = fe.encode(InferResponse("m", "1", {"y": X}), options, ())
     assert small.buffers is None

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastserve.errors import InvalidInputError
-from fastserve.frontends import _tfjson
+from fastserve.frontends import _tf_inputs, _tfjson
 
 
 def test_tfjson_loads_strict_and_tokens() -> None:
@@ -86,13 +86,13 @@ def test_tfserving_version_status_every_state() -> None:
 def test_tfjson_rows_and_columns_without_a_server() -> None:
     from fastserve.types import DataType, TensorSpec
 
-    specs = _tfjson.InputSpecs((TensorSpec("a", DataType.INT32, (-1, 2)),
+    specs = _tf_inputs.InputSpecs((TensorSpec("a", DataType.INT32, (-1, 2)),
                                 TensorSpec("s", DataType.BYTES, (-1,))), True)
-    inputs = _tfjson.decode_rows([{"a": [1, 2], "s": "x"}, {"a": [3, 4], "s": {"b64": "eQ=="}}],
+    inputs = _tf_inputs.decode_rows([{"a": [1, 2], "s": "x"}, {"a": [3, 4], "s": {"b64": "eQ=="}}],
                                  specs)
     assert inputs["a"].dtype == np.int32 and inputs["a"].tolist() == [[1, 2], [3, 4]]
     assert inputs["s"].tolist() == [b"x", b"y"]
-    inputs = _tfjson.decode_columns({"a": [[5, 6]], "s": ["p", "q", "r"]}, specs)
+    inputs = _tf_inputs.decode_columns({"a": [[5, 6]], "s": ["p", "q", "r"]}, specs)
     assert inputs["a"].shape == (1, 2) and inputs["s"].shape == (3,)
     out = {"a": np.array([[1, 2], [3, 4]], dtype=np.int32), "s": inputs["s"][:2]}
     assert _tfjson.dumps(_tfjson.encode_rows(out, {})) == \
@@ -117,12 +117,12 @@ def test_tfjson_bf16_output_as_floats() -> None:
 def test_tfjson_examples_reshaped_like_tf_example() -> None:
     from fastserve.types import DataType, TensorSpec
 
-    specs = _tfjson.InputSpecs((TensorSpec("x", DataType.FP32, (-1, 2, -1)),), True)
-    inputs, rows = _tfjson.decode_examples(
+    specs = _tf_inputs.InputSpecs((TensorSpec("x", DataType.FP32, (-1, 2, -1)),), True)
+    inputs, rows = _tf_inputs.decode_examples(
         {"examples": [{"x": [1, 2, 3, 4]}, {"x": [5, 6, 7, 8]}]}, "regress", specs)
     assert rows == 2 and inputs["x"].shape == (2, 2, 2)
-    undeclared = _tfjson.InputSpecs((), False)
-    inputs, rows = _tfjson.decode_examples(
+    undeclared = _tf_inputs.InputSpecs((), False)
+    inputs, rows = _tf_inputs.decode_examples(
         {"context": {"c": 1.0}, "examples": [{"v": [1, 2]}, {"v": [3, 4]}]}, "classify",
         undeclared)
     assert inputs["c"].shape == (2,) and inputs["v"].shape == (2, 2)
