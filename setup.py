@@ -84,7 +84,8 @@ else:
     ext_modules = [
         Extension("fastserve._codec", ["fastserve/_codec.pyx"],
                   depends=["fastserve/_codec_json.pxi"]),
-        Extension("fastserve.http._protocol", ["fastserve/http/_protocol.pyx"]),
+        Extension("fastserve.http._protocol", ["fastserve/http/_protocol.pyx"],
+                  depends=["fastserve/http/_response_head.pxi"]),
     ]
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": fastserve_build_ext})
