@@ -1,10 +1,11 @@
 """Dynamic batching: one queue per model version, N instance threads, a future per request.
 
-The event loop decides *when and which* requests form a job; an instance thread runs it
-and hands every member's answer back with one ``call_soon_threadsafe`` (one thread hop
-per job, never per request: DESIGN.md's measured costs). What a job's run does is its
-requests' batch policy (``core/batching.py``: tensor, grouped, opaque); this module
-knows queues, time and threads, not tensors.
+The event loop decides *when and which* requests form a job; an instance thread
+(``core/instances.py``) runs it and hands every member's answer back with one
+``call_soon_threadsafe`` (one thread hop per job, never per request: DESIGN.md's measured
+costs). What a job's run does is its requests' batch policy (``core/batching.py``: tensor,
+grouped, opaque); this module knows queues and time, not tensors. Requests that expired
+while queued are dropped before they run (``core/expiry.py``).
 
 A batched model's job is a ``Batch``: it leaves when an instance is idle and either
 ``max_batch_size`` rows of one key wait, or the oldest request has waited
@@ -22,20 +23,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..backends._base import Backend
-from ..errors import (
-    BackendError,
-    DeadlineExceededError,
-    FastServeError,
-    ModelNotReadyError,
-    QueueFullError,
-)
+from ..errors import BackendError, FastServeError, ModelNotReadyError, QueueFullError
 from .batching import GroupedPolicy, OpaquePolicy, Runner, TensorPolicy
+from .expiry import Expiry
+from .instances import InstanceThreads
 from .jobs import SKIPPED, Batch, Clients, Group, Item, Outputs, Parent, Run, WorkQueue
 from .model_config import ModelConfig
 from .stats import ModelStats
@@ -65,6 +61,7 @@ class DynamicBatcher:
         self.max_queue = config.max_queue_size
         self.instances = config.instances
         self.stats = stats or ModelStats()
+        self._expiry = Expiry(name, self.timeout, self.stats)
         # The one place the model's kind matters: how jobs form, and its tensor policy.
         self._grouped = config.max_batch_size <= 0
         self._merge = config.merge_requests  # False: each request is a batch of its own
@@ -74,8 +71,8 @@ class DynamicBatcher:
         self._queue = WorkQueue()
         self._idle = config.instances
         self._timer: asyncio.TimerHandle | None = None
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()  # to the instance threads
+        self._instances = InstanceThreads(name, version, loop, self._jobs)
         self._accepting = True
         self._idle_event: asyncio.Event | None = None
         self._broken: BaseException | None = None
@@ -88,11 +85,8 @@ class DynamicBatcher:
     # Lifecycle
 
     def start(self) -> None:
-        for i in range(self.instances):
-            t = threading.Thread(target=self._worker, args=(i,), daemon=True,
-                                 name=f"fastserve-{self.name}-v{self.version}-{i}")
-            t.start()
-            self._threads.append(t)
+        self._instances.start(self.instances, lambda item: self._expiry.stale(item, self.clock()),
+                              self._complete, self._crashed)
 
     async def drain(self) -> None:
         """Stop accepting; finish everything queued and running."""
@@ -120,9 +114,7 @@ class DynamicBatcher:
         self.fail_pending(ModelNotReadyError(
             f"model '{self.name}' version {self.version} is unloading; the request was not run"),
             running=False)
-        for _ in self._threads:
-            self._jobs.put(None)
-        self._threads.clear()
+        self._instances.stop()
 
     @property
     def queue_depth(self) -> int:
@@ -185,7 +177,7 @@ class DynamicBatcher:
         """Send jobs to idle instances while there is work that is ready to go."""
         while self._idle and self._queue:
             now = self.clock()
-            if self._discard(self._queue.head(), now):
+            if self._expiry.discard(self._queue.head(), now):
                 self._queue.popleft()
                 continue
             job = self._take(now)
@@ -208,14 +200,14 @@ class DynamicBatcher:
         """Unbatched model: this instance's share of the queue, each run on its own, all
         carried by one thread hop (a hop per request costs more than a small model)."""
         share = min(-(-len(self._queue) // self._idle), MAX_GROUP)
-        return self._queue.take_group(share, lambda item: self._discard(item, now))
+        return self._queue.take_group(share, lambda item: self._expiry.discard(item, now))
 
     def _take_batch(self, now: float) -> Batch | None:
         """Oldest request first, then later ones of the same key (shape, runner), up to
         max_batch rows; None while the batch should wait for more (the timer is armed)."""
         head = self._queue.head()
         if not self._merge:  # the head's rows are the batch: it goes alone, at once
-            return self._queue.take_batch(head.rows, lambda item: self._discard(item, now))
+            return self._queue.take_batch(head.rows, lambda item: self._expiry.discard(item, now))
         # Wait to fill the batch only while another request is known to be coming.
         # NOTE: when every client seen lately has a request in (queued or running), the
         # next one comes only after an answer: one client sending one request at a time
@@ -226,18 +218,7 @@ class DynamicBatcher:
                 and not self._clients.all_in(len(self._queue) + self._running_items)):
             self._arm_timer(deadline - now)
             return None
-        return self._queue.take_batch(self.max_batch, lambda item: self._discard(item, now))
-
-    def _discard(self, item: Item, now: float) -> bool:
-        """Drop ``item`` if it is stale; whether it was."""
-        if self._stale(item, now):
-            self._drop(item, now)
-            return True
-        return False
-
-    def _stale(self, item: Item, now: float) -> bool:
-        """Not to be run: its client left, or it waited past timeout_ms."""
-        return item.abandoned() or bool(self.timeout and now - item.arrival > self.timeout)
+        return self._queue.take_batch(self.max_batch, lambda item: self._expiry.discard(item, now))
 
     def _dispatch_soon(self) -> None:
         """Dispatch once the loop has handed over everything it read this iteration: the
@@ -259,36 +240,6 @@ class DynamicBatcher:
         self._timer = None
         self._dispatch()
 
-    def _drop(self, item: Item, now: float) -> None:
-        if item.abandoned():
-            self.stats.record_cancelled()
-            return
-        item.fail(DeadlineExceededError(
-            f"request to model '{self.name}' waited {1000 * (now - item.arrival):.0f} ms in the "
-            f"queue, more than timeout_ms={1000 * self.timeout:g}; it was not run"
-        ))
-
-    # Instance threads
-
-    def _worker(self, instance: int) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            try:
-                results, runs = job.execute(self.name, instance,
-                                            lambda item: self._stale(item, self.clock()))
-            except BaseException as exc:  # a bug here must not hang the waiting clients
-                self._call_loop(self._crashed, job, exc)
-                return
-            self._call_loop(self._complete, job, results, runs)
-
-    def _call_loop(self, callback: Any, *args: Any) -> None:
-        try:
-            self.loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:
-            pass  # the loop has closed (shutdown past the drain timeout): nobody waits
-
     # Completion (event loop)
 
     def _complete(self, job: Batch | Group, results: list[Any], runs: list[Run]) -> None:
@@ -302,7 +253,7 @@ class DynamicBatcher:
         now = self.clock()
         for item, result in zip(job, results, strict=True):
             if result is SKIPPED:
-                self._drop(item, now)
+                self._expiry.drop(item, now)
             elif isinstance(result, BaseException):
                 stats.fail += 1
                 item.fail(result)
