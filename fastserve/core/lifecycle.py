@@ -18,8 +18,9 @@ from pathlib import Path
 
 from ..backends._base import Backend, BackendLoader
 from ..errors import FastServeError, ModelNotReadyError
+from .entries import ModelEntry, ModelVersion, State
 from .model_config import ModelConfig
-from .registry import ModelEntry, ModelVersion, Registry, State
+from .registry import Registry
 from .scheduler import DynamicBatcher
 
 log = logging.getLogger("fastserve.repository")

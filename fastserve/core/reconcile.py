@@ -10,9 +10,9 @@ from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
+from .entries import ModelEntry, ModelVersion, State
 from .files import Fingerprint
 from .model_config import ModelConfig
-from .registry import ModelEntry, ModelVersion, State
 
 if TYPE_CHECKING:
     from .repository import ModelRepository

@@ -1,7 +1,7 @@
 """The model repository: what DIR holds, loaded and kept in line with it at run time.
 
 Three parts, one reason to change each: ``registry`` (what exists: model sources read
-into entries, lookups), ``lifecycle`` (the load thread, states, batchers, unload and
+into entries by ``scan``, lookups), ``lifecycle`` (the load thread, states, batchers, unload and
 retire) and ``reconcile`` (how a registered model follows its folder, for the
 management API and the poller alike). ``ModelRepository`` puts them together and runs
 the management operations, one model at a time.
@@ -19,19 +19,11 @@ from typing import Any
 
 from ..backends._base import BackendLoader
 from ..errors import AlreadyExistsError, InvalidInputError, ModelNotReadyError
+from .entries import ModelEntry, ModelVersion, State
 from .lifecycle import Lifecycle
 from .reconcile import apply_overrides, reconcile
-from .registry import (
-    MODEL_FILES,
-    ModelEntry,
-    ModelVersion,
-    Registry,
-    State,
-    can_add_version,
-    read_labels,
-    scan_fresh,
-    scan_model,
-)
+from .registry import Registry
+from .scan import MODEL_FILES, can_add_version, read_labels, scan_fresh, scan_model
 from .ts_store import StoreSettings
 
 __all__ = ["MODEL_FILES", "ModelEntry", "ModelRepository", "ModelVersion", "State",

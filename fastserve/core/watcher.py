@@ -17,8 +17,8 @@ from pathlib import Path
 from ..errors import FastServeError
 from .files import FolderFiles, snapshot
 from .reconcile import reconcile
-from .registry import scan_fresh
 from .repository import ModelEntry, ModelRepository
+from .scan import scan_fresh
 
 log = logging.getLogger("fastserve.watcher")
 

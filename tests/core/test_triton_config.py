@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fastserve.core.model_config import ModelConfig, VersionPolicy, parse_model_config
-from fastserve.core.registry import scan_model
+from fastserve.core.scan import scan_model
 from fastserve.errors import ConfigError
 from fastserve.types import DataType, TensorSpec
 
