@@ -27,6 +27,7 @@ from .core.repository import ModelRepository, ModelVersion
 from .core.shm import SharedMemoryRegistry
 from .core.watcher import RepositoryWatcher
 from .frontends import kserve_v2, management, metrics, openapi, tfserving, torchserve, triton
+from .frontends._triton_settings import TritonSettings
 from .frontends.v2_repository import V2RepositoryFrontend
 from .http.messages import Request
 from .http.router import Router
@@ -93,6 +94,10 @@ class App:
         repository_api = V2RepositoryFrontend(self.control)
         repository_api.register(self.management_router)
         repository_api.register_on_inference(self.router, self._management_address)
+        # Triton's log and trace settings, shared with gRPC's LogSettings / TraceSetting.
+        self.triton_settings = TritonSettings(self.dataplane.model_ready)
+        triton.SettingsFrontend(self.triton_settings).register(
+            self.router, self.management_router, self._management_address)
         # TorchServe answers OPTIONS / on its management port too: this port's own document.
         openapi.ApiDescription(self.management_router, "fastserve management API",
                                self.dataplane.server_metadata()["version"]).register()
@@ -175,7 +180,8 @@ class App:
 
         config = self.config
         self.grpc = GrpcServers(self.dataplane, self.management_api.apply,
-                                config.max_request_size, self.tokens, count, self.control)
+                                config.max_request_size, self.tokens, count, self.control,
+                                self.triton_settings)
         host = config.grpc_host or config.host
         management_host = config.grpc_management_host or config.management_host
         management_port = 0 if self.control_socket else config.grpc_management_port

@@ -17,21 +17,24 @@ from ..core.control import ModelControl
 from ..core.dataplane import DataPlane
 from ..errors import ForbiddenError, InvalidInputError, UnsupportedError
 from ..frontends._triton import TritonDocs
+from ..frontends._triton_settings import TritonSettings
 from ..frontends._v2 import classify
 from .management import Management
 from .services import Malformed, check
 from .status import CallPolicy, code_of, model_of, unary
 from .tensors import decode_request, encode_response
+from .triton_extras import TritonExtras
 
 MAX_STREAM_IN_FLIGHT = 1024  # requests of one stream running at once; more wait to be read
 
 
-class InferenceService:
+class InferenceService(TritonExtras):
     """One per port: on the inference port ``management`` refuses mutations."""
 
     def __init__(self, dataplane: DataPlane, control: ModelControl, policy: CallPolicy,
-                 management: Management, mutable: bool) -> None:
+                 management: Management, mutable: bool, settings: TritonSettings) -> None:
         self.dataplane = dataplane
+        self.settings = settings
         self.policy = policy
         self.management = management
         self.mutable = mutable

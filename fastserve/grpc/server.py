@@ -20,6 +20,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from ..core.control import ModelControl
 from ..core.dataplane import DataPlane
+from ..frontends._triton_settings import TritonSettings
 from .health import HealthService
 from .kserve import InferenceService
 from .management import Management
@@ -55,8 +56,9 @@ class GrpcServers:
     def __init__(self, dataplane: DataPlane, apply: Any, max_message: int,
                  tokens: tuple[bytes, bytes] | None,
                  count: Callable[[str, str | None, int], None] | None,
-                 control: ModelControl) -> None:
+                 control: ModelControl, settings: TritonSettings) -> None:
         self.dataplane = dataplane
+        self.settings = settings
         self.control = control
         self.apply = apply
         self.max_message = max_message
@@ -81,7 +83,7 @@ class GrpcServers:
             policy = CallPolicy(self.tokens[1] if self.tokens else None)
             management = Management(self.apply, management_address)
             add_service(server, InferenceService(self.dataplane, self.control, policy, management,
-                                                     True),
+                                                     True, self.settings),
                         KSERVE)
             add_service(server, TorchServeManagement(management, policy), TS_MANAGEMENT)
             health_pb2_grpc.add_HealthServicer_to_server(
@@ -93,7 +95,7 @@ class GrpcServers:
             policy = CallPolicy(self.tokens[0] if self.tokens else None, self.count)
             management = Management(self.apply, management_address)
             add_service(server, InferenceService(self.dataplane, self.control, policy, management,
-                                                     False),
+                                                     False, self.settings),
                         KSERVE)
             add_service(server, TorchServeInference(self.dataplane, policy), TS_INFERENCE)
             health_pb2_grpc.add_HealthServicer_to_server(

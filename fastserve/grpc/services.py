@@ -49,8 +49,7 @@ def _parser(cls: Any) -> Any:
 
 def _unimplemented(what: str) -> Any:
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{what} is not offered by fastserve "
-                            "(CUDA shared memory, trace and log settings are Triton-only)")
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{what} is not offered by fastserve")
 
     return refuse
 
