@@ -13,10 +13,11 @@ from typing import Any
 
 from ..errors import FastServeError, InvalidInputError, ModelNotReadyError, UnsupportedError
 from ..types import InferRequest, InferResponse
+from . import ts_store
 from .explain import ExplainQueue
 from .handlers import make_runner
 from .image_stage import ImageStage, has_images
-from .info import ModelInfo
+from .info import InstancesBody, ModelInfo, TensorBody, WholeRequest
 from .model_status import ModelStatus
 from .payloads import Payload, kserve_payload, reply_value
 from .repository import ModelRepository, ModelVersion, State
@@ -86,24 +87,80 @@ class DataPlane(ModelStatus):
         return info
 
     async def infer(self, request: InferRequest) -> InferResponse:
-        """Run one tensor request on the READY version it names.
+        """Run one decoded tensor request on the READY version it names."""
+        target = self._ready(request.model, request.version)
+        info = self._serving(target)
+        if info.handler == "handler.py":
+            raise _handler_only(target.name)
+        return await self._run(target, info, request)
+
+    async def infer_body(self, name: str, version: str | None, body: TensorBody
+                         ) -> InferResponse | WholeRequest:
+        """One tensor API request (v2), the whole way through the door.
+
+        The READY version it names (404 unknown, 503 not ready), then by the model's
+        handler: an archive's takes the request whole (WholeRequest); a handler.py
+        answers on /predictions only (501); else ``body`` decodes against the model's
+        specs and the request runs.
+        """
+        target = self._ready(name, version)
+        info = self._serving(target)
+        if info.handler == ts_store.HANDLER:
+            return self._whole(target, info)
+        if info.handler == "handler.py":
+            raise _handler_only(name)
+        return await self._run(target, info, self._decoded(target, info, body))
+
+    async def predict_instances(self, name: str, version: str | None, body: InstancesBody
+                                ) -> InferResponse | list[Any] | WholeRequest:
+        """One :predict request (TF Serving, KServe v1), the whole way through the door.
+
+        A tensor model runs the decoded tensors (an InferResponse). Any other handler
+        takes the row instances one by one (their answers, in order), except an archive's
+        under a service_envelope, which takes the request whole (WholeRequest).
+        """
+        target = self._ready(name, version)
+        info = self._serving(target)
+        if self.service_envelope and info.handler == ts_store.HANDLER:
+            return self._whole(target, info)
+        body.check()
+        if info.handler != "tensor":
+            instances = body.instances()
+            if not isinstance(instances, list) or not instances:
+                raise InvalidInputError(
+                    f"model '{name}' uses the {info.handler} handler: send a non-empty "
+                    "'instances' list, one item per input (e.g. {\"b64\": \"<base64 image>\"})")
+            return await self.predict_handler(name, info.version, instances)
+        return await self._run(target, info, self._decoded(target, info, body))
+
+    def _whole(self, target: ModelVersion, info: ModelInfo) -> WholeRequest:
+        config = self.repository.models[target.name].config
+        assert config is not None
+        return WholeRequest(info, config)
+
+    @staticmethod
+    def _decoded(target: ModelVersion, info: ModelInfo, body: TensorBody) -> InferRequest:
+        try:
+            return body.tensors(info)
+        except InvalidInputError:
+            target.stats.fail += 1  # a bad request counts as a failure (as Triton)
+            raise
+
+    async def _run(self, target: ModelVersion, info: ModelInfo, request: InferRequest
+                   ) -> InferResponse:
+        """Validate ``request`` against the model and run it.
 
         Image models take encoded images as BYTES inputs: those are decoded and
         preprocessed on the instance thread, with the model run (core.image_stage).
         """
-        target = self._ready(request.model, request.version)
         backend, batcher = target.backend, target.batcher
         assert backend is not None and batcher is not None
-        config = self.repository.models[target.name].config
-        assert config is not None
-        if config.handler == "handler.py":
-            raise _handler_only(target.name)
         # Encoded images are checked with their preprocessing, on the instance thread.
-        images = config.handler == "image_classifier" and has_images(request.inputs)
+        images = info.handler == "image_classifier" and has_images(request.inputs)
         rows = 0
         try:
             if not images:
-                rows = validate_inputs(backend.inputs, request.inputs, config.batched,
+                rows = validate_inputs(backend.inputs, request.inputs, info.batched,
                                        strict=backend.declared)
             if request.outputs is not None:
                 known = {s.name for s in backend.outputs}

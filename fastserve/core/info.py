@@ -8,9 +8,10 @@ so a front-end cannot run a model, or change one, except through ``DataPlane`` a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from ..types import TensorSpec
+from ..types import InferRequest, TensorSpec
+from .model_config import ModelConfig
 
 # A version's state, as the repository names it.
 LOADING, READY, FAILED, UNLOADING = "LOADING", "READY", "FAILED", "UNLOADING"
@@ -120,3 +121,30 @@ class VersionChange:
     registered: bool
     queue_depth: int
     stats: Any
+
+
+@dataclass(frozen=True, slots=True)
+class WholeRequest:
+    """The door's answer when the model's handler takes the request whole, undecoded (a
+    TorchServe archive's): the front-end hands it the body, as TorchServe routes it."""
+
+    info: ModelInfo
+    config: ModelConfig
+
+
+class TensorBody(Protocol):
+    """A tensor API's request body (v2), decoded by its front-end when the data plane
+    asks: once the model is known (an unknown model is a 404 whatever the body) and takes
+    tensors. What ``tensors`` refuses (InvalidInputError) counts as the model's failure."""
+
+    def tensors(self, info: ModelInfo) -> InferRequest: ...
+
+
+class InstancesBody(TensorBody, Protocol):
+    """A :predict body (TF Serving, KServe v1): row instances or named columns."""
+
+    def check(self) -> None:
+        """The checks that need no model (their 400s are not the model's failures)."""
+
+    def instances(self) -> Any:
+        """The row instances, for a model whose handler takes them one by one."""

@@ -11,10 +11,69 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..core.info import ModelInfo
 from ..core.tensors import MAX_JSON_DEPTH, array_from_json, bytes_array
 from ..errors import InvalidInputError
-from ..types import DataType, TensorSpec
-from ._tfjson import DATA, decode_b64, is_binary_object
+from ..types import DataType, InferRequest, TensorSpec
+from ._tfjson import DATA, decode_b64, is_binary_object, loads
+
+DEFAULT_SIGNATURE = "serving_default"
+
+
+class PredictBody:
+    """A :predict body, checked and decoded when the data plane asks
+    (``DataPlane.predict_instances``); it keeps the model's info and the format asked."""
+
+    __slots__ = ("raw", "doc", "rows", "info")
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.doc: dict[str, Any] = {}
+        self.rows = False  # row format (instances), else columnar (inputs)
+        self.info: ModelInfo | None = None
+
+    def check(self) -> None:
+        doc = self.doc = load_object(self.raw)
+        signature = signature_name(doc)
+        if signature not in ("", DEFAULT_SIGNATURE):
+            raise InvalidInputError(
+                f"Serving signature name: \"{signature}\" not found in signature def; this "
+                f"model has one signature, \"{DEFAULT_SIGNATURE}\" (or leave signature_name out)")
+        has_rows, has_columns = "instances" in doc, "inputs" in doc
+        if has_rows and has_columns:
+            raise InvalidInputError("the request has both 'instances' and 'inputs'; send one: "
+                                    "'instances' (row format) or 'inputs' (columnar format)")
+        if not has_rows and not has_columns:
+            raise InvalidInputError("Missing 'inputs' or 'instances' key")
+        self.rows = has_rows
+
+    def instances(self) -> Any:
+        return self.doc.get("instances")
+
+    def tensors(self, info: ModelInfo) -> InferRequest:
+        self.info = info
+        specs = InputSpecs(info.inputs, info.declared)
+        if self.rows:
+            inputs = decode_rows(self.doc["instances"], specs)
+        else:
+            inputs = decode_columns(self.doc["inputs"], specs)
+        return InferRequest(info.name, info.version, inputs)
+
+
+def load_object(body: Any) -> dict[str, Any]:
+    doc = loads(body)
+    if not isinstance(doc, dict):
+        raise InvalidInputError("the request body must be a JSON object")
+    return doc
+
+
+def signature_name(doc: dict[str, Any]) -> str:
+    signature = doc.get("signature_name")
+    if signature is None:
+        return ""
+    if not isinstance(signature, str):
+        raise InvalidInputError("'signature_name' key must be a string value")
+    return signature
 
 
 class InputSpecs:

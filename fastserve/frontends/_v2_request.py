@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import codec
+from ..core.info import ModelInfo
 from ..core.shm import SharedMemoryRegistry
 from ..core.tensors import (
     array_from_buffer,
@@ -41,6 +42,24 @@ class OutputOptions:
         self.binary = binary
         self.classification = classification or {}
         self.shared_memory = shared_memory or {}
+
+
+class V2Body:
+    """A v2 infer body, decoded when the data plane asks (``DataPlane.infer_body``): it
+    keeps the model's info and the client's output options for the answer."""
+
+    __slots__ = ("request", "shared_memory", "info", "options")
+
+    def __init__(self, request: Request, shared_memory: SharedMemoryRegistry) -> None:
+        self.request = request
+        self.shared_memory = shared_memory
+        self.info: ModelInfo | None = None
+        self.options = OutputOptions(True, {})
+
+    def tensors(self, info: ModelInfo) -> InferRequest:
+        self.info = info
+        infer_request, self.options = decode(self.request, info.inputs, self.shared_memory)
+        return infer_request
 
 
 def decode(request: Request, specs: tuple[TensorSpec, ...], shared_memory: SharedMemoryRegistry

@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 
 from ..core.dataplane import DataPlane
-from ..core.info import TENSOR_HANDLERS
+from ..core.info import WholeRequest
 from ..core.tensors import datatype_of
 from ..errors import InvalidInputError
 from ..http.messages import OCTET_STREAM, Request, Response
@@ -22,7 +22,7 @@ from ..types import DataType, InferResponse, TensorSpec
 from ._base import JSON_OPTIONS, error_body, json_response, load_json
 from ._ts_archive import archive_answer
 from ._v2 import classify, json_data, raw_bytes
-from ._v2_request import INFERENCE_HEADER_CONTENT_LENGTH, OutputOptions, decode
+from ._v2_request import INFERENCE_HEADER_CONTENT_LENGTH, OutputOptions, V2Body
 
 EXTENSIONS = ["binary_tensor_data", "classification", "system_shared_memory"]
 JOIN_BELOW = 16 * 1024  # binary outputs up to this size travel joined to the JSON header
@@ -105,29 +105,24 @@ class KServeV2Frontend:
 
     async def infer(self, request: Request) -> Response:
         p = request.params
-        info = self.dataplane.resolve(p["model"], p.get("version"))
-        if info.handler not in TENSOR_HANDLERS:
-            archive = self.dataplane.archive(info.name)
-            if archive is not None:
-                # As TorchServe routes it: the body goes to the archive's handler whole (its
-                # kservev2 service_envelope, when configured, unwraps it there).
-                return await archive_answer(self.dataplane, request, info.name, info.version,
-                                            archive)
-            self.dataplane.check_tensor_api(info)  # handler.py: 501
-        try:
-            infer_request, options = decode(request, info.inputs,
-                                            self.dataplane.shared_memory)
-        except InvalidInputError:
-            self.dataplane.refused(info)  # a bad request counts as a failure (as Triton)
-            raise
-        infer_request.model, infer_request.version = p["model"], p.get("version")
-        response = await self.dataplane.infer(infer_request)
+        body = V2Body(request, self.dataplane.shared_memory)
+        # One call through the door: it resolves the model, then decodes ``body``
+        # against it (or routes an archive's request whole), validates and runs.
+        answer = await self.dataplane.infer_body(p["model"], p.get("version"), body)
+        if isinstance(answer, WholeRequest):
+            # As TorchServe routes it: the body goes to the archive's handler whole (its
+            # kservev2 service_envelope, when configured, unwraps it there).
+            info = answer.info
+            return await archive_answer(self.dataplane, request, info.name, info.version,
+                                        answer.config)
+        info, options = body.info, body.options
+        assert info is not None
         if options.classification:
             for name, k in options.classification.items():
-                if name in response.outputs:
-                    response.outputs[name] = classify(response.outputs[name], k, info.labels,
-                                                      info.batched)
-        return self.encode(response, options, info.outputs)
+                if name in answer.outputs:
+                    answer.outputs[name] = classify(answer.outputs[name], k, info.labels,
+                                                    info.batched)
+        return self.encode(answer, options, info.outputs)
 
     def _write_shared(self, name: str, arr: np.ndarray, datatype: DataType,
                       params: dict[str, Any]) -> None:

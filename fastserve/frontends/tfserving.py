@@ -13,13 +13,12 @@ The same under /model-serving/{m}... (Paperspace Gradient's path). Errors are
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
 
 from ..core.dataplane import DataPlane
-from ..core.info import FAILED, LOADING, READY, UNLOADING, VersionInfo
+from ..core.info import FAILED, LOADING, READY, UNLOADING, VersionInfo, WholeRequest
 from ..core.tensors import bf16_to_float
 from ..errors import (
     InvalidInputError,
@@ -35,7 +34,6 @@ from . import _tf_inputs, _tfjson
 from ._base import error_body, json_response
 from ._ts_archive import archive_answer
 
-DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 LABELS = ("latest", "default")
 VERBS = ("predict", "classify", "regress", "explain")
@@ -145,65 +143,31 @@ class TFServingFrontend:
         return json_response({
             "model_spec": {"name": name, "signature_name": "", "version": found.version},
             # NOTE: doubled on purpose: TF wraps the SignatureDefMap in an Any.
-            "metadata": {"signature_def": {"signature_def": {DEFAULT_SIGNATURE: signature}}},
+            "metadata": {"signature_def": {"signature_def": {
+                _tf_inputs.DEFAULT_SIGNATURE: signature}}},
         })
 
     # Predict
 
     async def predict(self, request: Request) -> Response:
         name, version = self._target(request)
-        info = self.dataplane.resolve(name, version)
-        archive = self.dataplane.enveloped(name)
-        if archive is not None:  # the kserve/json envelope unwraps the body in the handler
-            return await archive_answer(self.dataplane, request, name, info.version, archive)
-        doc = _load_object(request.body)
-        signature = _signature_name(doc)
-        if signature not in ("", DEFAULT_SIGNATURE):
-            raise InvalidInputError(
-                f"Serving signature name: \"{signature}\" not found in signature def; this "
-                f"model has one signature, \"{DEFAULT_SIGNATURE}\" (or leave signature_name out)")
-        has_rows, has_columns = "instances" in doc, "inputs" in doc
-        if has_rows and has_columns:
-            raise InvalidInputError("the request has both 'instances' and 'inputs'; send one: "
-                                    "'instances' (row format) or 'inputs' (columnar format)")
-        if not has_rows and not has_columns:
-            raise InvalidInputError("Missing 'inputs' or 'instances' key")
-        if info.handler != "tensor":
-            return await self._predict_handler(name, info.version, info.handler, doc)
-        specs = _tf_inputs.InputSpecs(info.inputs, info.declared)
-        try:
-            if has_rows:
-                inputs = _tf_inputs.decode_rows(doc["instances"], specs)
-            else:
-                inputs = _tf_inputs.decode_columns(doc["inputs"], specs)
-        except InvalidInputError:
-            self.dataplane.refused(info)  # counted as a failure in the statistics
-            raise
-        response = await self.dataplane.infer(InferRequest(name, info.version, inputs))
-        out_specs = {s.name: s for s in info.outputs}
-        if has_rows:
-            body = {"predictions": _tfjson.encode_rows(response.outputs, out_specs)}
-        else:
-            body = {"outputs": _tfjson.encode_columns(response.outputs, out_specs)}
-        return Response(_tfjson.dumps(body))
-
-    async def _predict_handler(self, name: str, version: str, handler: str,
-                               doc: dict[str, Any]) -> Response:
-        """Image and handler.py models: each instance goes through the handler (KServe v1)."""
-        run = getattr(self.dataplane, "predict_handler", None)
-        if run is None:
-            raise UnsupportedError(
-                f"model '{name}' uses the {handler} handler; :predict serves only tensor models "
-                "in this build (use /predictions/{model} for it)")
-        instances = doc.get("instances")
-        if not isinstance(instances, list) or not instances:
-            raise InvalidInputError(
-                f"model '{name}' uses the {handler} handler: send a non-empty 'instances' list, "
-                "one item per input (e.g. {\"b64\": \"<base64 image>\"})")
-        result = run(name, version, instances)
-        if inspect.isawaitable(result):
-            result = await result
-        return Response(_tfjson.dumps({"predictions": result}))
+        body = _tf_inputs.PredictBody(request.body)
+        # One call through the door: it resolves the model and dispatches on its handler:
+        # tensors decoded against its specs, instances through its handler, or the body
+        # whole to an archive's handler under a service_envelope.
+        answer = await self.dataplane.predict_instances(name, version, body)
+        if isinstance(answer, WholeRequest):
+            return await archive_answer(self.dataplane, request, name, answer.info.version,
+                                        answer.config)
+        if isinstance(answer, list):  # the handler's answers, one per instance
+            return Response(_tfjson.dumps({"predictions": answer}))
+        assert body.info is not None
+        out_specs = {s.name: s for s in body.info.outputs}
+        if body.rows:
+            return Response(_tfjson.dumps(
+                {"predictions": _tfjson.encode_rows(answer.outputs, out_specs)}))
+        return Response(_tfjson.dumps(
+            {"outputs": _tfjson.encode_columns(answer.outputs, out_specs)}))
 
     # Classify and regress
 
@@ -238,8 +202,8 @@ class TFServingFrontend:
         if info.handler != "tensor":
             raise UnsupportedError(f"model '{name}' uses the {info.handler} handler; :{method} "
                                    "needs a tensor model")
-        doc = _load_object(request.body)
-        _signature_name(doc)  # NOTE: any name: a fastserve model has one signature
+        doc = _tf_inputs.load_object(request.body)
+        _tf_inputs.signature_name(doc)  # NOTE: any name: a fastserve model has one signature
         chosen = _pick_output(name, method, preferred, info.outputs)
         specs = _tf_inputs.InputSpecs(info.inputs, info.declared)
         inputs, rows = _tf_inputs.decode_examples(doc, method, specs)
@@ -278,25 +242,6 @@ def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
                          "unknown_rank": False},
         "name": spec.name,
     }
-
-
-# Request helpers
-
-
-def _load_object(body: Any) -> dict[str, Any]:
-    doc = _tfjson.loads(body)
-    if not isinstance(doc, dict):
-        raise InvalidInputError("the request body must be a JSON object")
-    return doc
-
-
-def _signature_name(doc: dict[str, Any]) -> str:
-    signature = doc.get("signature_name")
-    if signature is None:
-        return ""
-    if not isinstance(signature, str):
-        raise InvalidInputError("'signature_name' key must be a string value")
-    return signature
 
 
 def _pick_output(name: str, method: str, preferred: str, specs: tuple[TensorSpec, ...]
