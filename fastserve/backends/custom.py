@@ -34,8 +34,8 @@ from ..errors import (
     ModelNotReadyError,
     UnsupportedError,
 )
+from .devices import resolve_device
 from .model_files import load_exported, load_torchscript
-from .torch import resolve_device
 
 log = logging.getLogger("fastserve.backends.custom")
 

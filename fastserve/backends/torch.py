@@ -19,9 +19,10 @@ import torch
 
 from ..errors import BackendError, ConfigError, InvalidInputError, UnsupportedError
 from ..types import DataType, TensorSpec
-from .lifted_program import LiftedProgram
-from .model_files import load_exported, load_torchscript
-from .torch_values import inference_mode, spec_from_value, to_numpy, to_tensor
+from .devices import resolve_device, too_large
+from .model_files import load_torchscript
+from .torch_loading import forward_arguments, load_export, merge_specs, model_file
+from .torch_values import inference_mode, to_numpy, to_tensor
 
 log = logging.getLogger("fastserve.backends.torch")
 
@@ -30,43 +31,6 @@ log = logging.getLogger("fastserve.backends.torch")
 # another instance's compute; FASTSERVE_CUDA_PINNED=0 turns it off, so the gain can be
 # measured (benchmarks/gpu_check.py) and a host short of lockable memory still serves.
 PINNED = os.environ.get("FASTSERVE_CUDA_PINNED", "1") != "0"
-
-
-def resolve_device(requested: str) -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device = {requested!r} but CUDA is not available on this machine; "
-                              "use \"auto\" or \"cpu\"")
-        index = int(requested[5:] or 0) if ":" in requested else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"device = {requested!r} but only {torch.cuda.device_count()} CUDA "
-                              "device(s) exist")
-    return requested
-
-
-def _too_large(path: Path | None, device: str, exc: BaseException) -> ConfigError:
-    what = path.name if path is not None else "the model's warm-up batch"
-    first = str(exc).split("\n", 1)[0]
-    return ConfigError(f"{what} does not fit in {device}'s memory ({first}); free the device, "
-                       "use fewer instances or a smaller max_batch_size, or serve it on cpu")
-
-
-def _to_device(module: Any, device: str, path: Path) -> Any:
-    try:
-        return module.to(device)
-    except torch.OutOfMemoryError as exc:
-        raise _too_large(path, device, exc) from None
-
-
-def _forward_arguments(model: Any) -> tuple[list[str], int] | None:
-    """A scripted forward's argument names (self excluded) and how many are required."""
-    try:
-        arguments = model.forward.schema.arguments[1:]
-    except (AttributeError, RuntimeError):
-        return None
-    return [a.name for a in arguments], sum(not a.has_default_value() for a in arguments)
 
 
 class TorchBackend:
@@ -88,10 +52,10 @@ class TorchBackend:
         self._forward_args: tuple[list[str], int] | None = None  # undeclared model.pt only
         # Per instance (each written by its own thread only): [input ns, output ns]
         self.io_ns = [[0, 0] for _ in range(config.instances)]
-        path = self._model_file(folder, getattr(config, "model_filename", None))
+        path = model_file(folder, getattr(config, "model_filename", None))
         if path.suffix == ".pt2":
             self.platform = "pytorch_export"
-            self.model, model_in, model_out = self._load_export(path)
+            self.model, model_in, model_out = load_export(path, config, self.device)
         else:
             self.platform = "pytorch_torchscript"
             self.model, model_in, model_out = self._load_torchscript(path)
@@ -99,8 +63,9 @@ class TorchBackend:
         # (hooks a served model never has): ~10 us less per call on a small model.
         self._forward = (self.model.forward if isinstance(self.model, torch.jit.ScriptModule)
                          else self.model)
-        self.inputs = self._merge("inputs", config.inputs, model_in, "input")
-        self.outputs = self._merge("outputs", config.outputs, model_out, "output")
+        source = getattr(config, "source", "config.toml")
+        self.inputs = merge_specs("inputs", config.inputs, model_in, source, self.platform)
+        self.outputs = merge_specs("outputs", config.outputs, model_out, source, self.platform)
         # The common case takes a short path in infer(): CPU, declared inputs that are plain
         # numbers (no BYTES, no BF16) and one declared output tensor.
         plain = (DataType.BYTES, DataType.BF16)
@@ -115,56 +80,15 @@ class TorchBackend:
 
     # Loading
 
-    @staticmethod
-    def _model_file(folder: Path, named: str | None) -> Path:
-        """model.pt2 (preferred), else model.pt; or config.pbtxt's default_model_filename
-        (a .pt2 is a torch.export program, anything else TorchScript, as Triton loads it)."""
-        if named is not None:
-            if not (folder / named).is_file():
-                raise ConfigError(f"no model file {named} in {folder} (default_model_filename "
-                                  "in config.pbtxt; Triton's PyTorch backend expects model.pt)")
-            return folder / named
-        for name in ("model.pt2", "model.pt"):
-            if (folder / name).exists():
-                return folder / name
-        raise ConfigError(f"no model file in {folder}: expected model.pt2 (torch.export) "
-                          "or model.pt (TorchScript)")
-
-    def _load_export(self, path: Path) -> tuple[Any, list[TensorSpec], list[TensorSpec]]:
-        program = load_exported(path)
-        placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
-        inputs = [spec_from_value(f"input__{i}", placeholders[name].meta["val"])
-                  for i, name in enumerate(program.graph_signature.user_inputs)]
-        out_node = next(n for n in program.graph.nodes if n.op == "output")
-        values = [a.meta.get("val") for a in out_node.args[0] if hasattr(a, "meta")]
-        outputs = [spec_from_value(f"output__{i}", v) for i, v in enumerate(values)
-                   if isinstance(v, torch.Tensor)]
-        if self.config.batched:
-            static = [spec for spec, name in zip(inputs, program.graph_signature.user_inputs,
-                                                 strict=True)
-                      if not isinstance(placeholders[name].meta["val"].shape[0], torch.SymInt)]
-            if static:
-                raise ConfigError(
-                    f"{path.name} was exported with a static batch dimension but max_batch_size "
-                    f"= {self.config.max_batch_size}: export with dynamic_shapes={{...: {{0: "
-                    "torch.export.Dim('batch')}}}, or set max_batch_size = 0")
-        if any(s.datatype is DataType.BYTES for s in self.config.inputs or ()):
-            raise ConfigError("a model.pt2 cannot take BYTES inputs; use TorchScript (model.pt) "
-                              "with List[str], or an image/handler.py model")
-        module = program.module()
-        if self.cuda:
-            module = _to_device(module, self.device, path)
-        return LiftedProgram.wrap(program, module, self.device), inputs, outputs
-
     def _load_torchscript(self, path: Path) -> tuple[Any, list[TensorSpec], list[TensorSpec]]:
         try:
             model = load_torchscript(path, self.device)
         except torch.OutOfMemoryError as exc:
-            raise _too_large(path, self.device, exc) from None
+            raise too_large(path, self.device, exc) from None
         model.eval()
         if self.config.inputs is None:
             self.declared = False
-            self._forward_args = _forward_arguments(model)
+            self._forward_args = forward_arguments(model)
         # TorchScript keeps no shapes: the config says them, else the contract's defaults.
         return model, [TensorSpec("input__0", DataType.FP32, (-1,))], \
             [TensorSpec("output__0", DataType.FP32, (-1,))]
@@ -181,24 +105,6 @@ class TorchBackend:
         if sent > len(names):
             raise InvalidInputError(f"{sent} inputs sent but the model's forward takes "
                                     f"{len(names)} ({', '.join(names)})")
-
-    def _merge(self, section: str, configured: Any, found: list[TensorSpec],
-               prefix: str) -> tuple[TensorSpec, ...]:
-        if configured is None:
-            return tuple(found)
-        source = getattr(self.config, "source", "config.toml")
-        if self.platform == "pytorch_export" and found:
-            if len(configured) != len(found):
-                raise ConfigError(f"{source} declares {len(configured)} {section} but the "
-                                  f"model has {len(found)}")
-            for c, f in zip(configured, found, strict=True):
-                if c.datatype is not f.datatype:
-                    raise ConfigError(f"{source}: {section} '{c.name}' is {c.datatype.wire} "
-                                      f"but the model's is {f.datatype.wire}")
-                if len(c.shape) != len(f.shape):
-                    raise ConfigError(f"{source}: {section} '{c.name}' has shape "
-                                      f"{list(c.shape)} but the model's is {list(f.shape)}")
-        return tuple(configured)
 
     # Running
 
@@ -219,7 +125,7 @@ class TorchBackend:
                 self.infer(batch, instance)
                 self.io_ns[instance] = [0, 0]  # requests only, as Triton counts them
         except torch.OutOfMemoryError as exc:
-            raise _too_large(None, self.device, exc) from None
+            raise too_large(None, self.device, exc) from None
 
     def _args(self, inputs: dict[str, Any]) -> list[Any]:
         if self.declared:
