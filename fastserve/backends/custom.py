@@ -15,17 +15,14 @@ else as a bytearray. The handler returns one answer per request, in order.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .._version import __version__
 from ..errors import (
     BackendError,
     ConfigError,
@@ -35,61 +32,11 @@ from ..errors import (
     UnsupportedError,
 )
 from .devices import resolve_device
+from .handler_context import Context
+from .handler_file import HANDLER_FILE, find_entry, import_handler
 from .model_files import load_exported, load_torchscript
 
 log = logging.getLogger("fastserve.backends.custom")
-
-HANDLER_FILE = "handler.py"
-_STAGES = ("preprocess", "inference", "postprocess")
-
-
-class Context:
-    """What ``initialize(context)`` and ``handle(data, context)`` get (TorchServe's Context).
-
-    Attributes:
-        model_name, model_version: the model and the version folder being served.
-        model_dir: the version folder (str), where model.pt2 / model.pt live.
-        model_folder: the model folder (Path): config.toml, labels.json, handler.py.
-        config: the model's parsed config.toml (fastserve.core.model_config.ModelConfig).
-        device: "cpu", "cuda:0", ... as resolved from config ``device``.
-        labels: {"0": "tench", ...} from labels.json or index_to_name.json.
-        manifest, system_properties: TorchServe's keys (modelName, serializedFile;
-            model_dir, gpu_id, batch_size, server_name, server_version).
-    """
-
-    def __init__(self, folder: Path, config: Any, device: str, labels: dict[str, str]) -> None:
-        self.model_name = config.name
-        self.model_version = folder.name
-        self.model_dir = str(folder)
-        self.model_folder = folder.parent
-        self.config = config
-        self.device = device
-        self.labels = labels
-        serialized = next((f for f in ("model.pt2", "model.pt") if (folder / f).exists()), "")
-        self.manifest = {"model": {"modelName": config.name, "modelVersion": folder.name,
-                                   "handler": HANDLER_FILE, "serializedFile": serialized}}
-        gpu = None
-        if device.startswith("cuda"):
-            gpu = int(device.partition(":")[2] or 0)
-        self.system_properties = {
-            "model_dir": str(folder), "gpu_id": gpu, "batch_size": max(config.max_batch_size, 1),
-            "server_name": "fastserve", "server_version": __version__,
-            "limit_max_image_pixels": True,
-        }
-        self.metrics = None
-        self._headers: list[dict[bytes, bytes]] = []
-
-    def get_request_header(self, idx: int, key: str) -> str | None:
-        """A header of request ``idx`` of the current batch (case-insensitive), or None."""
-        if idx >= len(self._headers):
-            return None
-        value = self._headers[idx].get(key.lower().encode("latin-1"))
-        return None if value is None else value.decode("latin-1")
-
-    def get_all_request_header(self, idx: int) -> dict[str, str]:
-        if idx >= len(self._headers):
-            return {}
-        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self._headers[idx].items()}
 
 
 class BaseHandler:
@@ -136,44 +83,6 @@ class BaseHandler:
         return self.postprocess(self.inference(self.preprocess(data)))
 
 
-def _import_handler(path: Path, model: str) -> Any:
-    name = "fastserve_handler_" + "".join(c if c.isalnum() else "_" for c in model)
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"cannot import {path}")
-    # Like TorchServe, the model folder is importable, so handler.py can import its
-    # neighbours (model.py, utils.py ...).
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(name, None)
-        raise ConfigError(f"{HANDLER_FILE} failed to import: {type(exc).__name__}: {exc}"
-                          ) from exc
-    return module
-
-
-def _find_entry(module: Any) -> Any:
-    """The handler class defined in handler.py (the most derived one), else ``handle``."""
-    classes = [c for c in vars(module).values()
-               if inspect.isclass(c) and c.__module__ == module.__name__
-               and (hasattr(c, "handle") or all(hasattr(c, m) for m in _STAGES))]
-    leaves = [c for c in classes if not any(o is not c and issubclass(o, c) for o in classes)]
-    if len(leaves) == 1:
-        return leaves[0]
-    if len(leaves) > 1:
-        raise ConfigError(f"{HANDLER_FILE} defines several handler classes "
-                          f"({', '.join(c.__name__ for c in leaves)}); keep one")
-    if callable(getattr(module, "handle", None)):
-        return module.handle
-    raise ConfigError(f"{HANDLER_FILE} defines no handler: write a class with initialize, "
-                      "preprocess, inference and postprocess (or handle), or a function "
-                      "handle(data, context)")
-
-
 def _plain(value: Any) -> Any:
     """Tensors inside an answer become lists (the front-ends write JSON, without torch)."""
     if isinstance(value, torch.Tensor):
@@ -202,8 +111,8 @@ class CustomBackend:
         path = folder.parent / HANDLER_FILE
         if not path.exists():
             raise ConfigError(f"handler = \"handler.py\" but {path} does not exist")
-        self.module = _import_handler(path, config.name)
-        self.entry = _find_entry(self.module)
+        self.module = import_handler(path, config.name)
+        self.entry = find_entry(self.module)
         self.label = (f"{HANDLER_FILE} of model '{config.name}' "
                       f"({getattr(self.entry, '__qualname__', 'handle')})")
         self._workers = [self._new_worker() for _ in range(config.instances)]
