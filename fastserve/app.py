@@ -72,8 +72,8 @@ class App:
                         for e in self.repository.models.values() if e.config is not None)
         threads = config.torch_threads or max(
             1, available_cores() // (config.workers * max(instances, 1)))
-        self.repository.loader = TorchLoader(config.device, threads,
-                                             config.store.max_archive_size)
+        self.repository.lifecycle.loader = TorchLoader(config.device, threads,
+                                                       config.store.max_archive_size)
         self.dataplane = DataPlane(self.repository,
                                    extensions=kserve_v2.EXTENSIONS + triton.EXTENSIONS,
                                    shared_memory=SharedMemoryRegistry(config.allow_shared_memory))
@@ -104,7 +104,7 @@ class App:
         self.metrics = metrics.MetricsFrontend(self.control)
         self.metrics.register(self.router)
         self.repository.on_change = self._model_changed
-        self.repository.drain_timeout = config.drain_timeout
+        self.repository.lifecycle.drain_timeout = config.drain_timeout
         self.watcher = (RepositoryWatcher(self.repository, config.poll_interval)
                         if config.poll_interval else None)
         access = AccessLog() if config.access_log else None

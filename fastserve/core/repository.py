@@ -45,15 +45,7 @@ class ModelRepository(Registry):
         self.overrides: dict[str, dict[str, Any]] = {}  # config keys set through the API
         self._locks: dict[str, asyncio.Lock] = {}
 
-    # The lifecycle's settings, under the names the app and the tests use
-
-    @property
-    def loader(self) -> BackendLoader:
-        return self.lifecycle.loader
-
-    @loader.setter
-    def loader(self, loader: BackendLoader) -> None:
-        self.lifecycle.loader = loader
+    # The lifecycle's state and start-up, under the names the doors and the tests use
 
     @property
     def loading(self) -> bool:
@@ -67,14 +59,6 @@ class ModelRepository(Registry):
     @on_change.setter
     def on_change(self, callback: Callable[[ModelVersion], None] | None) -> None:
         self.lifecycle.on_change = callback
-
-    @property
-    def drain_timeout(self) -> float:
-        return self.lifecycle.drain_timeout
-
-    @drain_timeout.setter
-    def drain_timeout(self, seconds: float) -> None:
-        self.lifecycle.drain_timeout = seconds
 
     def start_loading(self, loop: asyncio.AbstractEventLoop) -> threading.Thread:
         """Load every version the initial scan found, in a background thread."""
