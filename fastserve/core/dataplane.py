@@ -156,12 +156,14 @@ class DataPlane(ModelStatus):
         backend, batcher = target.backend, target.batcher
         assert backend is not None and batcher is not None
         # Encoded images are checked with their preprocessing, on the instance thread.
-        images = info.handler == "image_classifier" and has_images(request.inputs)
-        rows = 0
+        stage = (self._image_stage(target) if info.handler == "image_classifier"
+                 and has_images(request.inputs) else None)
         try:
-            if not images:
+            if stage is None:
                 rows = validate_inputs(backend.inputs, request.inputs, info.batched,
                                        strict=backend.declared)
+            else:  # a batch of N images is N rows
+                rows = stage.policy.rows(request.inputs)
             if request.outputs is not None:
                 known = {s.name for s in backend.outputs}
                 for name in request.outputs:
@@ -173,11 +175,8 @@ class DataPlane(ModelStatus):
             raise
         start = time.perf_counter_ns()
         try:
-            if images:
-                outputs = await batcher.submit_opaque(request.inputs,
-                                                      self._image_stage(target).run_batch)
-            else:
-                outputs = await batcher.submit(request.inputs, rows)
+            outputs = await batcher.submit(request.inputs, rows,
+                                           None if stage is None else stage.policy)
         except FastServeError:
             target.stats.fail_ns += time.perf_counter_ns() - start
             raise

@@ -71,7 +71,9 @@ def preprocess_images(items: Sequence[Any], config: ImageConfig) -> np.ndarray:
         try:
             arrays.append(preprocess_image(item, config))
         except InvalidInputError as exc:
-            raise InvalidInputError(f"image {i}: {exc.message}") from None
+            error = InvalidInputError(f"image {i}: {exc.message}")
+            error.index, error.reason = i, exc.message  # type: ignore[attr-defined]
+            raise error from None
     if not arrays:
         raise InvalidInputError("no image in the request")
     shapes = {a.shape for a in arrays}

@@ -3,16 +3,19 @@
 thread, so PIL never holds the event loop (DESIGN: handler preprocessing is a stage that
 runs on the instance thread).
 
-The scheduler hands ``run_batch`` the input dicts of a whole batch of such requests;
-each request fails alone (a bad image is its own 400), the others share one model run.
+A request of N images is N rows (``ImagePolicy``): batches form by images, as Triton
+counts them (inference_count, batch statistics), and a request of more than
+max_batch_size images is split into chunks, as a tensor request is. The scheduler hands
+``run_batch`` the input dicts of a whole batch of such requests; each request fails alone
+(a bad image is its own 400), the others share one model run.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import FastServeError
-from .batching import check_outputs, run_rows, tensor_key
+from ..errors import FastServeError, InvalidInputError
+from .batching import Outputs, TensorPolicy, check_outputs, run_rows, tensor_key
 from .image import preprocess_images
 from .model_config import ModelConfig
 from .validation import validate_inputs
@@ -31,11 +34,19 @@ class ImageStage:
         self.model = config.name
         self.batched = config.batched
         self.image = config.image
+        self.policy = ImagePolicy(self)
 
     def inputs_of(self, inputs: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The request's inputs with each BYTES input as an N x C x H x W float32 batch."""
-        prepared = {name: preprocess_images(list(arr.ravel()), self.image)
-                    if arr.dtype == object else arr for name, arr in inputs.items()}
+        try:
+            prepared = {name: preprocess_images(list(arr.ravel()), self.image)
+                        if arr.dtype == object else arr for name, arr in inputs.items()}
+        except InvalidInputError as exc:
+            first = getattr(inputs, "first", 0)
+            if not first or not hasattr(exc, "index"):
+                raise
+            # A chunk of a split request: the image's place in the whole request.
+            raise InvalidInputError(f"image {first + exc.index}: {exc.reason}") from None
         rows = validate_inputs(self.backend.inputs, prepared, self.batched,
                                strict=self.backend.declared)
         return prepared, rows
@@ -62,3 +73,45 @@ class ImageStage:
             for (i, _, _), answer in zip(members, outputs, strict=True):
                 results[i] = answer
         return results
+
+
+class _Chunk(dict[str, Any]):
+    """The inputs of one chunk of a split image request, and where its images start."""
+
+    __slots__ = ("first",)
+
+    def __init__(self, first: int, inputs: dict[str, Any]) -> None:
+        super().__init__(inputs)
+        self.first = first
+
+
+class ImagePolicy:
+    """image: the batch policy of v2 image requests (core.batching's protocol); their
+    images are decoded and preprocessed in ``run``, on the instance thread."""
+
+    join = staticmethod(TensorPolicy.join)
+
+    def __init__(self, stage: ImageStage) -> None:
+        self.stage = stage
+        self.grouped = not stage.batched
+
+    def key(self, inputs: dict[str, Any]) -> ImagePolicy:
+        return self  # image requests share runs with each other, never with tensors
+
+    @staticmethod
+    def rows(inputs: dict[str, Any]) -> int:
+        """The request's images (its rows), where every input has that many rows; else 1
+        (a request the model refuses once its images are decoded)."""
+        images = next(arr.size for arr in inputs.values() if arr.dtype == object)
+        counts = {arr.shape[0] if arr.ndim else -1 for arr in inputs.values()}
+        return images if counts == {images} else 1
+
+    @staticmethod
+    def split(inputs: dict[str, Any], rows: int, most: int) -> list[tuple[dict[str, Any], int]]:
+        """A request of more than ``most`` images, as chunks of at most ``most`` images."""
+        return [(_Chunk(start, {n: a[start:start + most] for n, a in inputs.items()}),
+                 min(most, rows - start)) for start in range(0, rows, most)]
+
+    def run(self, requests: list[dict[str, Any]], rows: list[int], instance: int
+            ) -> list[Outputs | FastServeError]:
+        return self.stage.run_batch(requests, instance)

@@ -123,18 +123,21 @@ class DynamicBatcher:
 
     # Submission (event loop)
 
-    def submit(self, inputs: dict[str, Any], rows: int) -> asyncio.Future[Outputs]:
+    def submit(self, inputs: dict[str, Any], rows: int, policy: Any = None
+               ) -> asyncio.Future[Outputs]:
         """Queue one request; its future resolves to its own outputs by name.
 
         Args:
             inputs: arrays by input name; with batching, each has ``rows`` rows first.
             rows: the request's batch size (ignored when the model does not batch).
+            policy: its batch policy, if not the model's tensor policy (one with
+                ``grouped``, ``key``, ``run``, ``split`` and ``join``: image requests).
         Raises:
             QueueFullError: the queue holds max_queue_size requests (503).
             ModelNotReadyError: the batcher is draining or broken (503).
         """
         future, now = self._admit()
-        policy = self.tensors
+        policy = policy or self.tensors
         if policy.grouped or rows <= self.max_batch:
             self._queue.append(Item(inputs, 1 if policy.grouped else rows, policy, now, future))
         else:  # chunks of at most max_batch rows, joined again by their Parent
