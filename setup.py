@@ -85,7 +85,8 @@ else:
         Extension("fastserve._codec", ["fastserve/_codec.pyx"],
                   depends=["fastserve/_codec_json.pxi"]),
         Extension("fastserve.http._protocol", ["fastserve/http/_protocol.pyx"],
-                  depends=["fastserve/http/_response_head.pxi"]),
+                  depends=[f"fastserve/http/{name}.pxi" for name in (
+                      "_probe_head", "_request_cycle", "_response_head")]),
     ]
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": fastserve_build_ext})

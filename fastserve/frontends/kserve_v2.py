@@ -39,8 +39,8 @@ class KServeV2Frontend:
     def register(self, router: Router) -> None:
         add = router.add
         tag = ("KServe v2",)
-        add("GET", "/v2/health/live", self.live, "Server liveness", tag)
-        add("GET", "/v2/health/ready", self.ready, "Server readiness", tag)
+        router.add_probe("/v2/health/live", self.live, "Server liveness", tag)
+        router.add_probe("/v2/health/ready", self.ready, "Server readiness", tag)
         add("GET", "/v2", self.server_metadata, "Server metadata and extensions", tag)
         for base in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
             add("GET", base, self.model_metadata, "Model metadata", tag)

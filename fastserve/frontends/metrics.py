@@ -120,6 +120,7 @@ class MetricsFrontend:
                 return
             self.count(request.params, api or api_of(path), status)
 
+        observe.quiet_paths = NOT_COUNTED  # type: ignore[attr-defined]  # http/probes.py
         return observe
 
     def count(self, params: dict[str, str], api: str, status: int) -> None:

@@ -206,7 +206,7 @@ class TorchServeFrontend:
         self.describe.register(tag)
         add("GET", "/api-description", self.describe,
             "OpenAPI 3.0.1 description of every endpoint on this port", tag)
-        add("GET", "/ping", self.ping, "Health: Healthy once the models have loaded", tag)
+        router.add_probe("/ping", self.ping, "Health: Healthy once the models have loaded", tag)
         for base in ("/predictions/{model}", "/predictions/{model}/{version}"):
             for method in ("POST", "PUT"):
                 add(method, base, self.predictions, "Predict: one body (raw, JSON, .npy or "

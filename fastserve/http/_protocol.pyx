@@ -12,6 +12,9 @@ tests/http runs on both (FASTSERVE_NO_EXTENSIONS=1 chooses the twin).
 import time
 from urllib.parse import unquote
 
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+
 import httptools
 
 from ..errors import FastServeError
@@ -47,35 +50,7 @@ async def _ready(value):
     return value
 
 
-cdef class RequestCycle:
-    """fastserve.http.cycle.RequestCycle with C fields (same names, same meaning)."""
-
-    cdef public object phase, method, url, headers, body, request, canned
-    cdef public double started
-    cdef public Py_ssize_t header_bytes, chunk_bytes, body_pos, discarded
-    cdef public bint direct, keep_alive, http10, upgrade
-
-    def __init__(self, double started):
-        self.phase = HEADERS
-        self.started = started
-        self.method = b""
-        self.url = b""
-        self.headers = {}
-        self.body = None
-        self.keep_alive = True
-
-    @classmethod
-    def answer_only(cls, request, response, double started):
-        cdef RequestCycle cycle = cls(started)
-        cycle.phase = DONE
-        cycle.keep_alive = False
-        cycle.request = request
-        cycle.canned = response
-        return cycle
-
-    cpdef bint declares_body(self):
-        cdef dict headers = self.headers
-        return b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
+include "_request_cycle.pxi"
 
 
 cdef class HttpCore:
@@ -86,6 +61,10 @@ cdef class HttpCore:
     cdef public bint closed
     cdef public double last_activity
     cdef Py_ssize_t max_header_bytes, max_body, discard_cap  # the Limits, read at connect
+    # Probe answers (probes.py): the port's ProbeAnswers, its url -> answer and url ->
+    # handler dicts, or None; the scratch buffer's bytearray; plain GETs answered so.
+    cdef object _probes, _probe_answers, _probe_handlers, _scratch_bytes
+    cdef public Py_ssize_t probes_answered
 
     def connection_made(self, transport):
         self.transport = transport
@@ -96,6 +75,12 @@ cdef class HttpCore:
         self.max_header_bytes = limits.max_header_bytes
         self.max_body = limits.max_body
         self.discard_cap = limits.discard_cap
+        self._scratch_bytes = self._scratch.obj
+        probes = getattr(self.state, "probes", None)
+        if probes is not None and probes.handlers:
+            self._probes = probes
+            self._probe_answers = probes.answers
+            self._probe_handlers = probes.handlers
 
     # Buffer intake
 
@@ -113,11 +98,23 @@ cdef class HttpCore:
             if cycle.body_pos == len(self._raw):
                 self._finish_raw_body()
             return
-        self.data_received(self._scratch[:nbytes])
+        cdef Py_ssize_t done = 0
+        if self._probes is not None:
+            done = _answer_probes(
+                self, <const unsigned char*>PyByteArray_AS_STRING(self._scratch_bytes), nbytes)
+            if done == nbytes:
+                return
+        self.data_received(self._scratch[done:nbytes])
 
     def data_received(self, data):
         cdef RequestCycle cycle
         cdef Py_ssize_t pos, n
+        if self._probes is not None and type(data) is bytes and self._raw is None:
+            n = _answer_probes(self, <const unsigned char*>PyBytes_AS_STRING(data), len(data))
+            if n:
+                if n == len(data):
+                    return
+                data = data[n:]
         self.last_activity = monotonic()
         if self._raw is not None:
             cycle = <RequestCycle>self.cycle
@@ -375,4 +372,5 @@ cdef class HttpCore:
             self._send(failed, response)
 
 
+include "_probe_head.pxi"
 include "_response_head.pxi"

@@ -64,6 +64,8 @@ class Router:
         # Templated paths already matched: (method, path) -> route and parameters. Bounded,
         # as paths come from clients; cleared when full or when a route is added.
         self._matched: dict[tuple[str, str], tuple[Route, dict[str, str]]] = {}
+        # GET routes whose answer depends on nothing in the request (health): path -> handler.
+        self.probes: dict[str, Callable[..., Any]] = {}
 
     def add(
         self,
@@ -86,6 +88,14 @@ class Router:
                 methods[method] = route
                 return
         entries.append((_compile(template), {method: route}))
+
+    def add_probe(self, path: str, handler: Callable[..., Any], summary: str = "",
+                  tags: tuple[str, ...] = ()) -> None:
+        """A GET route (health, readiness) whose answer depends on the server's state, never
+        on the request: the transport may answer a plain GET of it from the answer it
+        encoded earlier in the same event-loop iteration (fastserve/http/probes.py)."""
+        self.add("GET", path, handler, summary, tags)
+        self.probes[path] = handler
 
     def set_error_formatter(self, prefix: str, formatter: ErrorFormatter) -> None:
         """Errors on paths starting with ``prefix`` use this body shape (longest prefix wins)."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from .messages import Request
+from .probes import ProbeAnswers
 from .protocol import HttpProtocol
 from .router import Router
 
@@ -58,6 +59,7 @@ class ServerState:
         self.draining = False
         self._date_second = 0
         self._date = b""
+        self.probes = ProbeAnswers(router.probes, guard, on_response, loop, self.date_header)
 
     def date_header(self) -> bytes:
         """The Date header line, formatted once a second rather than per response."""

@@ -127,7 +127,9 @@ class EchoApp:
         self.cancelled: list[str] = []
         self.seen: list[Any] = []
         self.order: list[str] = []
+        self.healthy = True
         add = self.router.add
+        self.router.add_probe("/health", self.health)
         add("GET", "/hello", self.hello)
         add("POST", "/echo", self.echo)
         add("PUT", "/echo", self.echo)
@@ -143,6 +145,12 @@ class EchoApp:
         add("GET", "/v1/models/{model}:predict", self.item)
         add("GET", "/ts/hello", self.hello)
         add("POST", "/ts/echo", self.echo)
+
+    def health(self, request: Any) -> Any:
+        if self.healthy == "raise":
+            raise errors.ModelNotReadyError("health check broke")
+        return Response(b'{"ok":true}' if self.healthy else b'{"ok":false}',
+                        200 if self.healthy else 503)
 
     def hello(self, request: Any) -> Any:
         self.seen.append(request)

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.usefixtures("loop")
 
 LIMITS = Limits(max_body=256, discard_cap=512, max_header_bytes=400)
 PATHS = ["/hello", "/echo", "/aecho", "/items/a%20b", "/v1/models/m:predict", "/nope",
-         "/raise/invalid", "/araise/plain", "/buffers", "/ts/echo", "/ts/nope", "*"]
+         "/raise/invalid", "/araise/plain", "/buffers", "/ts/echo", "/ts/nope", "*",
+         "/health", "/health"]
 TOKEN = st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12)
 
 
@@ -77,9 +78,12 @@ _VOLATILE = re.compile(rb"(date: [^\r]*|x-request-id: [^\r]*)")
 
 
 def run(protocol_class: type, router: Any, loop: asyncio.AbstractEventLoop, data: bytes,
-        cuts: list[int]) -> tuple[bytes, bool, bool]:
-    state = ServerState(router, LIMITS, loop)
+        cuts: list[int], limits: Limits = LIMITS, seen: list[Any] | None = None
+        ) -> tuple[bytes, bool, bool]:
+    state = ServerState(router, limits, loop)
     protocol = protocol_class(state)
+    if seen is not None:
+        seen.append(protocol)
     transport = MockTransport()
     transport.protocol = protocol
     protocol.connection_made(transport)

@@ -1,0 +1,122 @@
+# Recognising a plain GET of a probe route in the bytes read (included in _protocol.pyx;
+# fastserve/http/probes.py says what is answered this way and why it is the same answer).
+
+from libc.string cimport memcmp
+
+cdef unsigned char TCHAR[256]  # RFC 9110 token characters: a header name
+cdef bytes _TOKEN = (b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                     b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+cdef const unsigned char* _token = _TOKEN
+cdef Py_ssize_t _i
+for _i in range(len(_TOKEN)):
+    TCHAR[_token[_i]] = 1
+
+
+cdef inline bint _answer_may_differ(const unsigned char* name, Py_ssize_t n) noexcept nogil:
+    """A header after which the ordinary path might answer otherwise (framing, Connection,
+    Expect, Upgrade, compression), or that httptools reads itself: case-insensitive."""
+    cdef char low[17]
+    cdef Py_ssize_t i
+    if n < 6 or n > 17:
+        return False
+    for i in range(n):
+        low[i] = name[i] | 0x20 if 0x41 <= name[i] <= 0x5A else name[i]
+    if n == 6:
+        return memcmp(low, b"expect", 6) == 0
+    if n == 7:
+        return memcmp(low, b"upgrade", 7) == 0
+    if n == 10:
+        return memcmp(low, b"connection", 10) == 0
+    if n == 14:
+        return memcmp(low, b"content-length", 14) == 0
+    if n == 15:
+        return memcmp(low, b"accept-encoding", 15) == 0
+    if n == 16:
+        return (memcmp(low, b"proxy-connection", 16) == 0
+                or memcmp(low, b"content-encoding", 16) == 0)
+    if n == 17:
+        return memcmp(low, b"transfer-encoding", 17) == 0
+    return False
+
+
+cdef Py_ssize_t _plain_get_head(const unsigned char* p, Py_ssize_t n, Py_ssize_t limit,
+                                Py_ssize_t* url_len) noexcept nogil:
+    """The length of the plain GET request head that starts at p, else 0.
+
+    Accepted, strictly (httptools accepts all of it; anything else is left to it):
+        "GET " url " HTTP/1.1" CRLF *( token ":" *( VCHAR / SP / HTAB ) CRLF ) CRLF
+    url: visible ASCII; no header from _answer_may_differ; the head within ``limit`` bytes
+    and its URL and header lines, counted as on_url/on_header count them, too.
+    """
+    cdef Py_ssize_t i = 4, name, value, counted
+    cdef unsigned char c
+    if n > limit:
+        n = limit
+    if n < 18 or memcmp(p, b"GET /", 5) != 0:
+        return 0
+    while i < n and p[i] != 0x20:
+        c = p[i]
+        if c < 0x21 or c > 0x7E:
+            return 0
+        i += 1
+    url_len[0] = i - 4
+    if i + 11 > n or memcmp(p + i, b" HTTP/1.1\r\n", 11) != 0:
+        return 0
+    counted = i - 4
+    i += 11
+    while True:
+        if i + 2 > n:
+            return 0
+        if p[i] == 0x0D:
+            if p[i + 1] != 0x0A:
+                return 0
+            i += 2
+            break
+        name = i
+        while i < n and TCHAR[p[i]]:
+            i += 1
+        if i == name or i >= n or p[i] != 0x3A:  # ':'
+            return 0
+        if _answer_may_differ(p + name, i - name):
+            return 0
+        counted += i - name
+        i += 1
+        value = i
+        while i < n and (0x20 <= p[i] <= 0x7E or p[i] == 0x09):
+            i += 1
+        if i + 2 > n or p[i] != 0x0D or p[i + 1] != 0x0A:
+            return 0
+        counted += i - value + 4
+        i += 2
+    if counted > limit:
+        return 0
+    return i
+
+
+cdef Py_ssize_t _answer_probes(HttpCore conn, const unsigned char* p, Py_ssize_t n) except -1:
+    """Answer the plain GETs of probe routes at the start of p (see above) while
+    nothing else is read or answered on this connection; the bytes they took."""
+    cdef Py_ssize_t done = 0, head, url_len = 0
+    cycle = conn.cycle
+    if (conn.closed or conn.running is not None or conn.pipeline
+            or (cycle is not None and (<RequestCycle>cycle).phase is not DONE)
+            or conn.state.draining):
+        return 0
+    while done < n:
+        head = _plain_get_head(p + done, n - done, conn.max_header_bytes, &url_len)
+        if head == 0:
+            break
+        url = PyBytes_FromStringAndSize(<const char*>p + done + 4, url_len)
+        answer = (<dict>conn._probe_answers).get(url)
+        if answer is None:
+            if url not in <dict>conn._probe_handlers:
+                break
+            answer = conn._probes.answer(url)
+            if answer is None:
+                break
+        conn.transport.write(answer)
+        conn.probes_answered += 1
+        done += head
+    if done:
+        conn.last_activity = monotonic()
+    return done
