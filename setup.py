@@ -83,7 +83,8 @@ if NO_EXTENSIONS:
 else:
     ext_modules = [
         Extension("fastserve._codec", ["fastserve/_codec.pyx"],
-                  depends=["fastserve/_codec_json.pxi"]),
+                  depends=[f"fastserve/_codec_json{part}.pxi" for part in (
+                      "", "_number", "_values")]),
         Extension("fastserve.http._protocol", ["fastserve/http/_protocol.pyx"],
                   depends=[f"fastserve/http/{name}.pxi" for name in (
                       "_probe_head", "_request_cycle", "_response_head")]),

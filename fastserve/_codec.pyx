@@ -370,4 +370,6 @@ def numbers_from_json(data, dtype, count):
     return _np.frombuffer(buf, dtype)  # writable: numpy views the bytearray
 
 
+include "_codec_json_number.pxi"
+include "_codec_json_values.pxi"
 include "_codec_json.pxi"
