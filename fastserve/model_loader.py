@@ -23,9 +23,9 @@ class TorchLoader:
 
     def __call__(self, folder: Path, config: ModelConfig, labels: dict[str, str]) -> Any:
         if self._backend is None:
-            import torch
+            from .backends import devices
 
-            torch.set_num_threads(self.threads)
+            devices.set_threads(self.threads)
             from .backends import torch as torch_backend
 
             self._backend = torch_backend

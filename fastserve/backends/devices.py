@@ -1,4 +1,5 @@
-"""Which device a model version runs on, and what to say when it does not fit there."""
+"""Which device a model version runs on, what to say when it does not fit there, and how
+many CPU threads torch's operators use."""
 
 from __future__ import annotations
 
@@ -36,3 +37,8 @@ def to_device(module: Any, device: str, path: Path) -> Any:
         return module.to(device)
     except torch.OutOfMemoryError as exc:
         raise too_large(path, device, exc) from None
+
+
+def set_threads(threads: int) -> None:
+    """The process's intra-op threads, shared by every instance (set before the first load)."""
+    torch.set_num_threads(threads)
