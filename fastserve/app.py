@@ -23,7 +23,8 @@ from .backends import ts_envelope
 from .config import ServerConfig, available_cores
 from .core.control import ModelControl
 from .core.dataplane import DataPlane
-from .core.repository import ModelRepository, ModelVersion
+from .core.entries import ModelVersion
+from .core.repository import ModelRepository
 from .core.shm import SharedMemoryRegistry
 from .core.watcher import RepositoryWatcher
 from .frontends import kserve_v2, management, metrics, openapi, tfserving, torchserve, triton

@@ -23,11 +23,12 @@ from .entries import ModelEntry, ModelVersion, State
 from .lifecycle import Lifecycle
 from .reconcile import apply_overrides, reconcile
 from .registry import Registry
-from .scan import MODEL_FILES, can_add_version, read_labels, scan_fresh, scan_model
+from .scan import can_add_version, read_labels, scan_fresh
 from .ts_store import StoreSettings
 
-__all__ = ["MODEL_FILES", "ModelEntry", "ModelRepository", "ModelVersion", "State",
-           "apply_overrides", "read_labels", "scan_model"]
+# Names callers and tests import from here, though they live in entries, reconcile and scan.
+__all__ = ["ModelEntry", "ModelRepository", "ModelVersion", "State", "apply_overrides",
+           "read_labels"]
 
 log = logging.getLogger("fastserve.repository")
 
