@@ -7,9 +7,13 @@ model, its [image] section resizing to 8x8 so that --size x --size JPEGs are acc
 For each tree, one wrk (--conns) sends small v2 JSON tensors to digits_ts (with
 --same-model: to digits_big) alone, then
 again while a second wrk (--conns) sends one JPEG per request (v2 binary extension) to
-digits_big. Reported: the tensor clients' req/s and p99 alone and with images, per tree.
-Servers pinned to core 0, both wrk to core 1 (_harness). Run from the repo root:
+digits_big. Reported: the tensor clients' req/s and p99 alone and with images, per tree, and per
+round the ratio p99 with images / p99 alone (both from the same server, one after the
+other), then the spread of those ratios. Without --base, only the working tree runs.
+Servers pinned to core 0, both wrk to core 1 (_harness). Run from the repo root
+(about 20 s per tree and round at --duration 4):
 
+    python benchmarks/image_mix.py --rounds 3 --duration 4
     python benchmarks/image_mix.py --base HEAD~1 --duration 5
 """
 
@@ -92,15 +96,17 @@ def measure(srv: h.Server, image: Path, header_length: str, seconds: int, conns:
     thread.start()
     mixed = h.wrk(srv.port, path, seconds, tensors, conns=conns)
     thread.join()
-    for r in (alone, mixed, images):
+    for what, r in (("tensors alone", alone), ("tensors with images", mixed),
+                    ("images", images)):
         if r["non_2xx"] or r["socket_errors"]:
-            raise SystemExit(f"{srv.name}: failed requests\n{srv.log_tail()}")
+            raise SystemExit(f"{srv.name}: {what}: {r['non_2xx']} non-2xx, "
+                             f"{r['socket_errors']} socket errors ({r})\n{srv.log_tail()}")
     return {"alone": alone, "mixed": mixed, "images": images}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--base", required=True, help="git ref of tree B (A: the working tree)")
+    p.add_argument("--base", help="git ref of tree B (A: the working tree); none: A only")
     p.add_argument("--size", type=int, default=512, help="JPEG width and height")
     p.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     p.add_argument("--conns", type=int, default=16, help="connections per wrk")
@@ -111,11 +117,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fastserve-imagemix-") as tmp:
         models, image, header_length = build(Path(tmp) / "models", Path(tmp), args.size)
         tree_b = Path(tmp) / "b"
-        checkout(args.base, tree_b)
-        results: dict[str, list[dict]] = {"A": [], "B": []}
+        trees = [("A", ROOT)]
+        if args.base:
+            checkout(args.base, tree_b)
+            trees.append(("B", tree_b))
+        results: dict[str, list[dict]] = {name: [] for name, _ in trees}
         try:
             for i in range(args.rounds):
-                for name, tree in (("A", ROOT), ("B", tree_b))[:: 1 if i % 2 == 0 else -1]:
+                for name, tree in trees[:: 1 if i % 2 == 0 else -1]:
                     srv = start(name, tree, models)
                     try:
                         srv.wait_until("GET", "/v2/health/ready", timeout=120)
@@ -132,12 +141,14 @@ def main() -> int:
                           f" | images {r['images']['rps']:6,.0f} req/s p99 "
                           f"{r['images']['p99_ms']:7.2f} ms", flush=True)
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree_b)], cwd=ROOT,
-                           capture_output=True)
+            if args.base:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree_b)],
+                               cwd=ROOT, capture_output=True)
     for name, runs in results.items():
-        grow = [r["mixed"]["p99_ms"] / r["alone"]["p99_ms"] for r in runs]
-        print(f"{name}: tensor p99 with images / alone: "
-              + ", ".join(f"{g:.2f}x" for g in grow))
+        grow = sorted(r["mixed"]["p99_ms"] / r["alone"]["p99_ms"] for r in runs)
+        print(f"{name}: tensor p99 with images / alone, per round: "
+              + ", ".join(f"{g:.2f}x" for g in grow)
+              + f" (median {grow[len(grow) // 2]:.2f}x, spread {grow[0]:.2f}-{grow[-1]:.2f}x)")
     return 0
 
 

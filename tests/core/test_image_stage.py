@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from fastserve.core import image_stage
 from fastserve.core.dataplane import DataPlane
 from fastserve.core.image import preprocess_image
 from fastserve.core.model_config import ImageConfig
@@ -102,3 +107,24 @@ def test_image_request_past_max_batch_size_runs_in_chunks(
     # named by its place in the whole request, not in its chunk
     assert error.message.startswith("image 6: the body is not a JPEG or PNG image")
     assert stats.inference_count >= 10
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priority is Linux's")
+def test_image_work_lowers_only_its_own_threads_priority() -> None:
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen: list[int] = []
+
+    def image_thread() -> None:
+        seen.append(niceness())
+        image_stage.lower_priority()
+        image_stage.lower_priority()  # once per thread, not once per job
+        seen.append(niceness())
+
+    main = niceness()
+    thread = threading.Thread(target=image_thread)
+    thread.start()
+    thread.join()
+    assert seen == [main, min(main + image_stage.IMAGE_NICENESS, 19)]
+    assert niceness() == main  # the event loop's thread keeps its priority
