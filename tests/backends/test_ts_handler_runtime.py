@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from fastserve.backends import ts_handler, ts_loader
+from fastserve.backends import ts_handler, ts_loader, ts_messages
 from fastserve.backends.ts_context import MetricsStore, RequestState, TsContext
 from fastserve.core.model_config import ModelConfig
 from fastserve.core.payloads import Payload
@@ -70,28 +70,28 @@ def test_a_batch_is_one_handle_call_with_one_dict_per_request(tmp_path) -> None:
 
 
 def test_answers_are_serialized_as_the_worker_does() -> None:
-    assert ts_handler.serialize(b"\x00raw") == b"\x00raw"
-    assert ts_handler.serialize("héllo") == "héllo".encode()
+    assert ts_messages.serialize(b"\x00raw") == b"\x00raw"
+    assert ts_messages.serialize("héllo") == "héllo".encode()
     value = {"a": [1, 2.5], "b": None, "c": "é", "d": float("nan")}
-    assert ts_handler.serialize(value) == json.dumps(value, indent=2).encode()
-    assert json.loads(ts_handler.serialize({"x": [0.1, 1e-05]})) == {"x": [0.1, 1e-05]}
-    assert ts_handler.serialize({"t": torch.tensor([1.5])}) == json.dumps({"t": [1.5]},
+    assert ts_messages.serialize(value) == json.dumps(value, indent=2).encode()
+    assert json.loads(ts_messages.serialize({"x": [0.1, 1e-05]})) == {"x": [0.1, 1e-05]}
+    assert ts_messages.serialize({"t": torch.tensor([1.5])}) == json.dumps({"t": [1.5]},
                                                                             indent=2).encode()
     import io
 
-    restored = torch.load(io.BytesIO(ts_handler.serialize(torch.arange(3))))
+    restored = torch.load(io.BytesIO(ts_messages.serialize(torch.arange(3))))
     assert torch.equal(restored, torch.arange(3))
     with pytest.raises(BackendError, match="cannot be written as JSON"):
-        ts_handler.serialize({"x": object()})
+        ts_messages.serialize({"x": object()})
 
 
 def test_bodies_are_typed_as_the_worker_types_them() -> None:
-    assert ts_handler.typed(b'{"a": 1}', JSON) == {"a": 1}
-    assert ts_handler.typed(b"{bad", JSON) == bytearray(b"{bad")
-    assert ts_handler.typed(b"hi", "text/plain") == "hi"
-    assert ts_handler.typed(b"\xff", "text/plain") == bytearray(b"\xff")
-    assert ts_handler.typed(b"[1]", "application/octet-stream") == bytearray(b"[1]")
-    assert ts_handler.typed(b"[1]", "") == bytearray(b"[1]")
+    assert ts_messages.typed(b'{"a": 1}', JSON) == {"a": 1}
+    assert ts_messages.typed(b"{bad", JSON) == bytearray(b"{bad")
+    assert ts_messages.typed(b"hi", "text/plain") == "hi"
+    assert ts_messages.typed(b"\xff", "text/plain") == bytearray(b"\xff")
+    assert ts_messages.typed(b"[1]", "application/octet-stream") == bytearray(b"[1]")
+    assert ts_messages.typed(b"[1]", "") == bytearray(b"[1]")
 
 
 def test_streamed_parts_decode_from_torchserves_own_message() -> None:
@@ -103,7 +103,7 @@ def test_streamed_parts_decode_from_torchserves_own_message() -> None:
     context.set_response_status(206, "Partial", 1)
     message = otf.create_predict_response([b"\x01", "two"], context.request_ids, "ok", 200,
                                           context, True)
-    parts = ts_handler.parse_predict_message(bytes(message))
+    parts = ts_messages.parse_predict_message(bytes(message))
     assert parts == [("id-0", HandlerReply(b"\x01", 200, None, {})),
                      ("id-1", HandlerReply(b"two", 206, "text/plain", {}))]
 
