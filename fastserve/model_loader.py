@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from .backends import ts_envelope
-from .core.archive import DEFAULT_MAX_SIZE, install_requirements, prepare, read_archive
+from .core.archive import DEFAULT_MAX_SIZE, install_requirements, read_archive
+from .core.archive_extract import prepare
 from .core.model_config import ModelConfig
 
 

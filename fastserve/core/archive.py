@@ -38,15 +38,9 @@ the model with a message; nothing is written outside its folder.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
-import hashlib
 import logging
-import os
-import shutil
 import stat
-import tempfile
-import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -237,84 +231,6 @@ def _parse_yaml(raw: bytes, label: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ArchiveError(f"{label} must be a mapping of keys (minWorkers, batchSize, ...)")
     return doc
-
-
-# Extraction (the loader thread)
-
-_root: Path | None = None
-_EXTRACTING = threading.Lock()
-
-
-def extraction_root() -> Path:
-    """This process's private folder for extracted archives (removed at exit)."""
-    global _root
-    if _root is None:
-        _root = Path(tempfile.mkdtemp(prefix="fastserve-mar-"))
-        atexit.register(shutil.rmtree, _root, True)
-    return _root
-
-
-def prepare(source: Path, max_size: int = DEFAULT_MAX_SIZE, into: Path | None = None) -> Path:
-    """The folder a handler runs in: a folder as it is, a .mar extracted (once per file
-    version) into ``into`` (default: this process's private folder). Raises ArchiveError."""
-    if source.is_dir():
-        return source
-    try:
-        st = source.stat()
-    except OSError as exc:
-        raise ArchiveError(f"{source.name} cannot be read: {exc}") from None
-    key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-    base = into or extraction_root()
-    target = base / f"{source.stem}-{key[:16]}"
-    with _EXTRACTING:  # two loads of one archive (a reload, a second name) extract it once
-        if target.is_dir():
-            return target
-        base.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{source.stem}-", dir=base))
-        try:
-            extract(source, partial, max_size)
-            os.replace(partial, target)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-        return target
-
-
-def extract(source: Path, folder: Path, max_size: int) -> None:
-    """Write every member of ``source`` below ``folder``, counting the bytes as written."""
-    label = source.name
-    root = folder.resolve()
-    written = 0
-    try:
-        with zipfile.ZipFile(source) as zf:
-            check_members(zf, max_size, label)
-            for info in zf.infolist():
-                rel = _member_path(info.filename, label)
-                dest = root.joinpath(*[p for p in rel.parts if p not in ("", ".")])
-                if dest != root and root not in dest.parents:
-                    raise ArchiveError(f"{label}: member {info.filename!r} would be written "
-                                       "outside the model's folder (zip-slip); refused")
-                if info.is_dir():
-                    dest.mkdir(parents=True, exist_ok=True)
-                    continue
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                if dest.parent.resolve() != dest.parent:  # a link on the way: never follow
-                    raise ArchiveError(f"{label}: member {info.filename!r} passes a link")
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-                with zf.open(info) as src, os.fdopen(os.open(dest, flags, 0o644), "wb") as out:
-                    while chunk := src.read(_CHUNK):
-                        written += len(chunk)
-                        if written > max_size:
-                            raise ArchiveError(
-                                f"{label} inflates to more than {max_size} bytes (the archive "
-                                "size limit, --max-archive-size); refused")
-                        out.write(chunk)
-    except FileExistsError:
-        raise ArchiveError(f"{label}: a member is stored twice; the archive is refused") from None
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
-        raise ArchiveError(f"{label} is not a valid model archive: {exc}") from None
-    except OSError as exc:
-        raise ArchiveError(f"{label} cannot be extracted: {exc}") from None
 
 
 # requirements.txt (config.properties install_py_dep_per_model=true)

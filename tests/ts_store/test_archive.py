@@ -11,9 +11,9 @@ from fastserve.core.archive import (
     ArchiveError,
     install_requirements,
     is_archive,
-    prepare,
     read_archive,
 )
+from fastserve.core.archive_extract import prepare
 from fastserve.core.files import version_key
 from fastserve.core.ts_store import StoreSettings, archive_config
 
