@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import ts_config
+from . import ts_config, ts_flags
 from ._version import __version__
 from .config import ServerConfig, parse_size
 from .logs import setup_logging
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict-readiness", action="store_true",
                    help="Triton's rule: not ready while any model is not READY (default: "
                         "ready once a model serves)")
-    ts_config.add_flags(p, _size)
+    ts_flags.add_flags(p, _size)
     return p
 
 
@@ -102,7 +102,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
     argv = sys.argv[1:] if argv is None else argv
     try:
         ts = ts_config.resolve(args.model_store, args.models if args.model_store else None,
-                               args.ts_config, ts_config.given_flags(parser, argv))
+                               args.ts_config, ts_flags.given_flags(parser, argv))
     except ts_config.TsConfigError as exc:
         sys.exit(f"fastserve: error: {exc}")
     if ts.store is None and not args.models:
@@ -137,7 +137,7 @@ def _with_torchserve(config: ServerConfig, ts: ts_config.TsStart, args: argparse
     """config.properties' settings under the flags given, and the model store's."""
     fields = {f.name for f in dataclasses.fields(ServerConfig)}
     changes = {k: v for k, v in ts.server.items() if k in fields}
-    notes = ts.notes + ts_config.ignored_flags(args)
+    notes = ts.notes + ts_flags.ignored_flags(args)
     notes += [f"config.properties: {k} is not used by this build" for k in ts.server
               if k not in fields]
     if args.max_archive_size is not None:
