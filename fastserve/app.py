@@ -35,7 +35,7 @@ from .http.router import Router
 from .http.server import HttpServer, Limits, ResponseHook
 from .logs import AccessLog
 from .model_loader import TorchLoader
-from .startup import log_start
+from .startup import collect_garbage_after, log_start
 
 log = logging.getLogger("fastserve")
 
@@ -163,7 +163,7 @@ class App:
             grpc = await self._start_grpc()
         if self.control_socket is None:  # a --workers parent says it for its workers
             log_start(self.config, self.port, self.management_port, grpc, self._models_found())
-        self.repository.start_loading(loop)
+        collect_garbage_after(self.repository.start_loading(loop), loop)
         self.metrics.start()
         if self.watcher is not None:
             self.watcher.start()

@@ -3,7 +3,10 @@ when DIR holds no model (a typo in --models would otherwise start silently)."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -45,3 +48,14 @@ def models_on_disk(root: Path) -> list[str]:
                 sub.is_dir() and VERSION_RE.match(sub.name) for sub in path.iterdir())):
             found.append(path.name)
     return found
+
+
+def collect_garbage_after(loader: threading.Thread, loop: asyncio.AbstractEventLoop) -> None:
+    """Turn the cyclic GC (off since cli.main) back on once ``loader`` is done, what is
+    loaded by then frozen out of its passes."""
+
+    def enable(_: object) -> None:
+        gc.freeze()
+        gc.enable()
+
+    loop.run_in_executor(None, loader.join).add_done_callback(enable)

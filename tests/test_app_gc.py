@@ -45,3 +45,33 @@ def test_ready_model_freezes_what_is_loaded(tmp_path: Path) -> None:
         gc.unfreeze()
         gc.collect()
     assert before_ready() is None  # unfrozen, the cycle is garbage again
+
+
+def test_gc_is_back_on_once_the_first_loads_are_done() -> None:
+    """cli.main turns the GC off for the start (imports, first loads); the loader's end
+    turns it back on, what was loaded frozen."""
+    import asyncio
+    import threading
+
+    from fastserve.startup import collect_garbage_after
+
+    loaded = threading.Event()
+    loader = threading.Thread(target=loaded.wait)
+    loader.start()
+
+    async def start() -> bool:
+        collect_garbage_after(loader, asyncio.get_running_loop())
+        await asyncio.sleep(0.05)
+        still_off = not gc.isenabled()
+        loaded.set()
+        while not gc.isenabled():
+            await asyncio.sleep(0.01)
+        return still_off
+
+    gc.disable()
+    try:
+        assert asyncio.run(start())  # off while the loader runs, on after
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.enable()
+        gc.unfreeze()

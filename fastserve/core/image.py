@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from ..errors import InvalidInputError
 from .model_config import ImageConfig
+
+if TYPE_CHECKING:  # Pillow is imported on the first image (~20 ms off every start)
+    from PIL import Image
 
 FORMATS = ("JPEG", "PNG")
 # Decoded pixels accepted per image (Pillow's own bomb check warns past ~89M).
@@ -89,6 +91,8 @@ BASE64_IMAGE_HEADS = (b"iVBORw0K", b"/9j/")
 
 
 def _decode(data: bytes | bytearray | memoryview) -> Image.Image:
+    from PIL import Image, UnidentifiedImageError
+
     if not len(data):
         raise InvalidInputError("the image is empty (0 bytes)")
     try:
@@ -121,6 +125,8 @@ def _convert(img: Image.Image, mode: str) -> Image.Image:
         arr = np.asarray(img, dtype=np.float64)
         wide = img.mode.startswith("I;16") or (arr.size and arr.max() > 255)
         arr = arr / 257.0 if wide else arr
+        from PIL import Image
+
         img = Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8))
     if img.mode == mode:
         return img
@@ -144,6 +150,8 @@ def _resize_short_side(img: Image.Image, short: int) -> Image.Image:
     if 0 in size:
         raise InvalidInputError(f"the image is {img.width} x {img.height} pixels: too thin to "
                                 f"resize to a short side of {short}")
+    from PIL import Image
+
     return img.resize(size, Image.Resampling.BILINEAR)
 
 
