@@ -4,7 +4,9 @@ checked (``archive.check_members``) and the bytes counted as they are written.""
 from __future__ import annotations
 
 import atexit
+import glob
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -14,42 +16,83 @@ from pathlib import Path
 
 from .archive import _CHUNK, DEFAULT_MAX_SIZE, ArchiveError, _member_path, check_members
 
+log = logging.getLogger("fastserve.archive")
+
 _root: Path | None = None
 _EXTRACTING = threading.Lock()
+CACHE_ENV = "FASTSERVE_ARCHIVE_CACHE"
 
 
 def extraction_root() -> Path:
-    """This process's private folder for extracted archives (removed at exit)."""
+    """Where extracted archives are kept between starts, so a restart does not extract
+    again: $FASTSERVE_ARCHIVE_CACHE, else $XDG_CACHE_HOME/fastserve/archives (default
+    ~/.cache). A folder that is not ours alone (owner, mode 0700) is not trusted: then a
+    private folder of this process, removed at exit."""
     global _root
     if _root is None:
-        _root = Path(tempfile.mkdtemp(prefix="fastserve-mar-"))
-        atexit.register(shutil.rmtree, _root, True)
+        _root = _private_cache() or _temporary_root()
     return _root
 
 
+def _private_cache() -> Path | None:
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        folder = Path(configured)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                ".cache")
+        folder = Path(base) / "fastserve" / "archives"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = folder.stat()
+    except OSError:
+        return None
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        log.info("archive cache %s is not private to this user: extracting into a temporary "
+                 "folder", folder)
+        return None
+    return folder
+
+
+def _temporary_root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="fastserve-mar-"))
+    atexit.register(shutil.rmtree, root, True)
+    return root
+
+
 def prepare(source: Path, max_size: int = DEFAULT_MAX_SIZE, into: Path | None = None) -> Path:
-    """The folder a handler runs in: a folder as it is, a .mar extracted (once per file
-    version) into ``into`` (default: this process's private folder). Raises ArchiveError."""
+    """The folder a handler runs in: a folder as it is, an archive extracted once per file
+    version (path, size, mtime, inode) into ``into`` (default: ``extraction_root()``);
+    another version of the same file replaces it there. Raises ArchiveError."""
     if source.is_dir():
         return source
     try:
         st = source.stat()
+        where = str(source.resolve())
     except OSError as exc:
         raise ArchiveError(f"{source.name} cannot be read: {exc}") from None
-    key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    place = hashlib.sha1(where.encode()).hexdigest()[:12]
+    version = hashlib.sha1(f"{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode()).hexdigest()
     base = into or extraction_root()
-    target = base / f"{source.stem}-{key[:16]}"
+    target = base / f"{source.name}-{place}-{version[:12]}"
     with _EXTRACTING:  # two loads of one archive (a reload, a second name) extract it once
         if target.is_dir():
             return target
         base.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{source.stem}-", dir=base))
+        partial = Path(tempfile.mkdtemp(prefix=f".{source.name}-", dir=base))
         try:
             extract(source, partial, max_size)
             os.replace(partial, target)
+        except OSError as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            if not target.is_dir():  # else another process (a --workers sibling) won
+                raise ArchiveError(f"{source.name} cannot be extracted: {exc}") from None
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
+        for stale in base.glob(f"{glob.escape(source.name)}-{place}-*"):
+            if stale != target:  # an earlier version of this file
+                shutil.rmtree(stale, ignore_errors=True)
         return target
 
 
