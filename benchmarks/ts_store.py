@@ -10,8 +10,16 @@ wrk on core 1 at ``--conns`` connections. TorchServe runs with its loggers at WA
 (benchmarks/peers/ts_log4j2.xml), as PEERS.md measured it, and gets a warm-up run first
 like fastserve. Printed, from one run: req/s and p99 of each, start to first answer,
 RSS after the run (server and its child processes; each loads only the benchmarked
-archive), and the ratios
-fastserve / TorchServe. Not a test; needs Java 17, torchserve and wrk.
+archive), and the ratios fastserve / TorchServe. Not a test; needs Java 17, torchserve
+and wrk.
+
+Start to ready is what a user sees: from starting the command (``torchserve --start
+--foreground ...`` / ``fastserve ...``) to the first 2xx answer of the benchmarked
+request, polled every 10 ms; the median of ``--starts`` starts of each (alternating,
+so neither side gets the warmer page cache). Beside it, the floor on the same core:
+a bare ``python`` that imports torch, loads the same model (eager: model.py + the state
+dict from the .mar) and runs it once, timed to its "ready" line (not to its exit: the
+interpreter's teardown is no part of a start).
 """
 
 from __future__ import annotations
@@ -20,8 +28,11 @@ import argparse
 import json
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import _harness as h
@@ -71,9 +82,43 @@ def start_fastserve(store: Path, folder: Path, model: str) -> h.Server:
     return h.Server("fastserve", argv, port, ROOT)
 
 
+FLOOR = """
+import io, sys, zipfile
+import torch
+if sys.argv[2] == "eager":
+    zf = zipfile.ZipFile(sys.argv[1])
+    scope = {}
+    exec(zf.read("model.py"), scope)
+    model = scope["TinyMLP"]()
+    model.load_state_dict(torch.load(io.BytesIO(zf.read("eager.pth")), weights_only=True))
+    model.eval()(torch.zeros(1, 8))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def floor_seconds(store: Path, model: str) -> float:
+    """Start of a bare python on the server core to torch imported and the model run."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["taskset", "-c", h.SERVER_CORE, sys.executable, "-c", FLOOR,
+                             str(store / f"{model}.mar"), model], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    line = proc.stdout.readline() if proc.stdout else ""
+    seconds = time.perf_counter() - t0
+    proc.communicate("")
+    if line.strip() != "ready":
+        raise SystemExit(f"floor run failed (exit {proc.returncode})")
+    return seconds
+
+
+def ready_seconds(srv: h.Server, model: str) -> float:
+    return srv.wait_until("POST", f"/predictions/{model}", BODIES[model], timeout=300)
+
+
 def measure(srv: h.Server, model: str, seconds: int, conns: int, body: Path) -> dict:
     path = f"/predictions/{model}"
-    ready = srv.wait_until("POST", path, BODIES[model], timeout=300)
+    ready = ready_seconds(srv, model)
     h.wrk(srv.port, path, 2, body, conns=conns)  # warm-up (TorchServe's JVM needs it)
     run = h.wrk(srv.port, path, seconds, body, conns=conns)
     if run["non_2xx"] or run["socket_errors"]:
@@ -87,13 +132,28 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=5)
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--model", default="eager", choices=sorted(BODIES))
+    p.add_argument("--starts", type=int, default=3,
+                   help="starts of each server for start to ready (the median is printed)")
     args = p.parse_args()
-    results = {}
+    results: dict[str, dict] = {}
+    starters = (("torchserve", start_torchserve), ("fastserve", start_fastserve))
     with tempfile.TemporaryDirectory(prefix="ts-store-bench-") as tmp:
         store = build_store(Path(tmp))
         body = Path(tmp) / "body.json"
         body.write_bytes(BODIES[args.model])
-        for name, start in (("torchserve", start_torchserve), ("fastserve", start_fastserve)):
+        starts: dict[str, list[float]] = {"torchserve": [], "fastserve": [], "floor": []}
+        for i in range(args.starts - 1):  # the last start of each is the measured run's
+            for name, start in starters:
+                folder = Path(tmp) / f"{name}-{i}"
+                folder.mkdir()
+                srv = start(store, folder, args.model)
+                try:
+                    starts[name].append(ready_seconds(srv, args.model))
+                finally:
+                    srv.stop()
+            starts["floor"].append(floor_seconds(store, args.model))
+        starts["floor"].append(floor_seconds(store, args.model))
+        for name, start in starters:
             folder = Path(tmp) / name
             folder.mkdir()
             srv = start(store, folder, args.model)
@@ -101,19 +161,28 @@ def main() -> None:
                 results[name] = measure(srv, args.model, args.seconds, args.conns, body)
             finally:
                 srv.stop()
+            starts[name].append(results[name]["ready_s"])
+    for name in results:
+        results[name]["ready_s"] = statistics.median(starts[name])
+        results[name]["ready_all_s"] = starts[name]
+    floor = statistics.median(starts["floor"])
     ts, fs = results["torchserve"], results["fastserve"]
     print(f"model {args.model}, {args.conns} connections, {args.seconds} s, one core each "
-          f"({h.cpu_model()})")
+          f"({h.cpu_model()}); start to ready: median of {args.starts} starts")
     for name, r in results.items():
         print(f"  {name:10s} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:7.2f} ms  p99 "
               f"{r['p99_ms']:7.2f} ms  ready {r['ready_s']:5.1f} s  RSS {r['rss_mb']:6.0f} MB")
     ratios = {"req/s (x)": fs["rps"] / ts["rps"], "p99 (fastserve/torchserve)":
               fs["p99_ms"] / ts["p99_ms"], "start to ready (fastserve/torchserve)":
               fs["ready_s"] / ts["ready_s"], "RSS (fastserve/torchserve)":
-              fs["rss_mb"] / ts["rss_mb"]}
+              fs["rss_mb"] / ts["rss_mb"],
+              "floor: python + import torch + model (/torchserve)": floor / ts["ready_s"]}
+    print(f"  {'floor':10s} python + import torch + load and run the model: {floor:5.2f} s "
+          f"(median of {len(starts['floor'])})")
     for key, value in ratios.items():
-        print(f"  {key:40s} {value:6.2f}")
-    print(json.dumps({"results": results, "ratios": ratios, "pid": os.getpid()}))
+        print(f"  {key:52s} {value:6.2f}")
+    print(json.dumps({"results": results, "floor_s": starts["floor"], "ratios": ratios,
+                      "pid": os.getpid()}))
 
 
 if __name__ == "__main__":
