@@ -19,6 +19,7 @@ from ..errors import ForbiddenError, InvalidInputError, UnsupportedError
 from ..frontends._triton import TritonDocs
 from ..frontends._triton_settings import TritonSettings
 from ..frontends._v2 import classify
+from . import wire
 from .management import Management
 from .services import Malformed, check
 from .status import CallPolicy, code_of, model_of, unary
@@ -30,6 +31,8 @@ MAX_STREAM_IN_FLIGHT = 1024  # requests of one stream running at once; more wait
 
 class InferenceService(TritonExtras):
     """One per port: on the inference port ``management`` refuses mutations."""
+
+    SERIALIZED = frozenset({"ModelInfer", "ModelStreamInfer"})  # answer bytes, not messages
 
     def __init__(self, dataplane: DataPlane, control: ModelControl, policy: CallPolicy,
                  management: Management, mutable: bool, settings: TritonSettings) -> None:
@@ -135,10 +138,11 @@ class InferenceService(TritonExtras):
     # Inference
 
     @unary()
-    async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
+    async def ModelInfer(self, request: Any, context: Any) -> bytes:
         return await self.infer(request)
 
-    async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def infer(self, request: pb.ModelInferRequest) -> bytes:
+        """The serialized ModelInferResponse (grpc/wire.py)."""
         check(request)
         dataplane = self.dataplane
         info = dataplane.resolve(request.model_name, request.model_version or None)
@@ -169,13 +173,13 @@ class InferenceService(TritonExtras):
         refused = self.policy.authorized(context)
         if refused is not None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
-        answers: asyncio.Queue[Any] = asyncio.Queue()
+        answers: asyncio.Queue[bytes | None] = asyncio.Queue()
         running: set[asyncio.Task[Any]] = set()
         slots = asyncio.Semaphore(MAX_STREAM_IN_FLIGHT)
 
         async def answer(request: pb.ModelInferRequest) -> None:
             try:
-                message = pb.ModelStreamInferResponse(infer_response=await self.infer(request))
+                message = wire.stream_response(await self.infer(request))
                 status = 200
             except Exception as exc:  # each request fails alone; the stream goes on
                 _, text, status = code_of(exc)
@@ -184,6 +188,7 @@ class InferenceService(TritonExtras):
                     message.infer_response.CopyFrom(pb.ModelInferResponse(
                         model_name=request.model_name, model_version=request.model_version,
                         id=request.id))
+                message = message.SerializeToString()
             finally:
                 slots.release()
             if self.policy.count is not None:

@@ -55,7 +55,8 @@ def _unimplemented(what: str) -> Any:
 
 
 def add_service(server: grpc.aio.Server, servicer: Any, service: Any) -> None:
-    """Serve every method of ``service`` (a ServiceDescriptor) with ``servicer``'s own."""
+    """Serve every method of ``service`` (a ServiceDescriptor) with ``servicer``'s own;
+    those named in its ``SERIALIZED`` return (or yield) serialized messages themselves."""
     handlers = {}
     for method in service.methods:
         request_cls = message_factory.GetMessageClass(method.input_type)
@@ -66,8 +67,10 @@ def add_service(server: grpc.aio.Server, servicer: Any, service: Any) -> None:
             if method.client_streaming or method.server_streaming:
                 continue  # grpc answers UNIMPLEMENTED itself
             implementation = _unimplemented(f"{service.full_name}/{method.name}")
+        serialized = method.name in getattr(servicer, "SERIALIZED", ())
         handlers[method.name] = make(implementation,
                                      request_deserializer=_parser(request_cls),
-                                     response_serializer=response_cls.SerializeToString)
+                                     response_serializer=None if serialized
+                                     else response_cls.SerializeToString)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),))

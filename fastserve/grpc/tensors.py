@@ -26,6 +26,7 @@ from ..core.tensors import (
 from ..errors import InvalidInputError
 from ..frontends._v2 import MAX_CLASSIFICATION
 from ..types import DataType, InferRequest, InferResponse, TensorSpec
+from . import wire
 
 # Which typed field of InferTensorContents carries each datatype (FP16/BF16: raw only).
 CONTENTS_FIELD = {
@@ -149,15 +150,14 @@ def _from_contents(name: str, contents: Any, datatype: DataType, shape: tuple[in
 
 
 def encode_response(response: InferResponse, options: OutputOptions,
-                    specs: tuple[TensorSpec, ...], shm: SharedMemoryRegistry
-                    ) -> pb.ModelInferResponse:
-    answer = pb.ModelInferResponse(model_name=response.model,
-                                   model_version=response.version, id=response.id or "")
-    raw = answer.raw_output_contents
+                    specs: tuple[TensorSpec, ...], shm: SharedMemoryRegistry) -> bytes:
+    """The serialized ModelInferResponse (grpc/wire.py builds it without a message)."""
+    outputs = []
+    raw: list[Any] = []
     for name, arr in response.outputs.items():
         spec = next((s for s in specs if s.name == name), None)
         datatype = datatype_of(arr, spec)
-        answer.outputs.add(name=name, datatype=datatype.wire, shape=arr.shape)
+        outputs.append((name, datatype.wire, arr.shape))
         data = raw_bytes(arr, datatype)
         target = options.shared_memory.get(name)
         if target is None:
@@ -170,10 +170,13 @@ def encode_response(response: InferResponse, options: OutputOptions,
                                     f"offers {view.nbytes}")
         view[:len(data)] = data
         raw.append(b"")  # keeps raw_output_contents indexed as outputs
-    return answer
+    return wire.infer_response(response.model, response.version, response.id or "",
+                               tuple(outputs), raw)
 
 
-def raw_bytes(arr: np.ndarray, datatype: DataType) -> bytes:
+def raw_bytes(arr: np.ndarray, datatype: DataType) -> Any:
+    """The tensor's bytes (little-endian, C order) as a buffer: a view when the array is
+    contiguous already, so they are copied once, into the answer."""
     if datatype is DataType.BYTES:
         return bytes(codec.encode_bytes_tensor(arr.ravel()))
-    return np.ascontiguousarray(arr).tobytes()
+    return np.ascontiguousarray(arr).reshape(-1).view(np.uint8)

@@ -10,6 +10,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from fastserve.core.shm import SharedMemoryRegistry
 from fastserve.errors import ForbiddenError, InvalidInputError
+from fastserve.grpc import wire
 from fastserve.grpc.tensors import OutputOptions, decode_request, encode_response, parameters
 from fastserve.types import DataType, InferResponse, TensorSpec
 
@@ -81,10 +82,30 @@ def test_response_raw_outputs_by_index() -> None:
         "s": np.array([b"ab", b""], dtype=object),
         "h": np.array([1, 2], np.uint16)}, "id-1")
     specs = (TensorSpec("h", DataType.BF16, (-1,)),)
-    answer = encode_response(response, OutputOptions(), specs, NO_SHM)
+    answer = pb.ModelInferResponse.FromString(
+        encode_response(response, OutputOptions(), specs, NO_SHM))
     assert answer.id == "id-1" and answer.model_version == "1"
     assert [(o.name, o.datatype, list(o.shape)) for o in answer.outputs] == [
         ("y", "FP32", [1, 2]), ("s", "BYTES", [2]), ("h", "BF16", [2])]
     assert np.frombuffer(answer.raw_output_contents[0], np.float32).tolist() == [1.5, 2.5]
     assert answer.raw_output_contents[1] == b"\x02\0\0\0ab\0\0\0\0"
     assert parameters(pb.ModelInferRequest().parameters) == {}
+
+
+@pytest.mark.parametrize("request_id", ["", "id-7", "é" * 100])
+def test_response_bytes_are_protobufs_own(request_id: str) -> None:
+    # The hand-made concatenation (grpc/wire.py) against protobuf serializing the same
+    # message: byte for byte, with a long id and a 300-byte output (2-byte lengths), twice
+    # (the second from the cached head).
+    y = np.arange(75, dtype=np.float32).reshape(3, 25)
+    z = np.asfortranarray(np.arange(6, dtype=np.int64).reshape(2, 3))  # not C-ordered
+    for _ in range(2):
+        got = encode_response(InferResponse("m", "3", {"y": y, "z": z}, request_id),
+                              OutputOptions(), (), NO_SHM)
+        want = pb.ModelInferResponse(model_name="m", model_version="3", id=request_id)
+        want.outputs.add(name="y", datatype="FP32", shape=[3, 25])
+        want.outputs.add(name="z", datatype="INT64", shape=[2, 3])
+        want.raw_output_contents.extend([y.tobytes(), np.ascontiguousarray(z).tobytes()])
+        assert got == want.SerializeToString()
+    stream = pb.ModelStreamInferResponse.FromString(wire.stream_response(got))
+    assert stream.infer_response == want and stream.error_message == ""
