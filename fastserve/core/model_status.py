@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._version import __version__
+from ..errors import ModelNotReadyError
 from ..types import TensorSpec
 from . import ts_store
 from .info import VersionInfo
@@ -134,6 +135,12 @@ class ModelStatus:
         entry = self.repository.entry(name)
         default = entry.default
         return [_version_info(v, v is default) for v in entry.sorted_versions()]
+
+    def _ready(self, name: str, version: str | None) -> ModelVersion:
+        """The READY version a request runs on (404 unknown, 503 not ready or draining)."""
+        if self.draining:
+            raise ModelNotReadyError("the server is shutting down; retry on another replica")
+        return self.repository.ready_version(name, version)
 
     def _version_or_default(self, name: str, version: str | None) -> ModelVersion | None:
         entry = self.repository.entry(name)

@@ -1,0 +1,109 @@
+"""TorchServe-style requests: a whole body (or a KServe v1 instance) through the model's
+handler, batched by the scheduler like every other request, and Captum explanations.
+
+The half of the data plane's door (``DataPlane`` inherits it) that tensor requests do
+not use; its reason to change is TorchServe's handler semantics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from typing import Any
+
+from ..errors import FastServeError, InvalidInputError
+from .explain import ExplainQueue
+from .handlers import make_runner
+from .model_status import ModelStatus
+from .payloads import Payload, kserve_payload, reply_value
+from .repository import ModelRepository, ModelVersion
+
+
+class HandlerRequests(ModelStatus):
+    def __init__(self, repository: ModelRepository, extensions: list[str] | None = None
+                 ) -> None:
+        super().__init__(repository, extensions)
+        # Each loaded backend's handler runner, and the explanation threads (outside the
+        # batchers).
+        self._runners: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self.explainer = ExplainQueue()
+
+    def _runner(self, target: ModelVersion) -> Any:
+        """The handler runner of a READY version (core.handlers.make_runner), made once."""
+        backend = target.backend
+        runner = self._runners.get(backend)
+        if runner is None:
+            entry = self.repository.models[target.name]
+            assert entry.config is not None
+            runner = make_runner(entry.config, backend, entry.labels)
+            self._runners[backend] = runner
+        return runner
+
+    async def predict(self, name: str, version: str | None, payloads: list[Payload]
+                      ) -> list[Any]:
+        """Each payload as one request through the model's handler, batched by the
+        scheduler like every other request; the answers in order. The first failure
+        fails the whole call (one bad multipart part makes the request 400)."""
+        if not payloads:
+            raise InvalidInputError("the request has no body to run")
+        target = self._ready(name, version)
+        batcher = target.batcher
+        assert batcher is not None
+        run = self._runner(target).run_batch
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for payload in payloads:
+                futures.append(batcher.submit_opaque(payload, run))
+        except FastServeError:
+            for future in futures:
+                future.cancel()
+            raise
+        start = time.perf_counter_ns()
+        if len(futures) == 1:  # the usual one body: no gathering machinery
+            try:
+                results = [await futures[0]]
+            except FastServeError:
+                target.stats.fail_ns += time.perf_counter_ns() - start
+                raise
+            target.stats.success_ns += time.perf_counter_ns() - start
+            return results
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                target.stats.fail_ns += time.perf_counter_ns() - start
+                raise result
+        target.stats.success_ns += time.perf_counter_ns() - start
+        return results
+
+    async def predict_handler(self, name: str, version: str | None, instances: list[Any]
+                              ) -> list[Any]:
+        """KServe v1 envelope (TorchServe's): each instance — {"data": <b64>}, {"b64": ...}
+        or a JSON value — goes through the handler like one /predictions body."""
+        payloads = [kserve_payload(v, self._binary_data(name)) for v in instances]
+        return [reply_value(a) for a in await self.predict(name, version, payloads)]
+
+    async def explain(self, name: str, version: str | None, payload: Payload,
+                      target: Any = None) -> Any:
+        """Captum attributions for one payload, shaped like the model input (no batch
+        dimension), on the explanation threads: never batched, a few at a time."""
+        found = self._ready(name, version)
+        config = self.repository.models[found.name].config
+        assert config is not None
+        runner = self._runner(found)
+        return await self.explainer.run(runner.explain_payload, payload, config.explainer,
+                                        target)
+
+    async def explain_handler(self, name: str, version: str | None, instances: list[Any]
+                              ) -> list[Any]:
+        """KServe v1 :explain: one explanation per instance, in order."""
+        if not instances:
+            raise InvalidInputError("'instances' must be a non-empty list")
+        decode = self._binary_data(name)
+        payloads = [kserve_payload(v, decode) for v in instances]
+        answers = await asyncio.gather(*(self.explain(name, version, p) for p in payloads))
+        return [reply_value(a) for a in answers]  # an archive's handler: its JSON
+
+    def _binary_data(self, name: str) -> bool:
+        # A string under "data" is a base64 image or body for image and handler.py models.
+        return self.config(name).handler != "tensor"
