@@ -2,9 +2,19 @@
 
 Feeds one POST /v2/models/m/infer to a connected protocol (no socket: _testbase's
 MockTransport) over the real router, front-end, data plane and scheduler, with a numpy
-backend, and prints each call that crosses from one fastserve module into another, on
-the loop and on the instance thread, then the stops (consecutive calls into one module
-are one stop) and how often each module was entered.
+backend, and prints:
+
+- each call that crosses from one fastserve module into another, on the loop and on the
+  instance thread (a coroutine resumed after an await is a return, marked "resume", not
+  an entry);
+- the stops: the modules that carry the request, read off the stacks while the model
+  runs: the loop's waiting coroutine chain (dispatch -> front-end -> data plane), the
+  scheduler that hands the job over, and the instance thread's stack down to the model.
+  The way back returns through the same frames; the scheduler's completion callback
+  wakes them. (http._protocol, compiled, is invisible to the profiler: it is the stop
+  before dispatch);
+- per stop, the helper modules it calls (called and returned, carrying nothing on);
+- how often each module was entered, and the stops entered more than once.
 
     python benchmarks/request_path.py
 """
@@ -12,6 +22,7 @@ are one stop) and how often each module was entered.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import tempfile
 import threading
@@ -37,8 +48,16 @@ class Backend:
     inputs = (TensorSpec("x", DataType.FP32, (-1, 4)),)
     outputs = (TensorSpec("y", DataType.FP32, (-1, 4)),)
     platform, device, declared = "numpy", "cpu", True
+    loop: asyncio.AbstractEventLoop | None = None
+    stacks: dict[str, list[str]] = {}
 
     def infer(self, inputs: dict[str, Any], instance: int) -> dict[str, Any]:
+        if RECORDING.is_set() and self.loop is not None:
+            # What carries the request while the model runs: this thread's stack, and the
+            # loop's coroutine chain that waits for the answer.
+            Backend.stacks["thread"] = _modules(_frames(sys._getframe()))
+            Backend.stacks["loop"] = _modules(
+                f for task in asyncio.all_tasks(self.loop) for f in _awaiting(task))
         return {"y": inputs["x"] * 2}
 
     def warmup(self) -> None: ...
@@ -59,6 +78,37 @@ def module_of(frame: Any) -> str | None:
 RECORDING = threading.Event()
 
 
+def _frames(frame: Any) -> list[Any]:
+    """A thread's frames, outermost first."""
+    out = []
+    while frame is not None:
+        out.append(frame)
+        frame = frame.f_back
+    return out[::-1]
+
+
+def _awaiting(task: Any) -> list[Any]:
+    """A task's suspended coroutine frames, outermost first."""
+    out, coro = [], task.get_coro()
+    while inspect.iscoroutine(coro) and coro.cr_frame is not None:
+        out.append(coro.cr_frame)
+        coro = coro.cr_await
+    return out
+
+
+def _modules(frames: Any) -> list[str]:
+    """Our modules in ``frames``, consecutive repeats as one."""
+    out: list[str] = []
+    for frame in frames:
+        module = module_of(frame)
+        if module is not None and (not out or out[-1] != module):
+            out.append(module)
+    return out
+
+
+STARTED: set[int] = set()  # coroutine frames seen: a later "call" on one is a resume
+
+
 def trace(log: list[tuple[str, str, str]]) -> Any:
     def profile(frame: Any, event: str, arg: Any) -> None:
         if event != "call" or not RECORDING.is_set():
@@ -66,6 +116,11 @@ def trace(log: list[tuple[str, str, str]]) -> Any:
         callee = module_of(frame)
         if callee is None:
             return
+        if frame.f_code.co_flags & inspect.CO_COROUTINE:
+            if id(frame) in STARTED:
+                log.append(("resume", callee, frame.f_code.co_name))
+                return
+            STARTED.add(id(frame))
         caller = frame.f_back
         while caller is not None and module_of(caller) is None:
             caller = caller.f_back  # asyncio / threading frames between two of ours
@@ -88,6 +143,7 @@ async def main() -> None:
         repo.start_loading(asyncio.get_running_loop()).join(10)
         while repo.loading:
             await asyncio.sleep(0.01)
+        Backend.loop = asyncio.get_running_loop()
         router = Router()
         KServeV2Frontend(DataPlane(repo)).register(router)
         protocol = get_connected_protocol(router)
@@ -114,9 +170,21 @@ async def main() -> None:
             version.batcher.close()  # type: ignore[union-attr]
     for source, callee, name in log:
         print(f"{source:>24} -> {callee}.{name}")
-    stops = [callee for i, (_, callee, _) in enumerate(log) if i == 0 or log[i - 1][1] != callee]
-    print("\nstops:", " -> ".join(stops))
-    print("entered:", dict(Counter(c for _, c, _ in log)))
+    # The scheduler hands the job to the thread and wakes the waiting chain again.
+    hop = [c for s, c, name in log if s == "-" and name == "_complete"]
+    stops = ["http._protocol", *Backend.stacks["loop"], *hop[:1], *Backend.stacks["thread"]]
+    print("\nstops, socket to model:", " -> ".join(stops))
+    print("back: " + " -> ".join([*hop[:1], *Backend.stacks["loop"][::-1]])
+          + " (the waiting frames return; no stop is entered again)")
+    entries = [(s, c) for s, c, _ in log if s != "resume"]
+    for stop in stops:
+        helpers = sorted({c for s, c in entries if s == stop and c not in stops})
+        if helpers:
+            print(f"  {stop} calls helpers: {', '.join(helpers)}")
+    counts = Counter(c for _, c in entries)
+    print("entered (calls into a module, resumes not counted):", dict(counts))
+    again = [s for s in stops if s != "http._protocol" and counts[s] > 1]
+    print(f"{len(stops)} stops; stops entered more than once: {', '.join(again) or 'none'}")
 
 
 if __name__ == "__main__":
