@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ..errors import ConfigError, InvalidInputError, ModelNotFoundError
-from .archive import is_archive
+from .archive import find_archives, is_archive
 from .model_config import parse_model_config
 
 VERSION_RE = re.compile(r"[1-9][0-9]*\Z")
@@ -56,6 +56,22 @@ def fingerprint(folder: Path, names: Iterable[str] | None = None) -> Fingerprint
                 continue
             found.append((os.path.relpath(path, folder), st.st_size, st.st_mtime_ns))
     return tuple(found)
+
+
+def source_fingerprint(source: Path) -> Fingerprint:
+    """A model source's fingerprint: an archive file's own size and mtime, a folder's files."""
+    if source.is_dir():
+        return fingerprint(source)
+    try:
+        st = source.stat()
+    except OSError:
+        return ()
+    return ((source.name, st.st_size, st.st_mtime_ns),)
+
+
+def archive_snapshot(root: Path) -> dict[Path, Fingerprint]:
+    """Every TorchServe archive of DIR (file or folder) with its fingerprint (blocking)."""
+    return {source: source_fingerprint(source) for source in find_archives(root)}
 
 
 def model_folders(root: Path) -> list[Path]:

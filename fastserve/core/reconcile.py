@@ -69,7 +69,9 @@ async def reconcile(repo: ModelRepository, entry: ModelEntry,
         if version is None:
             if (entry.name, key) in repo.unloaded_versions:
                 continue
-            version = entry.versions[key] = ModelVersion(entry.name, key, entry.folder / key)
+            # An archive's version is the archive itself (a replaced .mar may say 2.0).
+            where = entry.folder if entry.archive else entry.folder / key
+            version = entry.versions[key] = ModelVersion(entry.name, key, where)
             if not failed_error:
                 entry.error = ""
             log.info("model %s: new version %s", entry.name, key)

@@ -18,7 +18,7 @@ import orjson
 from ..errors import ConfigError
 from .archive import is_archive
 from .entries import ModelEntry, ModelVersion, State
-from .files import MODEL_LEVEL_FILES, VERSION_RE, fingerprint
+from .files import MODEL_LEVEL_FILES, VERSION_RE, fingerprint, source_fingerprint
 from .model_config import ModelConfig, parse_model_config
 from .ts_store import StoreSettings, archive_config, failed_name, read_store_archive
 
@@ -135,6 +135,11 @@ def can_add_version(current: ModelEntry, fresh: ModelEntry) -> bool:
 def scan_fresh(folder: Path, store: StoreSettings | None = None) -> ModelEntry:
     """``scan_model`` plus the fingerprints of what it read (blocking: off the loop)."""
     entry = scan_model(folder, store)
+    if entry.archive:  # the archive is one source: its file (or folder) as a whole
+        entry.files = source_fingerprint(folder)
+        for version in entry.versions.values():
+            version.files = source_fingerprint(version.folder)
+        return entry
     entry.files = fingerprint(folder, MODEL_LEVEL_FILES)
     for version in entry.versions.values():
         version.files = fingerprint(version.folder)

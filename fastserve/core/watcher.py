@@ -5,7 +5,8 @@ previous poll (a copy in progress never loads half-written); a new version becom
 default when READY. Removed ones are unloaded after draining. A FAILED version (or a
 model whose config.toml was broken) is loaded again when its files changed. Models and
 versions unloaded through the API are left alone. What a change does to a registered
-model is ``reconcile``'s rule, the same as the management API's.
+model is ``reconcile``'s rule, the same as the management API's. TorchServe archives
+are watched the same way, each as one source (``archive_watch.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import logging
 from pathlib import Path
 
 from ..errors import FastServeError
-from .files import FolderFiles, snapshot
+from .archive_watch import ArchiveWatcher
+from .files import Fingerprint, FolderFiles, archive_snapshot, snapshot
 from .reconcile import reconcile
 from .repository import ModelEntry, ModelRepository
 from .scan import scan_fresh
@@ -35,6 +37,7 @@ class RepositoryWatcher:
         self._task: asyncio.Task[None] | None = None
         self._previous: dict[Path, FolderFiles] | None = None  # the last poll's snapshot
         self._rejected: dict[Path, FolderFiles] = {}  # new folders that could not be added
+        self.archives = ArchiveWatcher(repository)
 
     def start(self) -> None:
         """Record what DIR holds now, then poll every ``interval`` seconds."""
@@ -66,14 +69,14 @@ class RepositoryWatcher:
     async def poll(self) -> None:
         """One look at DIR; the first call only records what is there."""
         repo = self.repository
-        snap = await asyncio.to_thread(snapshot, repo.root)
+        snap, archives = await asyncio.to_thread(_snapshots, repo.root)
         previous, self._previous = self._previous, snap
-        jobs = []
+        jobs = self.archives.poll(archives)
         known = set()
         for entry in list(repo.models.values()):
             known.add(entry.folder)
             if entry.archive:
-                continue  # TorchServe archives change through the management API only
+                continue  # self.archives
             if repo.lock(entry.name).locked():
                 continue  # a management call is changing it; look again next poll
             now = snap.get(entry.folder)
@@ -135,3 +138,7 @@ class RepositoryWatcher:
         except FastServeError as exc:
             self._rejected[folder] = now
             log.warning("model folder %s not loaded: %s", folder, exc.message)
+
+
+def _snapshots(root: Path) -> tuple[dict[Path, FolderFiles], dict[Path, Fingerprint]]:
+    return snapshot(root), archive_snapshot(root)
