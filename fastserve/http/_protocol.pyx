@@ -12,7 +12,10 @@ tests/http runs on both (FASTSERVE_NO_EXTENSIONS=1 chooses the twin).
 import time
 from urllib.parse import unquote
 
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.bytearray cimport PyByteArray_FromStringAndSize
+from libc.string cimport memcpy
+from libc.time cimport time as c_time, time_t
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
 import httptools
@@ -164,7 +167,7 @@ cdef class HttpCore:
     # Parser callbacks
 
     def on_message_begin(self):
-        self.cycle = RequestCycle(self.last_activity)
+        self.cycle = _new_cycle(self.last_activity)
 
     def on_url(self, bytes url):
         cdef RequestCycle cycle = <RequestCycle>self.cycle
@@ -220,7 +223,11 @@ cdef class HttpCore:
         body = cycle.body
         if type(body) is bytearray:
             end = cycle.body_pos + len(chunk)
-            body[cycle.body_pos:end] = chunk
+            if end <= PyByteArray_GET_SIZE(body):  # always (httptools stops at the length)
+                memcpy(PyByteArray_AS_STRING(body) + cycle.body_pos, PyBytes_AS_STRING(chunk),
+                       len(chunk))
+            else:
+                body[cycle.body_pos:end] = chunk
             cycle.body_pos = end
         else:
             body.append(chunk)
@@ -329,7 +336,7 @@ cdef class HttpCore:
         state = self.state
         cdef bint keep_alive = cycle.keep_alive and not state.draining
         _write_response(self.transport, request, response, keep_alive, cycle.http10,
-                        state.date_header())
+                        _date_line(state))
         self._answered(cycle, request, response.status, keep_alive)
 
     def _answered(self, RequestCycle cycle, request, status, bint keep_alive):

@@ -30,3 +30,15 @@ cdef class RequestCycle:
     cpdef bint declares_body(self):
         cdef dict headers = self.headers
         return b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
+
+
+cdef RequestCycle _new_cycle(double started):
+    """RequestCycle(started) without a Python-level __init__ call (one per request)."""
+    cdef RequestCycle cycle = RequestCycle.__new__(RequestCycle)
+    cycle.phase = HEADERS
+    cycle.started = started
+    cycle.method = b""
+    cycle.url = b""
+    cycle.headers = {}
+    cycle.keep_alive = True
+    return cycle

@@ -1,5 +1,18 @@
 # The response writer of _protocol.pyx (included there): writer.write_response in C.
 
+cdef time_t _date_second = 0
+cdef bytes _date = b""
+
+
+cdef inline bytes _date_line(state):
+    """state.date_header(), asked again only when the second changes (as it formats)."""
+    global _date_second, _date
+    cdef time_t now = c_time(NULL)
+    if now != _date_second:
+        _date = state.date_header()
+        _date_second = now
+    return _date
+
 cdef _write_response(transport, request, response, bint keep_alive, bint http10, bytes date):
     """writer.write_response."""
     body = response.body
