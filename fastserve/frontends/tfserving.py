@@ -30,7 +30,7 @@ from ..errors import (
 from ..http.messages import Request, Response
 from ..http.router import Router
 from ..types import DataType, InferRequest, TensorSpec
-from . import _tf_inputs, _tfjson
+from . import _tf_examples, _tf_inputs, _tfjson
 from ._base import error_body, json_response
 from ._ts_archive import archive_answer
 
@@ -204,9 +204,9 @@ class TFServingFrontend:
                                    "needs a tensor model")
         doc = _tf_inputs.load_object(request.body)
         _tf_inputs.signature_name(doc)  # NOTE: any name: a fastserve model has one signature
-        chosen = _pick_output(name, method, preferred, info.outputs)
+        chosen = _tf_examples.pick_output(name, method, preferred, info.outputs)
         specs = _tf_inputs.InputSpecs(info.inputs, info.declared)
-        inputs, rows = _tf_inputs.decode_examples(doc, method, specs)
+        inputs, rows = _tf_examples.decode_examples(doc, method, specs)
         response = await self.dataplane.infer(InferRequest(name, info.version, inputs))
         outputs = response.outputs
         if chosen is None:  # undeclared outputs: the model's first
@@ -242,26 +242,6 @@ def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
                          "unknown_rank": False},
         "name": spec.name,
     }
-
-
-def _pick_output(name: str, method: str, preferred: str, specs: tuple[TensorSpec, ...]
-                 ) -> TensorSpec | None:
-    """The output a classify/regress reads: the one named like TF's, else the only one."""
-    by_name = {s.name: s for s in specs}
-    if preferred in by_name:
-        chosen = by_name[preferred]
-    elif len(specs) == 1:
-        chosen = specs[0]
-    elif not specs:
-        return None
-    else:
-        raise InvalidInputError(
-            f"model '{name}' has {len(specs)} outputs ({', '.join(by_name)}): :{method} needs "
-            f"a model with one output, or an output named '{preferred}'")
-    if chosen.datatype is DataType.BYTES:
-        raise InvalidInputError(f":{method} needs a numeric output, but model '{name}' output "
-                                f"'{chosen.name}' is BYTES")
-    return chosen
 
 
 def _as_float(arr: np.ndarray, spec: TensorSpec) -> np.ndarray:

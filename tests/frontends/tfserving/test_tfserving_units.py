@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastserve.errors import InvalidInputError
-from fastserve.frontends import _tf_inputs, _tfjson
+from fastserve.frontends import _tf_examples, _tf_inputs, _tfjson
 
 
 def test_tfjson_loads_strict_and_tokens() -> None:
@@ -118,11 +118,11 @@ def test_tfjson_examples_reshaped_like_tf_example() -> None:
     from fastserve.types import DataType, TensorSpec
 
     specs = _tf_inputs.InputSpecs((TensorSpec("x", DataType.FP32, (-1, 2, -1)),), True)
-    inputs, rows = _tf_inputs.decode_examples(
+    inputs, rows = _tf_examples.decode_examples(
         {"examples": [{"x": [1, 2, 3, 4]}, {"x": [5, 6, 7, 8]}]}, "regress", specs)
     assert rows == 2 and inputs["x"].shape == (2, 2, 2)
     undeclared = _tf_inputs.InputSpecs((), False)
-    inputs, rows = _tf_inputs.decode_examples(
+    inputs, rows = _tf_examples.decode_examples(
         {"context": {"c": 1.0}, "examples": [{"v": [1, 2]}, {"v": [3, 4]}]}, "classify",
         undeclared)
     assert inputs["c"].shape == (2,) and inputs["v"].shape == (2, 2)
