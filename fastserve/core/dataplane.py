@@ -15,7 +15,7 @@ from ..types import InferRequest, InferResponse
 from . import ts_store
 from .handler_requests import HandlerRequests
 from .image_stage import ImageStage, has_images
-from .info import InstancesBody, ModelInfo, TensorBody, WholeRequest
+from .info import CheckedBody, InstancesBody, ModelInfo, TensorBody, WholeRequest
 from .repository import ModelRepository, ModelVersion, State
 from .shm import SharedMemoryRegistry
 from .validation import validate_inputs
@@ -110,7 +110,7 @@ class DataPlane(HandlerRequests):
         info = self._serving(target)
         if self.service_envelope and info.handler == ts_store.HANDLER:
             return self._whole(target, info)
-        body.check()
+        body.check(info)
         if info.handler != "tensor":
             instances = body.instances()
             if not isinstance(instances, list) or not instances:
@@ -118,6 +118,18 @@ class DataPlane(HandlerRequests):
                     f"model '{name}' uses the {info.handler} handler: send a non-empty "
                     "'instances' list, one item per input (e.g. {\"b64\": \"<base64 image>\"})")
             return await self.predict_handler(name, info.version, instances)
+        return await self._run(target, info, self._decoded(target, info, body))
+
+    async def infer_tensors(self, name: str, version: str | None, body: CheckedBody,
+                            api: str) -> InferResponse:
+        """One request of an API that only tensor models serve (``api``, e.g. TF Serving's
+        ":classify"): 501 for any other handler; else checked and run as decoded."""
+        target = self._ready(name, version)
+        info = self._serving(target)
+        if info.handler != "tensor":
+            raise UnsupportedError(f"model '{name}' uses the {info.handler} handler; {api} "
+                                   "needs a tensor model")
+        body.check(info)
         return await self._run(target, info, self._decoded(target, info, body))
 
     def _whole(self, target: ModelVersion, info: ModelInfo) -> WholeRequest:

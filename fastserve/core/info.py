@@ -140,11 +140,15 @@ class TensorBody(Protocol):
     def tensors(self, info: ModelInfo) -> InferRequest: ...
 
 
-class InstancesBody(TensorBody, Protocol):
-    """A :predict body (TF Serving, KServe v1): row instances or named columns."""
+class CheckedBody(TensorBody, Protocol):
+    """A body with checks of its own before ``tensors``: their 400s are not the model's
+    failures (TF Serving's :predict, :classify and :regress, as they count)."""
 
-    def check(self) -> None:
-        """The checks that need no model (their 400s are not the model's failures)."""
+    def check(self, info: ModelInfo) -> None: ...
+
+
+class InstancesBody(CheckedBody, Protocol):
+    """A :predict body (TF Serving, KServe v1): row instances or named columns."""
 
     def instances(self) -> Any:
         """The row instances, for a model whose handler takes them one by one."""

@@ -6,11 +6,42 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..core.info import ModelInfo
 from ..core.tensors import array_from_json, bytes_array
 from ..errors import InvalidInputError
-from ..types import DataType, TensorSpec
-from ._tf_inputs import InputSpecs, bytes_leaf, describe
+from ..types import DataType, InferRequest, TensorSpec
+from ._tf_inputs import InputSpecs, bytes_leaf, describe, load_object, signature_name
 from ._tfjson import is_binary_object
+
+
+class ExamplesBody:
+    """A :classify or :regress body, checked and decoded when the data plane asks
+    (``DataPlane.infer_tensors``). None of its refusals count as the model's failures
+    (TF Serving's rule), so everything is checked in ``check``."""
+
+    __slots__ = ("raw", "method", "preferred", "info", "chosen", "request", "rows")
+
+    def __init__(self, raw: Any, method: str, preferred: str) -> None:
+        self.raw = raw
+        self.method = method
+        self.preferred = preferred  # the output the method reads, by TF's name for it
+        self.info: ModelInfo | None = None
+        self.chosen: TensorSpec | None = None
+        self.request: InferRequest | None = None
+        self.rows = 0
+
+    def check(self, info: ModelInfo) -> None:
+        self.info = info
+        doc = load_object(self.raw)
+        signature_name(doc)  # NOTE: any name: a fastserve model has one signature
+        self.chosen = pick_output(info.name, self.method, self.preferred, info.outputs)
+        inputs, self.rows = decode_examples(doc, self.method,
+                                            InputSpecs(info.inputs, info.declared))
+        self.request = InferRequest(info.name, info.version, inputs)
+
+    def tensors(self, info: ModelInfo) -> InferRequest:
+        assert self.request is not None
+        return self.request
 
 
 def decode_examples(doc: dict[str, Any], method: str, specs: InputSpecs

@@ -31,7 +31,7 @@ class PredictBody:
         self.rows = False  # row format (instances), else columnar (inputs)
         self.info: ModelInfo | None = None
 
-    def check(self) -> None:
+    def check(self, info: ModelInfo) -> None:
         doc = self.doc = load_object(self.raw)
         signature = signature_name(doc)
         if signature not in ("", DEFAULT_SIGNATURE):

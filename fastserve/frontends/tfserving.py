@@ -18,18 +18,17 @@ from typing import Any
 import numpy as np
 
 from ..core.dataplane import DataPlane
-from ..core.info import FAILED, LOADING, READY, UNLOADING, VersionInfo, WholeRequest
+from ..core.info import FAILED, LOADING, READY, UNLOADING, ModelInfo, VersionInfo, WholeRequest
 from ..core.tensors import bf16_to_float
 from ..errors import (
     InvalidInputError,
     MethodNotAllowedError,
     ModelNotReadyError,
-    UnsupportedError,
     VersionNotFoundError,
 )
 from ..http.messages import Request, Response
 from ..http.router import Router
-from ..types import DataType, InferRequest, TensorSpec
+from ..types import DataType, TensorSpec
 from . import _tf_examples, _tf_inputs, _tfjson
 from ._base import error_body, json_response
 from ._ts_archive import archive_answer
@@ -172,43 +171,35 @@ class TFServingFrontend:
     # Classify and regress
 
     async def classify(self, request: Request) -> Response:
-        name, outputs, rows, spec = await self._run_examples(request, "classify", "scores")
+        info, outputs, rows, spec = await self._run_examples(request, "classify", "scores")
         arr = _as_float(outputs, spec)
         scores = arr.reshape(rows, -1) if arr.size else arr.reshape(rows, 0)
         if scores.shape[1] == 0:
             raise InvalidInputError("Cannot convert empty ClassificationResults to JSON")
-        labels = self.dataplane.labels(name)
-        names = [labels.get(str(i), "") for i in range(scores.shape[1])]
+        names = [info.labels.get(str(i), "") for i in range(scores.shape[1])]
         finite = bool(np.isfinite(scores).all())
         results = [[[label, score if finite else _tfjson.float_json(score)]
                     for label, score in zip(names, row, strict=True)] for row in scores]
         return Response(_tfjson.dumps({"results": results, "result": results}))
 
     async def regress(self, request: Request) -> Response:
-        name, outputs, rows, spec = await self._run_examples(request, "regress", "outputs")
+        info, outputs, rows, spec = await self._run_examples(request, "regress", "outputs")
         arr = _as_float(outputs, spec)
         if arr.size != rows:
             raise InvalidInputError(
-                f"regress needs one value per example, but model '{name}' output "
+                f"regress needs one value per example, but model '{info.name}' output "
                 f"'{spec.name}' has shape {list(arr.shape)} for {rows} examples")
         results = _tfjson.float_json(arr.reshape(rows))
         return Response(_tfjson.dumps({"results": results, "result": results}))
 
     async def _run_examples(self, request: Request, method: str, preferred: str
-                            ) -> tuple[str, np.ndarray, int, TensorSpec]:
+                            ) -> tuple[ModelInfo, np.ndarray, int, TensorSpec]:
         """Examples -> one batch through the model; the output the method reads, and rows."""
         name, version = self._target(request)
-        info = self.dataplane.resolve(name, version)
-        if info.handler != "tensor":
-            raise UnsupportedError(f"model '{name}' uses the {info.handler} handler; :{method} "
-                                   "needs a tensor model")
-        doc = _tf_inputs.load_object(request.body)
-        _tf_inputs.signature_name(doc)  # NOTE: any name: a fastserve model has one signature
-        chosen = _tf_examples.pick_output(name, method, preferred, info.outputs)
-        specs = _tf_inputs.InputSpecs(info.inputs, info.declared)
-        inputs, rows = _tf_examples.decode_examples(doc, method, specs)
-        response = await self.dataplane.infer(InferRequest(name, info.version, inputs))
-        outputs = response.outputs
+        body = _tf_examples.ExamplesBody(request.body, method, preferred)
+        response = await self.dataplane.infer_tensors(name, version, body, f":{method}")
+        outputs, rows, chosen = response.outputs, body.rows, body.chosen
+        assert body.info is not None
         if chosen is None:  # undeclared outputs: the model's first
             key = next(iter(outputs))
             chosen = TensorSpec(key, DataType.FP32, (-1,))
@@ -219,7 +210,7 @@ class TFServingFrontend:
             raise InvalidInputError(
                 f":{method} needs one row per example, but model '{name}' output "
                 f"'{chosen.name}' has shape {list(arr.shape)} for {rows} examples")
-        return name, arr, rows, chosen
+        return body.info, arr, rows, chosen
 
 
 # Status and metadata helpers
