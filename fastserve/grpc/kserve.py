@@ -15,12 +15,13 @@ from tritonclient.grpc import service_pb2 as pb
 
 from ..core.control import ModelControl
 from ..core.dataplane import DataPlane
-from ..errors import ForbiddenError, InvalidInputError, UnsupportedError
+from ..errors import InvalidInputError, UnsupportedError
 from ..frontends._triton import TritonDocs
 from ..frontends._triton_settings import TritonSettings
 from ..frontends._v2 import classify
 from . import wire
 from .management import Management
+from .repository import RepositoryRpcs
 from .services import Malformed, check
 from .status import CallPolicy, code_of, model_of, unary
 from .tensors import decode_request, encode_response
@@ -29,7 +30,7 @@ from .triton_extras import TritonExtras
 MAX_STREAM_IN_FLIGHT = 1024  # requests of one stream running at once; more wait to be read
 
 
-class InferenceService(TritonExtras):
+class InferenceService(RepositoryRpcs, TritonExtras):
     """One per port: on the inference port ``management`` refuses mutations."""
 
     SERIALIZED = frozenset({"ModelInfer", "ModelStreamInfer"})  # answer bytes, not messages
@@ -79,39 +80,6 @@ class InferenceService(TritonExtras):
         doc = self.triton.stats_doc(request.name or None, request.version or None)
         return json_format.ParseDict(doc, pb.ModelStatisticsResponse(),
                                      ignore_unknown_fields=True)
-
-    # Repository (Triton's layout: model_name is field 2)
-
-    @unary(counted=False)
-    async def RepositoryIndex(self, request: Any, context: Any) -> pb.RepositoryIndexResponse:
-        rows = await self.management.call("POST", "/v2/repository/index",
-                                          {"ready": request.ready})
-        return json_format.ParseDict({"models": rows}, pb.RepositoryIndexResponse(),
-                                     ignore_unknown_fields=True)
-
-    @unary(counted=False)
-    async def RepositoryModelLoad(self, request: Any, context: Any
-                                  ) -> pb.RepositoryModelLoadResponse:
-        self._check_mutable("RepositoryModelLoad")
-        if request.parameters:
-            raise InvalidInputError("load parameters (config or file overrides) are not "
-                                    "supported: change the model's folder, then load it")
-        name = self.management.segment(request.model_name)
-        await self.management.call("POST", f"/v2/repository/models/{name}/load")
-        return pb.RepositoryModelLoadResponse()
-
-    @unary(counted=False)
-    async def RepositoryModelUnload(self, request: Any, context: Any
-                                    ) -> pb.RepositoryModelUnloadResponse:
-        self._check_mutable("RepositoryModelUnload")
-        name = self.management.segment(request.model_name)
-        await self.management.call("POST", f"/v2/repository/models/{name}/unload")
-        return pb.RepositoryModelUnloadResponse()
-
-    def _check_mutable(self, what: str) -> None:
-        if not self.mutable:
-            raise ForbiddenError(f"{what} changes the server: call it on the gRPC management "
-                                 f"port ({self.management.where()}), not the inference port")
 
     # System shared memory (with --allow-shared-memory)
 
