@@ -245,9 +245,6 @@ def run(config: ServerConfig) -> int:
     if config.workers > 1 and control_socket is None:
         from .workers import Supervisor
 
-        if config.grpc_management_port:
-            log.warning("--grpc-management-port is not served with --workers > 1; use the "
-                        "HTTP management port")
         return Supervisor(config).run()
     try:
         uvloop.run(serve(config, control_socket))

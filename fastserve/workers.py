@@ -12,6 +12,7 @@ Metrics aggregate through prometheus_client's multi-process directory.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 from urllib.parse import quote
 
 import uvloop
@@ -51,8 +53,8 @@ def config_to_argv(config: ServerConfig) -> list[str]:
             "--log-level", config.log_level, "--log-format", config.log_format,
             "--max-request-size", str(config.max_request_size),
             "--drain-timeout", str(config.drain_timeout),
-            # Every worker serves gRPC on the shared port; gRPC management is not served
-            # by workers (one process cannot apply a change to all of them).
+            # Every worker serves gRPC on the shared port; gRPC management is the
+            # parent's (one worker cannot apply a change to all of them).
             "--grpc-port", str(config.grpc_port), "--grpc-management-port", "0"]
     if config.torch_threads:
         argv += ["--torch-threads", str(config.torch_threads)]
@@ -119,6 +121,7 @@ class Supervisor:
         self.workers = [Worker(i, os.path.join(self.dir, f"worker-{i}.sock"))
                         for i in range(config.workers)]
         self.stopping = False
+        self.grpc_management: Any = None  # fastserve.grpc.parent, imported only when on
         router = Router()
         router.fallback = self.forward
         guard = None
@@ -146,6 +149,8 @@ class Supervisor:
                                             self.config.management_port)
         grpc = f"{self.config.grpc_host or self.config.host}:{self.config.grpc_port}" \
             if self.config.grpc_port else "off"
+        if self.config.grpc_management_port:
+            grpc += f" (management {await self._start_grpc_management()})"
         log_start(self.config, self.config.port, port, grpc,
                   await asyncio.to_thread(models_on_disk, self.config.models))
         stop = asyncio.Event()
@@ -159,6 +164,27 @@ class Supervisor:
             except TimeoutError:
                 pass
         await self._shutdown()
+
+    async def _start_grpc_management(self) -> str:
+        """The gRPC management port, served here: changes reach every worker through
+        ``forward``, the other calls are relayed to the workers' gRPC port."""
+        parent = await asyncio.to_thread(importlib.import_module, "fastserve.grpc.parent")
+        config = self.config
+        host = config.grpc_management_host or config.management_host
+        tokens = read_tokens(config.auth_token_file) if config.auth_token_file else None
+        workers = None
+        if config.grpc_port:
+            workers = _loopback(config.grpc_host or config.host) + f":{config.grpc_port}"
+
+        async def apply(method: str, path: str, query: str, body: bytes) -> Response:
+            headers = {b"content-type": b"application/json"}
+            if tokens is not None:
+                headers[b"authorization"] = b"Bearer " + tokens[1]
+            return await self.forward(Request(method, path, query, headers, body))
+
+        self.grpc_management = parent.ParentManagementServer(
+            apply, config.max_request_size, tokens, workers)
+        return f"{host}:{await self.grpc_management.start(host, config.grpc_management_port)}"
 
     def _spawn(self, worker: Worker) -> None:
         if os.path.exists(worker.socket_path):
@@ -202,6 +228,8 @@ class Supervisor:
         for worker in self.workers:
             if worker.alive:
                 worker.proc.kill()  # type: ignore[union-attr]
+        if self.grpc_management is not None:
+            await self.grpc_management.stop(0.5)
         await self.management.close(timeout=0.5)
 
     # Management: every call reaches all workers, or none
@@ -237,3 +265,12 @@ class Supervisor:
                            for i, r in failed)
         raise BackendError(f"the change reached only some workers ({detail}); the workers now "
                            "differ: repeat the call or restart the server")
+
+
+def _loopback(host: str) -> str:
+    """Where this machine reaches a server listening on ``host``."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

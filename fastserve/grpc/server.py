@@ -40,7 +40,7 @@ INFERENCE_SERVICES = (KSERVE.full_name, TS_INFERENCE.full_name)
 MANAGEMENT_SERVICES = (KSERVE.full_name, TS_MANAGEMENT.full_name)
 
 
-def _options(max_message: int, reuse_port: bool) -> list[tuple[str, Any]]:
+def server_options(max_message: int, reuse_port: bool) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", min(max_message, MAX_MESSAGE)),
         ("grpc.max_send_message_length", -1),
@@ -69,7 +69,7 @@ class GrpcServers:
         self.management_port = 0
 
     def _server(self, reuse_port: bool) -> grpc.aio.Server:
-        server = grpc.aio.server(options=_options(self.max_message, reuse_port))
+        server = grpc.aio.server(options=server_options(self.max_message, reuse_port))
         self.servers.append(server)
         return server
 
@@ -78,7 +78,7 @@ class GrpcServers:
         management_address = None
         if management_port:
             server = self._server(False)
-            self.management_port = _bind(server, management_host, management_port)
+            self.management_port = bind(server, management_host, management_port)
             management_address = f"{management_host}:{self.management_port}"
             policy = CallPolicy(self.tokens[1] if self.tokens else None)
             management = Management(self.apply, management_address)
@@ -91,7 +91,7 @@ class GrpcServers:
             await server.start()
         if port:
             server = self._server(reuse_port)
-            self.port = _bind(server, host, port)
+            self.port = bind(server, host, port)
             policy = CallPolicy(self.tokens[0] if self.tokens else None, self.count)
             management = Management(self.apply, management_address)
             add_service(server, InferenceService(self.dataplane, self.control, policy, management,
@@ -111,7 +111,7 @@ class GrpcServers:
         self.servers.clear()
 
 
-def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
+def bind(server: grpc.aio.Server, host: str, port: int) -> int:
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)

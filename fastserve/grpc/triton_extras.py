@@ -41,16 +41,24 @@ class TritonExtras:
                                  "inference port")
         return True
 
+    async def log_settings(self, changes: dict[str, Any] | None) -> dict[str, Any]:
+        """The settings after ``changes`` (None: only read them)."""
+        logs = self.settings.logs
+        return logs.get() if changes is None else logs.update(changes)
+
+    async def trace_settings(self, model: str | None, changes: dict[str, list[str]] | None
+                             ) -> dict[str, list[str]]:
+        traces = self.settings.traces
+        return traces.get(model) if changes is None else traces.update(model, changes)
+
     @unary(counted=False)
     async def LogSettings(self, request: Any, context: Any) -> pb.LogSettingsResponse:
-        logs = self.settings.logs
+        changes = None
         if self._check_update("LogSettings", request):
             changes = {key: None if value.WhichOneof("parameter_choice") is None
                        else getattr(value, value.WhichOneof("parameter_choice"))
                        for key, value in request.settings.items()}
-            current = logs.update(changes)
-        else:
-            current = logs.get()
+        current = await self.log_settings(changes)
         answer = pb.LogSettingsResponse()
         for key, value in current.items():
             setattr(answer.settings[key], LOG_CHOICE[type(value)], value)
@@ -58,13 +66,10 @@ class TritonExtras:
 
     @unary(counted=False)
     async def TraceSetting(self, request: Any, context: Any) -> pb.TraceSettingResponse:
-        traces = self.settings.traces
-        model = request.model_name or None
+        changes = None
         if self._check_update("TraceSetting", request):
-            current = traces.update(model, {key: list(value.value)
-                                            for key, value in request.settings.items()})
-        else:
-            current = traces.get(model)
+            changes = {key: list(value.value) for key, value in request.settings.items()}
+        current = await self.trace_settings(request.model_name or None, changes)
         answer = pb.TraceSettingResponse()
         for key, values in current.items():
             answer.settings[key].value.extend(values)

@@ -1,0 +1,118 @@
+"""--grpc-management-port with --workers 2: the parent serves it; changes reach both
+workers (every fresh connection to the shared inference port sees them), other calls are
+relayed to the workers, with the real clients (tritonclient.grpc, TorchServe's stubs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import torch
+
+from _server import ServerProcess, free_port
+
+grpcclient = pytest.importorskip("tritonclient.grpc")
+import grpc  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+from fastserve.grpc.protos import management_pb2, management_pb2_grpc  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
+FRESH = 12  # new connections per check: the kernel spreads them over both workers
+
+
+@pytest.fixture(scope="module")
+def workers() -> Iterator[ServerProcess]:
+    with ServerProcess(EXAMPLES / "models", "--workers", "2", "--grpc-port", str(free_port()),
+                       "--grpc-management-port", str(free_port())) as srv:
+        streak = 0
+        while streak < 20:  # every worker ready: 20 fresh connections in a row say so
+            streak = streak + 1 if srv.request("GET", "/v2/health/ready")[0] == 200 else 0
+        yield srv
+        assert srv.stop() == 0, srv.log()
+
+
+def every_worker(srv: ServerProcess, check) -> None:
+    for _ in range(FRESH):
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{srv.grpc_port}") as client:
+            check(client)
+
+
+def digits_input() -> tuple[np.ndarray, np.ndarray]:
+    body = orjson.loads((EXAMPLES / "samples" / "digits_v2.json").read_bytes())
+    x = np.asarray(body["inputs"][0]["data"], dtype=np.float32).reshape(1, 64)
+    program = torch.export.load(str(EXAMPLES / "models" / "digits" / "1" / "model.pt2"))
+    with torch.inference_mode():
+        return x, program.module()(torch.from_numpy(x)).numpy()
+
+
+def test_relayed_calls(workers) -> None:
+    x, want = digits_input()
+    url = f"127.0.0.1:{workers.grpc_management_port}"
+    with grpcclient.InferenceServerClient(url) as management:
+        assert management.is_server_live() and management.is_server_ready()
+        assert management.get_model_metadata("digits").inputs[0].shape == [-1, 64]
+        tensor = grpcclient.InferInput("input__0", [1, 64], "FP32")
+        tensor.set_data_from_numpy(x)
+        np.testing.assert_allclose(management.infer("digits", [tensor]).as_numpy("output__0"),
+                                   want, rtol=1e-5, atol=1e-5)
+        with pytest.raises(InferenceServerException) as err:
+            management.get_model_metadata("no_such_model")
+        assert err.value.status() == "StatusCode.NOT_FOUND"
+    with grpc.insecure_channel(url) as channel:
+        check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as raw:
+            channel.unary_unary("/inference.GRPCInferenceService/ModelMetadata")(b"\xff\xff")
+        assert raw.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_changes_reach_every_worker(workers) -> None:
+    url = f"127.0.0.1:{workers.grpc_management_port}"
+    with grpcclient.InferenceServerClient(url) as management:
+        management.unload_model("digits_ts")
+        try:
+            def gone(client) -> None:
+                with pytest.raises(InferenceServerException) as err:
+                    client.is_model_ready("digits_ts")
+                assert err.value.status() == "StatusCode.NOT_FOUND"
+
+            every_worker(workers, gone)
+            index = {m.name: m.state for m in management.get_model_repository_index().models}
+            assert index["digits"] == "READY" and index["digits_ts"] != "READY"
+        finally:
+            management.load_model("digits_ts")
+        every_worker(workers, lambda client: client.is_model_ready("digits_ts") or pytest.fail())
+        settings = management.update_log_settings({"log_info": False}, as_json=True)
+        try:
+            assert settings["settings"]["log_info"]["bool_param"] is False
+            every_worker(workers, lambda client: client.get_log_settings(
+                as_json=True)["settings"]["log_info"].get("bool_param") in (False, None)
+                or pytest.fail("a worker still logs info"))
+            management.update_trace_settings("digits", {"trace_count": "3"})
+            every_worker(workers, lambda client: client.get_trace_settings(
+                "digits").settings["trace_count"].value == ["3"] or pytest.fail())
+        finally:
+            management.update_log_settings({"log_info": True})
+            management.update_trace_settings("digits", {"trace_count": None})
+        assert management.get_trace_settings("digits").settings["trace_count"].value == ["-1"]
+    with grpcclient.InferenceServerClient(f"127.0.0.1:{workers.grpc_port}") as inference:
+        with pytest.raises(InferenceServerException) as err:
+            inference.update_log_settings({"log_info": False})
+        assert err.value.status() == "StatusCode.PERMISSION_DENIED"
+
+
+def test_torchserve_management(workers) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{workers.grpc_management_port}") as channel:
+        stub = management_pb2_grpc.ManagementAPIsServiceStub(channel)
+        listed = orjson.loads(stub.ListModels(management_pb2.ListModelsRequest()).msg)
+        assert {m["modelName"] for m in listed["models"]} >= {"digits", "digits_ts"}
+        with pytest.raises(grpc.RpcError) as err:
+            stub.DescribeModel(management_pb2.DescribeModelRequest(model_name="no_such"))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
