@@ -53,7 +53,8 @@ from ..errors import ConfigError
 log = logging.getLogger("fastserve.archive")
 
 MANIFEST = "MAR-INF/MANIFEST.json"
-SUFFIX = ".mar"
+TAR_SUFFIXES = (".tar.gz", ".tgz")  # torch-model-archiver --archive-format tgz
+FILE_SUFFIXES = (".mar", *TAR_SUFFIXES)
 DEFAULT_MAX_SIZE = 32 * 1000**3  # bytes an archive may inflate to (--max-archive-size)
 _SMALL_FILE = 16 * 1024 * 1024  # the manifest and model-config.yaml are read whole: cap them
 _CHUNK = 1024 * 1024
@@ -98,9 +99,17 @@ def is_archive(path: Path) -> bool:
     """A .mar file, or a folder with MAR-INF/MANIFEST.json (extracted or no-archive)."""
     if path.name.startswith("."):
         return False
-    if path.suffix == SUFFIX:
+    if path.name.endswith(FILE_SUFFIXES):
         return path.is_file()
     return (path / MANIFEST).is_file()
+
+
+def archive_stem(name: str) -> str:
+    """"mnist" for mnist.mar, mnist.tar.gz or mnist.tgz."""
+    for suffix in FILE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
 
 
 def find_archives(root: Path) -> list[Path]:
@@ -117,6 +126,11 @@ def read_archive(source: Path, name: str | None = None,
         manifest_bytes = _read_small(source / MANIFEST, source)
         return _build(source, name, manifest_bytes,
                       lambda member: _read_small(source / member, source), 0)
+    if source.name.endswith(TAR_SUFFIXES):
+        from .archive_tar import open_tar  # it builds on this module
+
+        return open_tar(source, max_size, lambda listing: _build(
+            source, name, listing.read(MANIFEST), listing.read, listing.size))
     try:
         with zipfile.ZipFile(source) as zf:
             names = set(zf.namelist())

@@ -14,7 +14,15 @@ import threading
 import zipfile
 from pathlib import Path
 
-from .archive import _CHUNK, DEFAULT_MAX_SIZE, ArchiveError, _member_path, check_members
+from .archive import (
+    _CHUNK,
+    DEFAULT_MAX_SIZE,
+    TAR_SUFFIXES,
+    ArchiveError,
+    _member_path,
+    check_members,
+)
+from .archive_tar import extract_tar
 
 log = logging.getLogger("fastserve.archive")
 
@@ -98,6 +106,9 @@ def prepare(source: Path, max_size: int = DEFAULT_MAX_SIZE, into: Path | None = 
 
 def extract(source: Path, folder: Path, max_size: int) -> None:
     """Write every member of ``source`` below ``folder``, counting the bytes as written."""
+    if source.name.endswith(TAR_SUFFIXES):
+        extract_tar(source, folder, max_size)
+        return
     label = source.name
     root = folder.resolve()
     written = 0

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ..errors import ConfigError, InvalidInputError, ModelNotFoundError
-from .archive import find_archives, is_archive
+from .archive import FILE_SUFFIXES, find_archives, is_archive
 from .model_config import parse_model_config
 
 VERSION_RE = re.compile(r"[1-9][0-9]*\Z")
@@ -152,7 +152,7 @@ def resolve_model_folder(root: Path, url: str) -> Path:
                                 "its folders and archives can be registered")
     if folder.name.startswith("."):
         raise InvalidInputError(f"url {url!r}: hidden folders are not model folders")
-    if folder.suffix == ".mar":
+    if folder.name.endswith(FILE_SUFFIXES):
         if not folder.is_file():
             raise ModelNotFoundError(f"no model archive {folder.name!r} in the model "
                                      f"repository {root}")

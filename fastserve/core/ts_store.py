@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .archive import DEFAULT_MAX_SIZE, ArchiveError, TsArchive, is_archive, read_archive
+from .archive import (
+    DEFAULT_MAX_SIZE,
+    ArchiveError,
+    TsArchive,
+    archive_stem,
+    is_archive,
+    read_archive,
+)
 from .model_config import ModelConfig
 
 log = logging.getLogger("fastserve.ts_store")
@@ -133,7 +140,7 @@ def read_store_archive(source: Path, settings: StoreSettings) -> TsArchive:
 
 def failed_name(source: Path, settings: StoreSettings) -> str:
     """The name a broken archive is listed under (its manifest could not say)."""
-    return settings.names.get(source.name) or source.name.removesuffix(".mar")
+    return settings.names.get(source.name) or archive_stem(source.name)
 
 
 def store_names(root: Path, settings: StoreSettings) -> dict[str, Path]:

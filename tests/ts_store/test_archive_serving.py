@@ -35,13 +35,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_mar(work, work / "v2", "tiny", "2.0", seed=2)
     (work / "v2" / "tiny.mar").rename(root / "tiny_v2.mar")
     build_mar(work, root, "plain", "0.5", fmt="no-archive", seed=3)
+    build_mar(work, root, "packed", "0.7", fmt="tgz", seed=4)  # packed.tar.gz
     return root
 
 
 @pytest.fixture(scope="module")
 def server(store: Path) -> Iterator[ServerProcess]:
     with ServerProcess(store, "--model-store", str(store), "--models", "tiny.mar",
-                       "tiny_v2.mar,plain", "--ncs") as srv:
+                       "tiny_v2.mar,plain", "packed.tar.gz", "--ncs") as srv:
         yield srv
 
 
@@ -68,6 +69,14 @@ def test_predictions_by_version_string(server: ServerProcess) -> None:
     assert server.request("GET", "/v2/models/tiny/versions/9.9/ready")[0] == 404
     status, answer = predict(server, "/predictions/tiny/9.9")
     assert status == 404, answer
+
+
+def test_a_tgz_archive_serves_like_a_mar(server: ServerProcess) -> None:
+    status, answer = predict(server, "/predictions/packed/0.7")
+    assert status == 200 and answer == pytest.approx(expected(4, ROW), abs=1e-5)
+    status, (described,) = mgmt(server, "GET", "/models/packed")
+    assert (status, described["modelVersion"], described["modelUrl"]) == (
+        200, "0.7", "packed.tar.gz")
 
 
 def test_model_config_yaml_is_honoured(server: ServerProcess) -> None:

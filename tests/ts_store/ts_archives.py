@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -80,7 +82,7 @@ def build_mar(work: Path, store: Path, name: str, version: str = "1.0", *,
         (src / "model-config.yaml").write_text(config_yaml)
         args += ["--config-file", str(src / "model-config.yaml")]
     subprocess.run(args, check=True, capture_output=True)
-    return store / (name if fmt == "no-archive" else f"{name}.mar")
+    return store / {"no-archive": name, "tgz": f"{name}.tar.gz"}.get(fmt, f"{name}.mar")
 
 
 def manifest(name: str, version: str = "1.0") -> bytes:
@@ -100,6 +102,32 @@ def write_zip(path: Path, members: dict[str, bytes], links: tuple[str, ...] = ()
     return path
 
 
+def write_tar(path: Path, members: dict[str, bytes], *, links: dict[str, str] | None = None,
+              hardlinks: dict[str, str] | None = None, fifo: str | None = None,
+              declared: dict[str, int] | None = None) -> Path:
+    """A .tar.gz of ``members``; ``links`` / ``hardlinks``: name -> target; ``declared``:
+    a member's size as its header says (the data written is the real one)."""
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for kind, table in ((tarfile.SYMTYPE, links or {}), (tarfile.LNKTYPE, hardlinks or {})):
+            for name, target in table.items():
+                info = tarfile.TarInfo(name)
+                info.type, info.linkname = kind, target
+                tf.addfile(info)
+        if fifo:
+            info = tarfile.TarInfo(fifo)
+            info.type = tarfile.FIFOTYPE
+            tf.addfile(info)
+        for name, size in (declared or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tf.addfile(info, io.BytesIO(bytes(size)))
+    return path
+
+
 def hostile_archives(store: Path) -> dict[str, str]:
     """Broken archives in ``store``: served name -> words its FAILED reason holds."""
     (store / "corrupt.mar").write_bytes(b"PK\x03\x04 this is not really a zip file")
@@ -112,6 +140,11 @@ def hostile_archives(store: Path) -> dict[str, str]:
                                    "evil": b"/etc/passwd"}, links=("evil",))
     write_zip(store / "huge.mar", {"MAR-INF/MANIFEST.json": manifest("huge"),
                                    "weights.bin": bytes(3_000_000)})
-    return {"corrupt": "not a valid model archive", "nomanifest": "no MAR-INF/MANIFEST.json",
+    write_tar(store / "tarslip.tar.gz", {"m/MAR-INF/MANIFEST.json": manifest("tarslip"),
+                                         "m/../../escaped.py": b"print('pwned')"})
+    write_tar(store / "tarlink.tgz", {"MAR-INF/MANIFEST.json": manifest("tarlink")},
+              links={"evil": "/etc/passwd"})
+    return {"tarslip": "outside the model's folder", "tarlink": "is a link",
+            "corrupt": "not a valid model archive", "nomanifest": "no MAR-INF/MANIFEST.json",
             "slip": "zip-slip", "absolute": "zip-slip", "link": "symbolic link",
             "huge": "inflates to more than"}
