@@ -1,7 +1,8 @@
 """The gRPC ceiling: grpc.aio on uvloop (as fastserve's gRPC front-end) answering
-GRPCInferenceService's ServerLive, ServerReady, ModelReady, ModelMetadata, ModelConfig and
-ModelInfer with fixed pre-serialized answers, nothing parsed, no model run. Whatever a
-real server does costs more than this; benchmarks/bare_server.py is HTTP's counterpart.
+GRPCInferenceService's ServerLive, ServerMetadata, ServerReady, ModelReady, ModelMetadata,
+ModelConfig, ModelStatistics and ModelInfer with fixed pre-serialized answers, nothing
+parsed, no model run. Whatever a real server does costs more than this;
+benchmarks/bare_server.py is HTTP's counterpart.
 perf_analyzer -i grpc and _grpc_load.py can drive it (model `mlp`: [1,64] FP32 -> [1,10]).
 
 python benchmarks/_grpc_echo.py --port 8001
@@ -30,6 +31,9 @@ def answers() -> dict[str, bytes]:
     infer.raw_output_contents.append(bytes(40))
     return {
         "ServerLive": pb.ServerLiveResponse(live=True).SerializeToString(),
+        "ServerMetadata": pb.ServerMetadataResponse(name="echo", version="0").SerializeToString(),
+        "ModelStatistics": pb.ModelStatisticsResponse(model_stats=[pb.ModelStatistics(
+            name="mlp", version="1")]).SerializeToString(),
         "ServerReady": pb.ServerReadyResponse(ready=True).SerializeToString(),
         "ModelReady": pb.ModelReadyResponse(ready=True).SerializeToString(),
         "ModelMetadata": pb.ModelMetadataResponse(

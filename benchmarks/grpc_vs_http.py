@@ -6,8 +6,11 @@ perf_analyzer on core 1 drives the same model with the same random tensor over
 `-i grpc` (raw_input_contents) and `-i http` (binary data extension), alternating the
 order every round. Also: gRPC's start-up and RSS cost, against a server started with
 `--grpc-port 0` (time from exec to /v2/health/live, RSS once ready and after load).
+The ceilings, in the same rounds on the same core: benchmarks/_grpc_echo.py (grpc.aio
+answering fixed bytes) driven by perf_analyzer -i grpc, and benchmarks/bare_server.py
+driven by wrk with the same body; each case's server CPU µs per call.
 
-MLServer/KServe gRPC peers are not run here (see docs/grpc.md).
+MLServer/KServe gRPC peers: benchmarks/grpc_peers.py.
 Not a test. Run from the repo root: python benchmarks/grpc_vs_http.py [--scale 1 --repeat 2]
 (Not named grpc.py: a module of that name here shadows grpcio for every script and test
 that puts benchmarks/ on sys.path.)
@@ -30,6 +33,7 @@ from pathlib import Path
 import _harness as h
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
 PERF_ANALYZER = os.environ.get("PERF_ANALYZER", "/work/shared/tools/perf_analyzer")
 PERFA_ROOT = Path(os.environ.get("PERFA_HOME", Path.home() / ".cache" / "perfa")) / "trixie"
 # name -> (input shape, output width, concurrency): PEERS.md's 32 for small infer; 4 for the
@@ -152,29 +156,50 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-grpc-"))
     models = build(tmp)
     server, grpc_port = start(models, grpc=True)
+    # The ceilings, on the same core: fixed answers over gRPC and over HTTP.
+    echo_port, bare_port = h.free_port(), h.free_port()
+    echo = h.Server("grpc-echo", [sys.executable, str(BENCH / "_grpc_echo.py"), "--port",
+                                  str(echo_port)], echo_port, ROOT)
+    bare = h.Server("bare", [sys.executable, str(BENCH / "bare_server.py"), "--port",
+                             str(bare_port)], bare_port, ROOT)
     runs: dict[str, list[dict]] = {}
     try:
         server.wait_until("GET", "/v2/health/ready")
+        bare.wait_until("GET", "/")
         urls = {"http": f"127.0.0.1:{server.port}", "grpc": f"127.0.0.1:{grpc_port}"}
         bodies = binary_bodies(tmp)
         for model in MODELS:  # warm-up, and a check that both paths answer
             for protocol, url in urls.items():
                 perf(model, url, protocol, 0.25)
+        perf("mlp", f"127.0.0.1:{echo_port}", "grpc", 0.25)
         for i in range(args.repeat):
             order = [(m, p) for m in MODELS for p in (*urls, "wrk")]
+            order += [("mlp", "echo"), ("mlp", "bare")]
             for model, protocol in order if i % 2 == 0 else order[::-1]:
-                if protocol == "wrk":
-                    r = h.wrk(server.port, f"/v2/models/{model}/infer", args.wrk_seconds,
+                target = {"echo": echo, "bare": bare}.get(protocol, server)
+                cpu = target.cpu_seconds()
+                t0 = time.perf_counter()
+                if protocol in ("wrk", "bare"):
+                    r = h.wrk(target.port, f"/v2/models/{model}/infer", args.wrk_seconds,
                               bodies[model][0], conns=MODELS[model][2],
                               headers=bodies[model][1])
                     if r["non_2xx"] or r["socket_errors"]:
-                        raise SystemExit(f"wrk: failed requests\n{server.log_tail()}")
+                        raise SystemExit(f"wrk: failed requests\n{target.log_tail()}")
                     r = {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
+                    busy = args.wrk_seconds
                 else:
-                    r = perf(model, urls[protocol], protocol, args.scale)
+                    url = f"127.0.0.1:{echo_port}" if protocol == "echo" else urls[protocol]
+                    r = perf(model, url, "grpc" if protocol == "echo" else protocol,
+                             args.scale)
+                    busy = time.perf_counter() - t0
+                # CPU per call: over perf_analyzer's whole run (its start included: a
+                # slight underestimate), over wrk's timed seconds.
+                r["cpu_us"] = (target.cpu_seconds() - cpu) / (r["rps"] * busy) * 1e6
                 runs.setdefault(f"{model}/{protocol}", []).append(r)
     finally:
         server.stop()
+        echo.stop()
+        bare.stop()
     med = {k: {m: statistics.median(r[m] for r in rs) for m in rs[0]} for k, rs in runs.items()}
     costs = {setting: [startup(models, grpc, load=(i == 0)) for i in range(args.starts)]
              for setting, grpc in (("off", False), ("on", True))}
@@ -184,12 +209,20 @@ def main() -> int:
     print(f"fastserve gRPC vs HTTP binary, server on core {h.SERVER_CORE}, client on core "
           f"{h.WRK_CORE}; median of {args.repeat} rounds. http: perf_analyzer -i http "
           "(binary data), wrk: the same binary body from wrk")
-    print(f"{'case':<12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'/ http':>8}{'/ wrk':>8}")
+    print(f"{'case':<12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'µs CPU':>8}{'/ http':>8}"
+          f"{'/ wrk':>8}")
     for key, m in sorted(med.items()):
         model, protocol = key.split("/")
         http, wrk = med[f"{model}/http"]["rps"], med[f"{model}/wrk"]["rps"]
         print(f"{key:<12}{m['rps']:>10.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}"
-              f"{m['rps'] / http:>8.2f}{m['rps'] / wrk:>8.2f}")
+              f"{m['cpu_us']:>8.0f}{m['rps'] / http:>8.2f}{m['rps'] / wrk:>8.2f}")
+    echo, bare, grpc = med["mlp/echo"], med["mlp/bare"], med["mlp/grpc"]
+    print(f"ceilings (fixed answers, same core): grpc.aio echo {echo['rps']:.0f} req/s, "
+          f"{echo['cpu_us']:.0f} µs CPU/call (perf_analyzer -i grpc); bare HTTP "
+          f"{bare['rps']:.0f} req/s, {bare['cpu_us']:.0f} µs (wrk). fastserve gRPC small infer "
+          f"is {grpc['rps'] / echo['rps']:.2f}x its ceiling, HTTP binary (wrk) "
+          f"{med['mlp/wrk']['rps'] / bare['rps']:.2f}x; the echo alone is "
+          f"{echo['rps'] / med['mlp/wrk']['rps']:.2f}x fastserve's HTTP binary rate")
     on, off = cost["on"], cost["off"]
     print(f"start to /v2/health/live: {off['live_s']:.3f} s with --grpc-port 0, "
           f"{on['live_s']:.3f} s with gRPC (+{on['live_s'] - off['live_s']:.3f} s)")
