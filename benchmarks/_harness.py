@@ -146,7 +146,10 @@ class Server:
                          + [f"  | {line}" for line in text[-lines:]])
 
     def stop(self, keep_log: bool = False) -> int | None:
-        """SIGTERM, then SIGKILL after 10 s; the exit code. The log is deleted unless kept."""
+        """SIGTERM, then SIGKILL after 10 s; the exit code. The log is deleted unless kept.
+        Descendants left running are ended too (TorchServe's JVM and its workers outlive
+        the torchserve script, and would load the machine for the next measurement)."""
+        children = _tree(self.proc.pid)[1:]
         if self.alive():
             self.proc.terminate()
             try:
@@ -154,6 +157,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        _end(children)
         self.log.close()
         if not keep_log:
             Path(self.log.name).unlink(missing_ok=True)
@@ -171,6 +175,30 @@ def _tree(pid: int) -> list[int]:
                 pass
         i += 1
     return pids
+
+
+def _end(pids: list[int], grace: float = 10.0) -> None:
+    """SIGTERM to each pid still running, SIGKILL to those left after ``grace`` s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+                alive.append(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in alive if Path(f"/proc/{p}").exists() and not _zombie(p)]
+            time.sleep(0.05)
+        pids = alive
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _cpu_ticks(pid: int) -> int:
