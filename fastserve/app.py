@@ -35,6 +35,7 @@ from .http.router import Router
 from .http.server import HttpServer, Limits, ResponseHook
 from .logs import AccessLog
 from .model_loader import TorchLoader
+from .shared_port import SharedPortRouter, shared_guard
 from .startup import collect_garbage_after, log_start
 
 log = logging.getLogger("fastserve")
@@ -117,7 +118,14 @@ class App:
                 config.auth_token_file)
             inference_guard = bearer_guard(inference_token)
             management_guard = bearer_guard(management_token)
-        self.inference = HttpServer(self.router, limits, guard=inference_guard,
+        # TorchServe's one port for both APIs (config.properties gives them one address).
+        self.shared_port = control_socket is None and config.port != 0 and (
+            config.management_host, config.management_port) == (config.host, config.port)
+        inference_router: Any = self.router
+        if self.shared_port:
+            inference_router = SharedPortRouter(self.management_router, self.router)
+            inference_guard = shared_guard(inference_router, management_guard, inference_guard)
+        self.inference = HttpServer(inference_router, limits, guard=inference_guard,
                                     on_response=_hooks(self.metrics.response_hook(), access))
         self.management = HttpServer(self.management_router, limits, guard=management_guard,
                                      on_response=_hooks(access))
@@ -150,6 +158,8 @@ class App:
         if self.control_socket is not None:
             await self.management.listen_unix(self.control_socket)
             log.info("worker %d serving http://%s:%d", os.getpid(), self.config.host, self.port)
+        elif self.shared_port:
+            self.management_port = self.port
         else:
             self.management_port = await self.management.listen(self.config.management_host,
                                                                  self.config.management_port)

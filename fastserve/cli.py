@@ -130,7 +130,14 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         auth_token_file=token, strict_readiness=args.strict_readiness,
         grpc_port=args.grpc_port, grpc_management_port=args.grpc_management_port,
     )
-    return _with_torchserve(config, ts, args, argv)
+    config = _with_torchserve(config, ts, args, argv)
+    if config.workers > 1 and config.port and (config.management_host,
+                                                config.management_port) == (config.host,
+                                                                            config.port):
+        parser.error("one port for the inference and management APIs (management_address = "
+                     "inference_address) cannot be shared by --workers > 1: give management "
+                     "its own port")
+    return config
 
 
 def _with_torchserve(config: ServerConfig, ts: ts_config.TsStart, args: argparse.Namespace,

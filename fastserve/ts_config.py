@@ -225,16 +225,17 @@ def _server_keys(keys: dict[str, Entry], explicit: set[str], start: TsStart) -> 
         put("host", inference[0])
         put("port", inference[1])
     if "management_address" in keys:
+        # The inference address too: both APIs answer on that one port, as in TorchServe.
         host, port = _address(keys["management_address"])
-        if (host, port) == inference:
-            start.notes.append("management_address is the inference address: fastserve keeps "
-                               "the management API on its own port (--management-port)")
-        else:
-            put("management_host", host)
-            put("management_port", port)
+        put("management_host", host)
+        put("management_port", port)
     if "metrics_address" in keys:
-        start.server["metrics_host"], start.server["metrics_port"] = _address(
-            keys["metrics_address"])
+        metrics = _address(keys["metrics_address"])
+        if metrics == inference:  # TorchServe fails to bind; /metrics answers there anyway
+            start.notes.append("metrics_address is the inference address: /metrics answers "
+                               "on the inference port")
+        else:
+            start.server["metrics_host"], start.server["metrics_port"] = metrics
     if "max_request_size" in keys:
         put("max_request_size", _int(keys["max_request_size"], 1))
     if "grpc_inference_port" in keys:

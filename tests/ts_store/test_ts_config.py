@@ -55,7 +55,9 @@ model_snapshot={SNAPSHOT}
     config = parse_config(["--ts-config", str(cfg), "--port", "8080"])
     assert config.models == store.resolve()
     assert (config.host, config.port) == ("0.0.0.0", 8080)  # the flag wins over the file
-    assert config.management_port == 8081  # same address as inference: kept apart
+    # The file gives both APIs one address (TorchServe then serves them on one port); the
+    # --port flag moved inference off it, so management keeps the file's.
+    assert (config.management_host, config.management_port) == ("0.0.0.0", 8085)
     assert (config.metrics_host, config.metrics_port) == ("0.0.0.0", 8082)
     assert (config.grpc_port, config.grpc_management_port) == (7070, 7071)
     assert parse_config(["--ts-config", str(cfg), "--grpc-port", "9001"]).grpc_port == 9001
@@ -67,7 +69,17 @@ model_snapshot={SNAPSHOT}
     notes = " ".join(config.ts_notes)
     for key in ("enable_metrics_api", "metrics_format", "number_of_netty_threads"):
         assert key in notes
-    assert "management_address is the inference address" in notes
+    shared = parse_config(["--ts-config", str(cfg)])
+    assert (shared.host, shared.port) == (shared.management_host, shared.management_port) == (
+        "0.0.0.0", 8085)
+    with pytest.raises(SystemExit):  # --workers N share the inference port only
+        parse_config(["--ts-config", str(cfg), "--workers", "2"])
+    same_metrics = properties(tmp_path, "inference_address=http://127.0.0.1:9085\n"
+                                        "metrics_address=http://127.0.0.1:9085\n"
+                                        f"model_store={store}\n")
+    config = parse_config(["--ts-config", str(same_metrics)])
+    assert config.metrics_port is None  # /metrics answers on the inference port itself
+    assert any("metrics_address is the inference address" in n for n in config.ts_notes)
 
 
 def test_start_line_selection(store: Path) -> None:

@@ -1,0 +1,57 @@
+"""One port for the inference and management APIs, as TorchServe 0.12 serves them when
+config.properties gives ``inference_address`` and ``management_address`` the same value
+(or ``--management-port`` equals ``--port``): a request goes to the management API's
+route when it has one, else to the inference API's. With ``--auth-token-file`` each
+API keeps its own token."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .errors import MethodNotAllowedError, RouteNotFoundError
+from .http.messages import ErrorFormatter, Request
+from .http.router import Route, Router, default_error_formatter
+
+Guard = Callable[[Request], None]
+
+
+class SharedPortRouter:
+    """The management router, falling back to the inference router."""
+
+    def __init__(self, management: Router, inference: Router) -> None:
+        self.management, self.inference = management, inference
+        self.probes = inference.probes  # /ping, /v2/health/*: the inference port's answers
+
+    def serves_management(self, method: str, path: str) -> bool:
+        try:
+            self.management.resolve(method, path)
+        except (RouteNotFoundError, MethodNotAllowedError):
+            return False
+        return True
+
+    def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        if self.serves_management(method, path):
+            return self.management.resolve(method, path)
+        return self.inference.resolve(method, path)
+
+    def error_formatter(self, path: str) -> ErrorFormatter:
+        formatter = self.inference.error_formatter(path)
+        if formatter is default_error_formatter:
+            return self.management.error_formatter(path)
+        return formatter
+
+
+def shared_guard(router: SharedPortRouter, management: Guard | None,
+                 inference: Guard | None) -> Guard | None:
+    """Each API's own bearer token on the shared port."""
+    if management is None and inference is None:
+        return None
+
+    def guard(request: Request) -> Any:
+        chosen = (management if router.serves_management(request.method, request.path)
+                  else inference)
+        if chosen is not None:
+            chosen(request)
+
+    return guard
