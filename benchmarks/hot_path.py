@@ -2,7 +2,8 @@
 
 | target | case | baseline (same run, same wrk) |
 |---|---|---|
-| 1 | 2.9 MB v2 JSON [1,3,224,224] FP32, -c8 | the bare server receiving that body |
+| 1 | 2.9 MB v2 JSON [1,3,224,224] FP32, -c8 | the bare server receiving that body (and a
+second one keeping it in a buffer) |
 | 2 | [1,64] FP32 over the binary extension (binary in and out), -c32 | the same tensor as v2 JSON |
 | 5 | RSS after the 2.9 MB JSON load | RSS at ready (idle) |
 | 4 | GET /v2/health/ready, -c32 | the bare server answering a GET |
@@ -12,7 +13,11 @@ The bare server (benchmarks/bare_server.py) parses each request with httptools a
 a fixed 14-byte JSON reply; it never looks at a body: httptools skips it (no on_body
 callback), so no byte of it reaches Python. fastserve must receive the same body into a
 buffer, parse it and run the model, so the JSON ratios compare serving with the floor of
-merely receiving.
+merely receiving. `bare_big_kept` is a second bare server (--keep-body) that keeps each
+body as an httptools server does: every on_body chunk (a new bytes object) copied into a
+buffer of its Content-Length. fastserve reads a large body straight into its buffer
+(BufferedProtocol), one copy fewer, so neither bare server is exactly like it: they
+bracket it.
 
 One fastserve (models of compare.py: `mlp` 64→256→10 and `conv`, both unbatched, one
 torch thread) and one bare server (benchmarks/bare_server.py), both pinned to core 0; wrk
@@ -52,6 +57,7 @@ CASES = {
     "small_json": ("fastserve", "/v2/models/mlp/infer", "small_json", 32),
     "small_binary": ("fastserve", "/v2/models/mlp/infer", "small_binary", 32),
     "bare_big": ("bare", "/", "big_json", 8),
+    "bare_big_kept": ("bare_kept", "/", "big_json", 8),
     "big_json": ("fastserve", "/v2/models/conv/infer", "big_json", 8),
 }
 # --explain: why docs/benchmarks.md's small JSON infer (compare.py: `mlp`, unbatched, a
@@ -68,6 +74,8 @@ EXPLAIN = {
 RATIOS = {
     "4: health vs bare answering a GET": ("health", "bare_get", 0.8),
     "1: big JSON vs bare receiving it": ("big_json", "bare_big", 0.65),
+    "big JSON vs bare copying the body into a buffer": ("big_json", "bare_big_kept", None),
+    "bare copying the body vs bare skipping it": ("bare_big_kept", "bare_big", None),
     "2: small binary vs small JSON": ("small_binary", "small_json", 1.0),
     "4: small JSON vs bare receiving it": ("small_json", "bare_small", None),
     "short-number body vs 17-digit body (mlp)": ("small_json_short", "small_json", None),
@@ -105,11 +113,14 @@ def start(root: Path, files: dict) -> tuple[dict[str, h.Server], dict]:
     compare.MODELS["mlp_batched"] = (*compare.MODELS["mlp"][:2], compare.BATCH)
     fs = compare.start_fastserve(root, {"mlp": models["mlp"], "conv": models["conv"],
                                         "mlp_batched": models["mlp"]})
-    port = h.free_port()
-    bare = h.Server("bare", [sys.executable, str(ROOT / "benchmarks" / "bare_server.py"),
-                             "--port", str(port)], port, ROOT)
+    bares = {}
+    for name, extra in (("bare", []), ("bare_kept", ["--keep-body"])):
+        port = h.free_port()
+        bares[name] = h.Server(name, [sys.executable, str(ROOT / "benchmarks" / "bare_server.py"),
+                                      "--port", str(port), *extra], port, ROOT)
     fs.wait_until("GET", "/v2/health/ready", timeout=120)
-    bare.wait_until("GET", "/", timeout=60)
+    for bare in bares.values():
+        bare.wait_until("GET", "/", timeout=60)
     for case, (server, path, key, _) in CASES.items():
         if server == "fastserve" and key is not None:  # every request answers 200 first
             file, headers = files[key]
@@ -117,7 +128,7 @@ def start(root: Path, files: dict) -> tuple[dict[str, h.Server], dict]:
                                       headers=headers)
             if status != 200:
                 raise SystemExit(f"{case}: HTTP {status}: {reply[:300]!r}")
-    return {"fastserve": fs, "bare": bare}, {"rss_idle_mb": fs.rss_mb()}
+    return {"fastserve": fs, **bares}, {"rss_idle_mb": fs.rss_mb()}
 
 
 def write(root: Path) -> None:
