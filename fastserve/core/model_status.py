@@ -118,10 +118,6 @@ class ModelStatus:
         config = entry.config if entry is not None else None
         return config if config is not None and config.handler == ts_store.HANDLER else None
 
-    def enveloped(self, name: str) -> ModelConfig | None:
-        """The archive's config when a service_envelope takes its KServe requests whole."""
-        return self.archive(name) if self.service_envelope else None
-
     def labels(self, name: str) -> dict[str, str]:
         return self.repository.entry(name).labels
 
