@@ -175,7 +175,8 @@ async def main() -> None:
     stops = ["http._protocol", *Backend.stacks["loop"], *hop[:1], *Backend.stacks["thread"]]
     print("\nstops, socket to model:", " -> ".join(stops))
     print("back: " + " -> ".join([*hop[:1], *Backend.stacks["loop"][::-1]])
-          + " (the waiting frames return; no stop is entered again)")
+          + " (the scheduler's completion callback on the loop; then the waiting coroutines"
+          " resume and return)")
     entries = [(s, c) for s, c, _ in log if s != "resume"]
     for stop in stops:
         helpers = sorted({c for s, c in entries if s == stop and c not in stops})
