@@ -82,8 +82,11 @@ class MetricsFrontend:
         if not self.multiprocess and registry is None:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
+        # TorchServe handlers' context.metrics (with N processes: through files, as ours)
+        self.handler_metrics = HandlerMetricsCollector(
+            self.control, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         if not self.multiprocess:
-            self.registry.register(HandlerMetricsCollector(self.control))
+            self.registry.register(self.handler_metrics)
         # Answers counted since the last flush: label values -> [counter child, count].
         self._requests: dict[tuple[str, str, str, int], list[Any]] = {}
         self._observers: list[VersionObserver] = []
@@ -102,6 +105,7 @@ class MetricsFrontend:
         if self.multiprocess:
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
+            registry.register(self.handler_metrics)
         names = parse_qs(request.query).get("name[]") if request.query else None
         if names:
             registry = registry.restricted_registry(names)  # TorchServe's ?name[]=...
@@ -142,6 +146,7 @@ class MetricsFrontend:
                 pending[1] = 0
         for observer in self._observers:
             observer.flush()
+        self.handler_metrics.publish()
 
     def _labels(self, params: dict[str, str]) -> tuple[str, str]:
         # Only names the repository knows: a client cannot grow the label set at will.
