@@ -27,6 +27,7 @@ from .torchserve import TorchServeManagement
 from .triton_extras import TritonExtras
 
 HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
+PUBLIC = frozenset({"ServerLive", "ServerReady"})  # no token, as over HTTP (status.unary)
 Apply = Callable[[str, str, str, bytes], Awaitable[Response]]
 
 
@@ -72,11 +73,12 @@ class Relay:
                 "stream" if method.server_streaming else "unary")
             call = getattr(channel, kind)(path, request_serializer=request,
                                           response_deserializer=response)
-            setattr(self, method.name, self._relay(call, method.server_streaming))
+            setattr(self, method.name, self._relay(call, method.server_streaming,
+                                                   method.name in PUBLIC))
 
-    def _relay(self, call: Any, streams: bool) -> Any:
+    def _relay(self, call: Any, streams: bool, public: bool) -> Any:
         async def checked(context: grpc.aio.ServicerContext) -> None:
-            refused = self.policy.authorized(context)
+            refused = None if public else self.policy.authorized(context)
             if refused is not None:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
 
