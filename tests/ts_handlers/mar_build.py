@@ -45,6 +45,28 @@ class TinySegmenter(nn.Module):
         return {"out": self.conv(x)}
 
 
+class TinyDetector(nn.Module):
+    """torchvision detectors' interface (one {boxes, labels, scores} per image) over each
+    image's channel means; two of its four boxes score >= 0.5, object_detector's cut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.score = nn.Linear(3, 4)
+        self.box = nn.Linear(3, 16)
+        with torch.no_grad():
+            self.score.weight.mul_(0.1)
+            self.score.bias.copy_(torch.tensor([3.0, -3.0, 2.0, -2.0]))
+
+    def forward(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        found: list[dict[str, torch.Tensor]] = []
+        for image in x.unbind(0):
+            means = image.mean(dim=[1, 2])
+            found.append({"boxes": self.box(means).reshape(4, 4) * 100.0,
+                          "labels": torch.arange(1, 5),
+                          "scores": torch.sigmoid(self.score(means))})
+        return found
+
+
 def _archive(out: Path, name: str, *args: str) -> Path:
     """torch-model-archiver's own command line, run in this process."""
     from unittest import mock
@@ -90,6 +112,7 @@ def build(out: Path) -> dict[str, Path]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.jit.script(TinySegmenter().eval()).save(str(work / "segmenter.pt"))
+        torch.jit.script(TinyDetector().eval()).save(str(work / "detector.pt"))
     src = SOURCES
     return {
         "mnist": _archive(out, "mnist", "--serialized-file", str(work / "mnist.pt"),
@@ -103,6 +126,9 @@ def build(out: Path) -> dict[str, Path]:
                           "--config-file", str(src / "batch" / "model-config.yaml")),
         "segmenter": _archive(out, "segmenter", "--serialized-file",
                               str(work / "segmenter.pt"), "--handler", "image_segmenter"),
+        "detector": _archive(out, "detector", "--serialized-file", str(work / "detector.pt"),
+                             "--handler", "object_detector", "--extra-files",
+                             str(src / "detector" / "index_to_name.json")),
         "stream": _archive(out, "stream", "--handler",
                            str(src / "stream" / "stream_handler.py")),
         "headers": _archive(out, "headers", "--handler", str(src / "headers" / "echo.py")),

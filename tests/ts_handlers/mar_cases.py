@@ -95,6 +95,7 @@ def cases() -> list[Case]:
         Case("mnist-png-raw", "mnist", image_png(1), {"Content-Type": "application/octet-stream"}),
         Case("mnist-form", "mnist", *multipart([("data", image_png(2), "image/png")])),
         Case("segmenter-png", "segmenter", image_png(3), {"Content-Type": "image/png"}),
+        Case("detector-png", "detector", image_png(4), {"Content-Type": "image/png"}),
         Case("eager-json", "eager", json.dumps(EAGER_ROW).encode(), JSON),
         Case("eager-object", "eager", json.dumps({"inputs": EAGER_ROW}).encode(), JSON),
         Case("eager-version", "eager", json.dumps(EAGER_ROW).encode(), JSON, version="/1.0"),
@@ -206,6 +207,23 @@ def expected_segmenter(work: Path, png: bytes) -> list[Any]:
         best = torch.max(torch.softmax(out, dim=1), dim=1)
         return torch.stack([best.indices.type(best.values.dtype), best.values],
                            dim=3)[0].tolist()
+
+
+def expected_detector(work: Path, png: bytes) -> list[dict[str, Any]]:
+    """object_detector's answer: the image as it is (ToTensor, no resize), the boxes that
+    score >= 0.5, each as {label name: box, "score": score}."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float32) / 255.0
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    names = json.loads((SOURCES / "detector" / "index_to_name.json").read_text())
+    with torch.inference_mode():
+        (found,) = _scripted(work / "detector.pt")(x)
+    keep = found["scores"] >= 0.5
+    return [{names[str(int(label))]: box, "score": score}
+            for label, box, score in zip(found["labels"][keep].tolist(),
+                                         found["boxes"][keep].tolist(),
+                                         found["scores"][keep].tolist(), strict=True)]
 
 
 def expected_eager(work: Path, row: list[float]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from mar_cases import (
     Case,
     cases,
     expected_batch,
+    expected_detector,
     expected_eager,
     expected_mnist,
     expected_segmenter,
@@ -71,6 +72,8 @@ def expected(case: Case, weights: Path) -> tuple[int, str | None, object]:
             return 200, None, expected_mnist(weights, image_png(seed))
         case "segmenter-png":
             return 200, None, expected_segmenter(weights, image_png(3))
+        case "detector-png":
+            return 200, None, expected_detector(weights, image_png(4))
         case "eager-json" | "eager-object" | "eager-version" | "eager-put":
             return 200, None, expected_eager(weights, EAGER_ROW)
         case "batch-text":
@@ -118,7 +121,7 @@ def expected(case: Case, weights: Path) -> tuple[int, str | None, object]:
 
 @pytest.mark.parametrize("case", cases(), ids=lambda c: c.id)
 def test_answers_as_torchserve_gives_them(server, store, case: Case) -> None:
-    if case.model in ("mnist", "segmenter") and not have_torchvision():
+    if case.model in ("mnist", "segmenter", "detector") and not have_torchvision():
         pytest.skip("the built-in image_classifier needs torchvision")
     import mar_build
 

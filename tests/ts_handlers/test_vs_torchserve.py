@@ -99,7 +99,7 @@ def servers(ts_store: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.mark.parametrize("case", cases(), ids=lambda c: c.id)
 def test_same_answer_as_torchserve(servers, case: Case) -> None:
-    if case.model in ("mnist", "segmenter") and not have_torchvision():
+    if case.model in ("mnist", "segmenter", "detector") and not have_torchvision():
         pytest.skip("the built-in image_classifier needs torchvision")
     torchserve, fast = servers
     theirs, ours = send(torchserve.port, case), send(fast.port, case)
