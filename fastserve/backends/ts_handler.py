@@ -27,8 +27,8 @@ from ..types import HandlerReply
 from . import ts_envelope, ts_loader
 from .torch import resolve_device
 from .ts_context import MetricsStore, RequestState, TsContext
-from .ts_messages import StreamSocket, _check_size, _request, serialize
-from .ts_pt2 import _pt2_as_torchscript
+from .ts_messages import StreamSocket, check_size, request_row, serialize
+from .ts_pt2 import Pt2AsTorchScript
 
 log = logging.getLogger("fastserve.backends.ts_handler")
 
@@ -112,7 +112,7 @@ class TorchServeHandlerBackend:
             handle, initialize, handler = ts_loader.entry_point(module, function)
             handle = ts_envelope.wrap(handle)  # config.properties service_envelope
             try:
-                with _pt2_as_torchscript(handler, self.folder, self.model):
+                with Pt2AsTorchScript(handler, self.folder, self.model):
                     initialize(context)
             except FastServeError:
                 raise
@@ -141,7 +141,7 @@ class TorchServeHandlerBackend:
         ids = {i: str(uuid.uuid4()) for i in range(len(payloads))}
         rows, states = [], []
         for p in payloads:
-            row, request_headers = _request(p)
+            row, request_headers = request_row(p)
             request_headers.update(headers or {})
             rows.append(row)
             states.append(RequestState(request_headers))
@@ -167,7 +167,7 @@ class TorchServeHandlerBackend:
         for i, answer in enumerate(answers):
             try:
                 body = serialize(answer)
-                _check_size(body)
+                check_size(body)
             except BackendError as exc:
                 replies.append(exc)
                 continue

@@ -56,7 +56,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-def _check_size(body: bytes) -> None:
+def check_size(body: bytes) -> None:
     limit = ts_envelope.settings.max_response_size
     if limit and len(body) > limit:
         raise BackendError(f"the handler's answer is {len(body)} bytes, over max_response_size "
@@ -136,7 +136,7 @@ def parse_predict_message(msg: bytes) -> list[tuple[str, HandlerReply]]:
 
 
 
-def _request(payload: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def request_row(payload: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """TorchServe's request dict (parameters by name) and its header map for one payload."""
     headers: dict[str, Any] = {}
     for key, value in (payload.headers or {}).items():

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 
-class _pt2_as_torchscript:
+class Pt2AsTorchScript:
     """Lets TorchServe's BaseHandler load a ``.pt2`` serialized file (torch.export), which
     it does not know: its TorchScript branch is taken and handed the exported program."""
 

@@ -1,7 +1,8 @@
-"""TorchServe model archives: `.mar` zips, extracted archives and no-archive folders.
+"""TorchServe model archives: `.mar` zips, extracted archives and no-archive folders
+(``.tar.gz``: ``core/archive_tar.py``).
 
 torch-model-archiver 0.12 writes a zip (or, with ``--archive-format no-archive``, a
-folder) holding the handler, the serialized model, extra files and
+folder; with ``tgz``, a tar) holding the handler, the serialized model, extra files and
 ``MAR-INF/MANIFEST.json``::
 
     {"runtime": "python", "archiverVersion": "0.12.0",
@@ -17,9 +18,9 @@ The interface the repository and the TorchServe handler backend share:
 - The repository makes one model version of it: ``ModelVersion.folder`` is the
   source (the ``.mar`` file or the folder) and the model's ``ModelConfig`` has
   ``handler == "torchserve"`` (see ``core/ts_store.py``).
-- The loader (``app.TorchLoader``) calls ``prepare(source, limit)`` on the loader
-  thread, which extracts a ``.mar`` safely into a private folder (a folder is used
-  as it is) and returns that folder, then
+- The loader (``model_loader.TorchLoader``) calls ``archive_extract.prepare(source,
+  limit)`` on the loader thread, which extracts an archive safely into its folder of
+  the archive cache (a folder is used as it is) and returns that folder, then
   ``backends.ts_handler.load(folder, config, labels)``: ``folder`` holds
   ``MAR-INF/MANIFEST.json`` and everything the archive packed;
   ``read_archive(folder)`` gives the backend the manifest and ``model_yaml``
@@ -57,7 +58,6 @@ TAR_SUFFIXES = (".tar.gz", ".tgz")  # torch-model-archiver --archive-format tgz
 FILE_SUFFIXES = (".mar", *TAR_SUFFIXES)
 DEFAULT_MAX_SIZE = 32 * 1000**3  # bytes an archive may inflate to (--max-archive-size)
 _SMALL_FILE = 16 * 1024 * 1024  # the manifest and model-config.yaml are read whole: cap them
-_CHUNK = 1024 * 1024
 MAX_MEMBERS = 100_000  # files one archive may hold (each is a file written at load)
 
 
@@ -168,7 +168,7 @@ def check_members(zf: zipfile.ZipFile, max_size: int, label: str) -> int:
         raise ArchiveError(f"{label} holds {len(members)} members, more than {MAX_MEMBERS}; "
                            "refused")
     for info in members:
-        _member_path(info.filename, label)
+        member_path(info.filename, label)
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
             raise ArchiveError(f"{label}: member {info.filename!r} is a symbolic link; "
@@ -180,7 +180,7 @@ def check_members(zf: zipfile.ZipFile, max_size: int, label: str) -> int:
     return total
 
 
-def _member_path(name: str, label: str) -> PurePosixPath:
+def member_path(name: str, label: str) -> PurePosixPath:
     """The relative path a member may be written at; ArchiveError when it would escape."""
     clean = name.replace("\\", "/")
     path = PurePosixPath(clean)

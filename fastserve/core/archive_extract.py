@@ -15,16 +15,17 @@ import zipfile
 from pathlib import Path
 
 from .archive import (
-    _CHUNK,
     DEFAULT_MAX_SIZE,
     TAR_SUFFIXES,
     ArchiveError,
-    _member_path,
     check_members,
+    member_path,
 )
 from .archive_tar import extract_tar
 
 log = logging.getLogger("fastserve.archive")
+
+CHUNK = 1024 * 1024  # bytes read and written at a time
 
 _root: Path | None = None
 _EXTRACTING = threading.Lock()
@@ -116,7 +117,7 @@ def extract(source: Path, folder: Path, max_size: int) -> None:
         with zipfile.ZipFile(source) as zf:
             check_members(zf, max_size, label)
             for info in zf.infolist():
-                rel = _member_path(info.filename, label)
+                rel = member_path(info.filename, label)
                 dest = root.joinpath(*[p for p in rel.parts if p not in ("", ".")])
                 if dest != root and root not in dest.parents:
                     raise ArchiveError(f"{label}: member {info.filename!r} would be written "
@@ -129,7 +130,7 @@ def extract(source: Path, folder: Path, max_size: int) -> None:
                     raise ArchiveError(f"{label}: member {info.filename!r} passes a link")
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
                 with zf.open(info) as src, os.fdopen(os.open(dest, flags, 0o644), "wb") as out:
-                    while chunk := src.read(_CHUNK):
+                    while chunk := src.read(CHUNK):
                         written += len(chunk)
                         if written > max_size:
                             raise ArchiveError(

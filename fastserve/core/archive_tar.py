@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .archive import MANIFEST, MAX_MEMBERS, ArchiveError, _member_path
+from .archive import MANIFEST, MAX_MEMBERS, ArchiveError, member_path
 
 
 class TarListing:
@@ -32,7 +32,7 @@ class TarListing:
         for info in tf:
             if len(members) >= MAX_MEMBERS:
                 raise ArchiveError(f"{label} holds more than {MAX_MEMBERS} members; refused")
-            _member_path(info.name, label)
+            member_path(info.name, label)
             if info.issym() or info.islnk():
                 raise ArchiveError(f"{label}: member {info.name!r} is a link; archives with "
                                    "links are refused")
