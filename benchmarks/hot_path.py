@@ -2,8 +2,7 @@
 
 | target | case | baseline (same run, same wrk) |
 |---|---|---|
-| 1 | 2.9 MB v2 JSON [1,3,224,224] FP32, -c8 | the bare server receiving that body (and a
-second one keeping it in a buffer) |
+| 1 | 2.9 MB v2 JSON [1,3,224,224] FP32, -c8 | the bare server receiving that body (below) |
 | 2 | [1,64] FP32 over the binary extension (binary in and out), -c32 | the same tensor as v2 JSON |
 | 5 | RSS after the 2.9 MB JSON load | RSS at ready (idle) |
 | 4 | GET /v2/health/ready, -c32 | the bare server answering a GET |
