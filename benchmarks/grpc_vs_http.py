@@ -130,6 +130,7 @@ def startup(models: Path, grpc: bool, load: bool) -> dict:
     server, grpc_port = start(models, grpc)
     try:
         live = server.wait_until("GET", "/v2/health/live")
+        grpc_s = grpc_live(server, grpc_port) if grpc else None
         server.wait_until("GET", "/v2/health/ready")
         time.sleep(0.5)
         ready_mb = server.rss_mb()
@@ -139,9 +140,30 @@ def startup(models: Path, grpc: bool, load: bool) -> dict:
                 perf("mlp", f"127.0.0.1:{grpc_port}", "grpc", 0.25)
                 perf("conv", f"127.0.0.1:{grpc_port}", "grpc", 0.25)
             perf("conv", f"127.0.0.1:{server.port}", "http", 0.25)
-        return {"live_s": live, "ready_mb": ready_mb, "loaded_mb": server.rss_mb()}
+        return {"live_s": live, "grpc_live_s": grpc_s, "ready_mb": ready_mb,
+                "loaded_mb": server.rss_mb()}
     finally:
         server.stop()
+
+
+def grpc_live(server: h.Server, port: int, timeout: float = 60.0) -> float:
+    """Seconds from exec until the gRPC port answers ServerLive."""
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+
+    live = f"/{pb.DESCRIPTOR.services_by_name['GRPCInferenceService'].full_name}/ServerLive"
+    # NOTE: grpc waits ~1 s before reconnecting after a refused connection: keep it short.
+    options = [("grpc.initial_reconnect_backoff_ms", 10), ("grpc.min_reconnect_backoff_ms", 10),
+               ("grpc.max_reconnect_backoff_ms", 20)]
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+        call = channel.unary_unary(live)
+        while time.perf_counter() - server.t0 < timeout:
+            try:
+                call(b"", timeout=1.0)
+                return time.perf_counter() - server.t0
+            except grpc.RpcError:
+                time.sleep(0.01)
+    raise RuntimeError(f"gRPC port not live after {timeout} s\n{server.log_tail()}")
 
 
 def main() -> int:
@@ -201,9 +223,13 @@ def main() -> int:
         echo.stop()
         bare.stop()
     med = {k: {m: statistics.median(r[m] for r in rs) for m in rs[0]} for k, rs in runs.items()}
-    costs = {setting: [startup(models, grpc, load=(i == 0)) for i in range(args.starts)]
-             for setting, grpc in (("off", False), ("on", True))}
+    costs: dict[str, list[dict]] = {"off": [], "on": []}
+    for i in range(args.starts):  # interleaved, so a busy moment weighs on both
+        settings = (("off", False), ("on", True))
+        for setting, grpc in settings if i % 2 == 0 else settings[::-1]:
+            costs[setting].append(startup(models, grpc, load=(i == 0)))
     cost = {s: {"live_s": statistics.median(r["live_s"] for r in rs),
+                "grpc_live_s": statistics.median(r["grpc_live_s"] or 0.0 for r in rs),
                 "ready_mb": statistics.median(r["ready_mb"] for r in rs),
                 "loaded_mb": rs[0]["loaded_mb"]} for s, rs in costs.items()}
     print(f"fastserve gRPC vs HTTP binary, server on core {h.SERVER_CORE}, client on core "
@@ -225,7 +251,9 @@ def main() -> int:
           f"{echo['rps'] / med['mlp/wrk']['rps']:.2f}x fastserve's HTTP binary rate")
     on, off = cost["on"], cost["off"]
     print(f"start to /v2/health/live: {off['live_s']:.3f} s with --grpc-port 0, "
-          f"{on['live_s']:.3f} s with gRPC (+{on['live_s'] - off['live_s']:.3f} s)")
+          f"{on['live_s']:.3f} s with gRPC (+{on['live_s'] - off['live_s']:.3f} s); "
+          f"gRPC ServerLive answered {on['grpc_live_s']:.3f} s after start "
+          f"({on['grpc_live_s'] - on['live_s']:+.3f} s after HTTP liveness)")
     print(f"RSS once ready: {off['ready_mb']:.0f} MB vs {on['ready_mb']:.0f} MB "
           f"(+{on['ready_mb'] - off['ready_mb']:.1f} MB); after load: {off['loaded_mb']:.0f} "
           f"vs {on['loaded_mb']:.0f} MB (+{on['loaded_mb'] - off['loaded_mb']:.1f} MB)")
