@@ -48,6 +48,7 @@ class TorchBackend:
             raise ConfigError(f"config.pbtxt: instance_group kind KIND_GPU ({config.device}) "
                               f"but {reason}; use KIND_CPU or KIND_AUTO") from None
         self.cuda = self.device.startswith("cuda")
+        self.loop_safe = not self.cuda  # infer may run on any thread (core/inline.py)
         self.declared = True
         self._forward_args: tuple[list[str], int] | None = None  # undeclared model.pt only
         # Per instance (each written by its own thread only): [input ns, output ns]

@@ -11,11 +11,9 @@ A batched model's job is a ``Batch``: it leaves when an instance is idle and eit
 ``max_batch_size`` rows of one key wait, or the oldest request has waited
 ``batch_delay_ms``, or no request is known to be coming (``_take_batch``), or the batcher
 is draining. A model without a batch dimension gets ``Group`` jobs: an idle instance's
-share of the queue, at once, each request run alone.
-
-Requests enter as tensors (``submit``) or as opaque payloads for a runner
-(``submit_opaque``: the plug point for request-list runtimes such as TorchServe
-handlers; see ``core/batching.py``).
+share of the queue, at once, each request run alone; or, when its forward is cheap and
+its instance idle, a request is a job run on the loop at once (``core/inline.py``).
+Requests enter as tensors (``submit``) or opaque payloads for a runner (``submit_opaque``).
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ from ..backends._base import Backend
 from ..errors import BackendError, FastServeError, ModelNotReadyError, QueueFullError
 from .batching import GroupedPolicy, OpaquePolicy, Runner, TensorPolicy
 from .expiry import Expiry
+from .inline import LEARN_RUNS, InlineRule
 from .instances import InstanceThreads
 from .jobs import SKIPPED, Batch, Clients, Group, Item, Outputs, Parent, Run, WorkQueue
 from .model_config import ModelConfig
@@ -81,12 +80,17 @@ class DynamicBatcher:
         self._in_groups = 0  # members of running groups beyond the one each instance runs
         self._dispatch_pending = False
         self._clients = Clients()  # how many requests to expect at once (see _take_batch)
+        # A cheap unbatched model runs on the loop when its instance is idle (core/inline.py).
+        self._inline = InlineRule.for_model(backend, config.max_batch_size, config.instances,
+                                            self.tensors)
 
     # Lifecycle
 
     def start(self) -> None:
-        self._instances.start(self.instances, lambda item: self._expiry.stale(item, self.clock()),
-                              self._complete, self._crashed)
+        self._instances.start(self.instances, self._stale, self._complete, self._crashed)
+
+    def _stale(self, item: Item) -> bool:
+        return self._expiry.stale(item, self.clock())
 
     async def drain(self) -> None:
         """Stop accepting; finish everything queued and running."""
@@ -194,7 +198,10 @@ class DynamicBatcher:
             self._running[id(job)] = job
             self._running_items += len(job)
             self._in_groups += job.behind
-            self._jobs.put(job)
+            if self._inline is not None and self._inline.takes(job, now):  # core/inline.py
+                self._inline.run(job, self.name, now, self._stale, self._complete, self._crashed)
+            else:
+                self._jobs.put(job)
         if self._timer is not None and not self._queue:
             self._timer.cancel()
             self._timer = None
@@ -253,6 +260,8 @@ class DynamicBatcher:
         self._in_groups -= job.behind
         stats = self.stats
         stats.record_runs(runs)
+        if self._inline is not None and self._inline.learned < LEARN_RUNS:
+            self._inline.learn(job, results, runs)  # type: ignore[arg-type]
         now = self.clock()
         for item, result in zip(job, results, strict=True):
             if result is SKIPPED:

@@ -1,0 +1,204 @@
+"""Where the CPU of one small v2 JSON infer goes, stage by stage, in-process (issue 18 T4).
+
+hot_path.py's small_json case (POST /v2/models/mlp/infer, [1,64] FP32 of 17-digit numbers,
+compare.py's unbatched mlp 64→256→10, one torch thread) is served here without sockets:
+each stage of the request path is called on its own, many times, and its CPU time per
+call printed; then the whole path, 32 requests in flight on 32 connected protocols
+(_testbase's MockTransport), as wrk -c32 drives the real server. CPU is the process's
+(every thread: the instance thread's too), so the hop to the instance thread and back
+is counted where it is paid.
+
+    python benchmarks/infer_breakdown.py [--n 3000]
+
+Not a test. Figures move with the box's load; compare rows of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import compare
+import numpy as np
+import uvloop
+
+from fastserve._testbase import get_connected_protocol
+from fastserve.core.dataplane import DataPlane
+from fastserve.core.repository import ModelRepository
+from fastserve.core.validation import validate_inputs
+from fastserve.frontends._v2_request import V2Body
+from fastserve.frontends.kserve_v2 import KServeV2Frontend
+from fastserve.http.router import Router
+from fastserve.model_loader import TorchLoader
+
+CONNS = 32
+
+
+def cpu_us(fn: Any, n: int) -> float:
+    """CPU µs per call of ``fn()`` (the best of three runs of ``n`` calls)."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.process_time()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.process_time() - t0) / n * 1e6)
+    return best
+
+
+async def cpu_us_async(fn: Any, n: int) -> float:
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.process_time()
+        for _ in range(n):
+            await fn()
+        best = min(best, (time.process_time() - t0) / n * 1e6)
+    return best
+
+
+def raw_request(body: bytes) -> bytes:
+    return (b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+async def whole_path(router: Router, raw: bytes, rounds: int, conns: int
+                     ) -> tuple[float, float]:
+    """CPU µs per request and wall µs per request, ``conns`` in flight at a time."""
+    protocols = [get_connected_protocol(router) for _ in range(conns)]
+    loop = asyncio.get_running_loop()
+    waiting: list[Any] = [0, None]  # replies still to come, the future the round awaits
+
+    def replied(data: Any) -> None:  # each transport's write: one whole reply
+        waiting[0] -= 1
+        if waiting[0] == 0:
+            waiting[1].set_result(None)
+
+    for p in protocols:
+        p.transport.write = replied  # type: ignore[attr-defined, method-assign]
+
+    async def one_round() -> None:
+        waiting[:] = [conns, loop.create_future()]
+        for p in protocols:
+            p.data_received(raw)
+        await waiting[1]
+
+    for _ in range(20):
+        await one_round()
+    best = (float("inf"), float("inf"))
+    for _ in range(3):
+        t0, w0 = time.process_time(), time.perf_counter()
+        for _ in range(rounds):
+            await one_round()
+        n = rounds * conns
+        best = min(best, ((time.process_time() - t0) / n * 1e6,
+                          (time.perf_counter() - w0) / n * 1e6))
+    for p in protocols:
+        p.connection_lost(None)
+    return best
+
+
+async def main(n: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="fastserve-breakdown-") as tmp:
+        root = Path(tmp)
+        models = compare.build_models(root)
+        repo_dir = root / "fastserve"
+        shape, width, _ = compare.MODELS["mlp"]
+        (repo_dir / "mlp" / "1").mkdir(parents=True)
+        (repo_dir / "mlp" / "1" / "model.pt").write_bytes(models["mlp"].read_bytes())
+        (repo_dir / "mlp" / "config.toml").write_text(
+            f"max_batch_size = 0\n[[inputs]]\nname = \"input__0\"\ndatatype = \"FP32\"\n"
+            f"shape = {[-1, *shape]}\n[[outputs]]\nname = \"output__0\"\ndatatype = \"FP32\"\n"
+            f"shape = [-1, {width}]\n")
+        repo = ModelRepository(repo_dir, TorchLoader("cpu", 1))
+        repo.scan()
+        repo.start_loading(asyncio.get_running_loop()).join(120)
+        while repo.loading:
+            await asyncio.sleep(0.01)
+        plane = DataPlane(repo)
+        front = KServeV2Frontend(plane)
+        router = Router()
+        front.register(router)
+        x = np.random.default_rng(0).standard_normal((1, 64), dtype=np.float32)
+        body = json.dumps({"inputs": [{"name": "input__0", "shape": [1, 64], "datatype": "FP32",
+                                       "data": x.ravel().tolist()}]},
+                          separators=(",", ":")).encode()
+        raw = raw_request(body)
+        target = repo.ready_version("mlp", None)
+        backend, batcher = target.backend, target.batcher
+        info = plane.resolve("mlp", None)
+
+        class FakeRequest:  # what V2Body reads of an http Request
+            headers: dict[str, bytes] = {}
+            params = {"model": "mlp"}
+
+        request = FakeRequest()
+        request.body = body  # type: ignore[attr-defined]
+        decoded = V2Body(request, plane.shared_memory).tensors(info)  # type: ignore[arg-type]
+        inputs = decoded.inputs
+        answer = await plane.infer_body("mlp", None, V2Body(request, plane.shared_memory))  # type: ignore[arg-type]
+        body_obj = V2Body(request, plane.shared_memory)  # type: ignore[arg-type]
+        body_obj.tensors(info)
+        import torch  # noqa: PLC0415 - the forward alone, as the backend calls it
+
+        from fastserve.backends.torch_values import inference_mode  # noqa: PLC0415
+
+        tensor = torch.from_numpy(inputs["input__0"])
+
+        def forward() -> None:
+            with inference_mode():
+                backend._forward(tensor)
+
+        rows: list[tuple[str, float]] = [
+            ("v2 body decode (JSON -> numpy, V2Body.tensors)",
+             cpu_us(lambda: V2Body(request, plane.shared_memory).tensors(info), n)),  # type: ignore[arg-type]
+            ("validate_inputs", cpu_us(lambda: validate_inputs(
+                backend.inputs, inputs, info.batched, strict=backend.declared), n)),
+            ("torch forward alone (inference_mode + scripted forward)", cpu_us(forward, n)),
+            ("backend.infer (from_numpy, forward, .numpy())",
+             cpu_us(lambda: backend.infer(inputs, 0), n)),
+            ("encode outputs (JSON response)", cpu_us(lambda: front.encode(
+                answer, body_obj.options, info.outputs), n)),
+        ]
+
+        async def one_submit() -> None:
+            await batcher.submit(inputs, 1)
+
+        async def many_submits() -> None:
+            await asyncio.gather(*[batcher.submit(inputs, 1) for _ in range(CONNS)])
+
+        rows.append(("scheduler: submit + run + answer, 1 in flight",
+                     await cpu_us_async(one_submit, n)))
+        rows.append((f"scheduler: same, {CONNS} in flight (per request)",
+                     await cpu_us_async(many_submits, max(1, n // CONNS)) / CONNS))
+
+        async def plane_call() -> None:
+            await plane.infer_body("mlp", None, V2Body(request, plane.shared_memory))  # type: ignore[arg-type]
+
+        rows.append(("DataPlane.infer_body (decode..outputs), 1 in flight",
+                     await cpu_us_async(plane_call, n)))
+        rule = batcher._inline
+        for conns in (1, CONNS):
+            for label, inline in (("inline rule", rule), ("always the thread", None)) * 2:
+                batcher._inline = inline  # None: every request goes to the instance thread
+                cpu, wall = await whole_path(router, raw, max(1, n // conns), conns)
+                rows.append((f"whole request, {conns} in flight, {label} (wall {wall:.0f})",
+                             cpu))
+        batcher._inline = None
+        rows.append(("scheduler: submit + hop + forward + back, 1 in flight, thread",
+                     await cpu_us_async(one_submit, n)))
+        for version in repo.all_versions():
+            version.batcher.close()  # type: ignore[union-attr]
+        width = max(len(r[0]) for r in rows)
+        print(f"{'stage':{width}}  CPU µs/call")
+        for name, us in rows:
+            print(f"{name:{width}}  {us:8.1f}")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--n", type=int, default=3000, help="calls per stage")
+    uvloop.run(main(p.parse_args().n))
