@@ -59,7 +59,9 @@ class ServerState:
         self.draining = False
         self._date_second = 0
         self._date = b""
-        self.probes = ProbeAnswers(router.probes, guard, on_response, loop, self.date_header)
+        # A router without probe routes (one of its own kind) gets none answered early.
+        self.probes = ProbeAnswers(getattr(router, "probes", {}), guard, on_response, loop,
+                                   self.date_header)
 
     def date_header(self) -> bytes:
         """The Date header line, formatted once a second rather than per response."""
