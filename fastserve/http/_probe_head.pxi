@@ -102,7 +102,7 @@ cdef Py_ssize_t _answer_probes(HttpCore conn, const unsigned char* p, Py_ssize_t
             or (cycle is not None and (<RequestCycle>cycle).phase is not DONE)
             or conn.state.draining):
         return 0
-    while done < n:
+    while done < n and not conn.closed:
         head = _plain_get_head(p + done, n - done, conn.max_header_bytes, &url_len)
         if head == 0:
             break
