@@ -19,7 +19,8 @@ request, polled every 10 ms; the median of ``--starts`` starts of each (alternat
 so neither side gets the warmer page cache). Beside it, the floor on the same core:
 a bare ``python`` that imports torch, loads the same model (eager: model.py + the state
 dict from the .mar) and runs it once, timed to its "ready" line (not to its exit: the
-interpreter's teardown is no part of a start).
+interpreter's teardown is no part of a start). Last, one more fastserve start step by
+step (benchmarks/ts_start_steps.py): where its start goes, in wall and CPU time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import time
 from pathlib import Path
 
 import _harness as h
+import ts_start_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "tests" / "ts_handlers"
@@ -162,6 +164,7 @@ def main() -> None:
             finally:
                 srv.stop()
             starts[name].append(results[name]["ready_s"])
+        found = ts_start_steps.steps(store, args.model, BODIES[args.model])
     for name in results:
         results[name]["ready_s"] = statistics.median(starts[name])
         results[name]["ready_all_s"] = starts[name]
@@ -181,8 +184,9 @@ def main() -> None:
           f"(median of {len(starts['floor'])})")
     for key, value in ratios.items():
         print(f"  {key:52s} {value:6.2f}")
+    ts_start_steps.report(found)
     print(json.dumps({"results": results, "floor_s": starts["floor"], "ratios": ratios,
-                      "pid": os.getpid()}))
+                      "fastserve_steps": found, "pid": os.getpid()}))
 
 
 if __name__ == "__main__":
