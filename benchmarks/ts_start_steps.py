@@ -51,7 +51,8 @@ def steps(store: Path, model: str, body: bytes) -> list[tuple[str, float, float]
     port = h.free_port()
     argv = [sys.executable, "-c", WRAPPER, "--model-store", str(store), "--models",
             f"{model}.mar", "--port", str(port), "--management-port", str(h.free_port()),
-            "--grpc-port", "0", "--log-level", "warning"]
+            "--grpc-port", str(h.free_port()), "--grpc-management-port", str(h.free_port()),
+            "--log-level", "warning"]
     epoch = time.time()
     srv = h.Server("fastserve-steps", argv, port, Path(__file__).resolve().parent.parent)
     try:

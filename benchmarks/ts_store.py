@@ -76,11 +76,13 @@ def start_torchserve(store: Path, folder: Path, model: str) -> h.Server:
 
 
 def start_fastserve(store: Path, folder: Path, model: str) -> h.Server:
+    """fastserve as TorchServe runs above: HTTP inference and management, gRPC inference and
+    management (its default is gRPC on), /metrics (on the inference port)."""
     port = h.free_port()
     argv = [sys.executable, "-m", "fastserve", "--model-store", str(store),
-            "--models", f"{model}.mar",
-            "--port", str(port), "--management-port", str(h.free_port()), "--grpc-port", "0",
-            "--log-level", "warning"]
+            "--models", f"{model}.mar", "--port", str(port),
+            "--management-port", str(h.free_port()), "--grpc-port", str(h.free_port()),
+            "--grpc-management-port", str(h.free_port()), "--log-level", "warning"]
     return h.Server("fastserve", argv, port, ROOT)
 
 
