@@ -130,7 +130,11 @@ def trace(log: list[tuple[str, str, str]]) -> Any:
     return profile
 
 
-async def main() -> None:
+async def trace_request() -> tuple[list[tuple[str, str, str]], list[str], list[str]]:
+    """One v2 JSON infer, traced: the crossings (caller, callee, function), the stops
+    socket to model, and the way back."""
+    STARTED.clear()
+    Backend.stacks = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "m"
         (folder / "1").mkdir(parents=True)
@@ -158,7 +162,7 @@ async def main() -> None:
         sys.setprofile(trace(log))
         RECORDING.set()
         protocol.data_received(raw)
-        for _ in range(200):
+        for _ in range(2000):  # up to 10 s on a busy machine
             if transport.buffer.endswith(b"}]}"):
                 break
             await asyncio.sleep(0.005)
@@ -168,13 +172,18 @@ async def main() -> None:
         assert b'"data":[2.0,4.0,6.0,8.0]' in transport.buffer, bytes(transport.buffer)
         for version in repo.all_versions():
             version.batcher.close()  # type: ignore[union-attr]
-    for source, callee, name in log:
-        print(f"{source:>24} -> {callee}.{name}")
     # The scheduler hands the job to the thread and wakes the waiting chain again.
     hop = [c for s, c, name in log if s == "-" and name == "_complete"]
     stops = ["http._protocol", *Backend.stacks["loop"], *hop[:1], *Backend.stacks["thread"]]
+    return log, stops, [*hop[:1], *Backend.stacks["loop"][::-1]]
+
+
+def main() -> None:
+    log, stops, back = asyncio.run(trace_request())
+    for source, callee, name in log:
+        print(f"{source:>24} -> {callee}.{name}")
     print("\nstops, socket to model:", " -> ".join(stops))
-    print("back: " + " -> ".join([*hop[:1], *Backend.stacks["loop"][::-1]])
+    print("back: " + " -> ".join(back)
           + " (the scheduler's completion callback on the loop; then the waiting coroutines"
           " resume and return)")
     entries = [(s, c) for s, c, _ in log if s != "resume"]
@@ -189,4 +198,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -1,0 +1,28 @@
+"""Issue 14's one door, checked on a traced request (benchmarks/request_path.py): a v2
+JSON infer enters its front-end and the data plane once each, and goes down through
+them to the scheduler without climbing back up."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_request_path_v2_infer_enters_front_end_and_data_plane_once() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "request_path", ROOT / "benchmarks" / "request_path.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    log, stops, back = asyncio.run(module.trace_request())
+    entered = Counter(callee for source, callee, _ in log if source != "resume")
+    assert entered["frontends.kserve_v2"] == 1
+    assert entered["core.dataplane"] == 1
+    assert stops[:5] == ["http._protocol", "http.dispatch", "frontends.kserve_v2",
+                         "core.dataplane", "core.scheduler"]
+    assert stops[-1] == "backend" and stops.count("core.dataplane") == 1
+    assert back[-3:] == ["core.dataplane", "frontends.kserve_v2", "http.dispatch"]
