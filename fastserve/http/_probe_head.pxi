@@ -12,44 +12,58 @@ for _i in range(len(_TOKEN)):
     TCHAR[_token[_i]] = 1
 
 
-cdef inline bint _answer_may_differ(const unsigned char* name, Py_ssize_t n) noexcept nogil:
-    """A header after which the ordinary path might answer otherwise (framing, Connection,
-    Expect, Upgrade, compression), or that httptools reads itself: case-insensitive."""
-    cdef char low[17]
+cdef enum HeaderKind:
+    ORDINARY = 0
+    DIFFERS = 1  # the ordinary path might answer otherwise, or httptools reads it itself
+    CONNECTION = 2
+    ACCEPT_ENCODING = 3
+
+
+cdef inline int _lower_is(const unsigned char* p, Py_ssize_t n, const char* word,
+                          Py_ssize_t wn) noexcept nogil:
+    """p[:n] is word (lower case ASCII), ignoring the case of p."""
     cdef Py_ssize_t i
-    if n < 6 or n > 17:
+    if n != wn:
         return False
     for i in range(n):
-        low[i] = name[i] | 0x20 if 0x41 <= name[i] <= 0x5A else name[i]
-    if n == 6:
-        return memcmp(low, b"expect", 6) == 0
-    if n == 7:
-        return memcmp(low, b"upgrade", 7) == 0
-    if n == 10:
-        return memcmp(low, b"connection", 10) == 0
-    if n == 14:
-        return memcmp(low, b"content-length", 14) == 0
-    if n == 15:
-        return memcmp(low, b"accept-encoding", 15) == 0
-    if n == 16:
-        return (memcmp(low, b"proxy-connection", 16) == 0
-                or memcmp(low, b"content-encoding", 16) == 0)
-    if n == 17:
-        return memcmp(low, b"transfer-encoding", 17) == 0
-    return False
+        if (p[i] | 0x20 if 0x41 <= p[i] <= 0x5A else p[i]) != <unsigned char>word[i]:
+            return False
+    return True
+
+
+cdef inline HeaderKind _header_kind(const unsigned char* name, Py_ssize_t n) noexcept nogil:
+    if n < 6 or n > 17:
+        return ORDINARY
+    if _lower_is(name, n, b"connection", 10):
+        return CONNECTION
+    if _lower_is(name, n, b"accept-encoding", 15):
+        return ACCEPT_ENCODING
+    if (_lower_is(name, n, b"expect", 6) or _lower_is(name, n, b"upgrade", 7)
+            or _lower_is(name, n, b"content-length", 14)
+            or _lower_is(name, n, b"proxy-connection", 16)
+            or _lower_is(name, n, b"content-encoding", 16)
+            or _lower_is(name, n, b"transfer-encoding", 17)):
+        return DIFFERS
+    return ORDINARY
 
 
 cdef Py_ssize_t _plain_get_head(const unsigned char* p, Py_ssize_t n, Py_ssize_t limit,
-                                Py_ssize_t* url_len) noexcept nogil:
+                                Py_ssize_t* url_len, Py_ssize_t* accept_at,
+                                Py_ssize_t* accept_len) noexcept nogil:
     """The length of the plain GET request head that starts at p, else 0.
 
     Accepted, strictly (httptools accepts all of it; anything else is left to it):
         "GET " url " HTTP/1.1" CRLF *( token ":" *( VCHAR / SP / HTAB ) CRLF ) CRLF
-    url: visible ASCII; no header from _answer_may_differ; the head within ``limit`` bytes
-    and its URL and header lines, counted as on_url/on_header count them, too.
+    url: visible ASCII; no header of kind DIFFERS; Connection only as "keep-alive" (what
+    HTTP/1.1 means anyway); at most one Accept-Encoding, its value (less the blanks around
+    it) at accept_at (-1: none); the head within ``limit`` bytes and its URL and header
+    lines, counted as on_url/on_header count them, too.
     """
-    cdef Py_ssize_t i = 4, name, value, counted
+    cdef Py_ssize_t i = 4, name, value, stop, counted
     cdef unsigned char c
+    cdef HeaderKind kind
+    accept_at[0] = -1
+    accept_len[0] = 0
     if n > limit:
         n = limit
     if n < 18 or memcmp(p, b"GET /", 5) != 0:
@@ -77,7 +91,8 @@ cdef Py_ssize_t _plain_get_head(const unsigned char* p, Py_ssize_t n, Py_ssize_t
             i += 1
         if i == name or i >= n or p[i] != 0x3A:  # ':'
             return 0
-        if _answer_may_differ(p + name, i - name):
+        kind = _header_kind(p + name, i - name)
+        if kind == DIFFERS:
             return 0
         counted += i - name
         i += 1
@@ -87,6 +102,18 @@ cdef Py_ssize_t _plain_get_head(const unsigned char* p, Py_ssize_t n, Py_ssize_t
         if i + 2 > n or p[i] != 0x0D or p[i + 1] != 0x0A:
             return 0
         counted += i - value + 4
+        stop = i
+        while value < stop and (p[value] == 0x20 or p[value] == 0x09):
+            value += 1
+        while stop > value and (p[stop - 1] == 0x20 or p[stop - 1] == 0x09):
+            stop -= 1
+        if kind == CONNECTION and not _lower_is(p + value, stop - value, b"keep-alive", 10):
+            return 0
+        if kind == ACCEPT_ENCODING:
+            if accept_at[0] >= 0:
+                return 0  # repeated: the ordinary path joins the values
+            accept_at[0] = value
+            accept_len[0] = stop - value
         i += 2
     if counted > limit:
         return 0
@@ -96,22 +123,28 @@ cdef Py_ssize_t _plain_get_head(const unsigned char* p, Py_ssize_t n, Py_ssize_t
 cdef Py_ssize_t _answer_probes(HttpCore conn, const unsigned char* p, Py_ssize_t n) except -1:
     """Answer the plain GETs of probe routes at the start of p (see above) while
     nothing else is read or answered on this connection; the bytes they took."""
-    cdef Py_ssize_t done = 0, head, url_len = 0
+    cdef Py_ssize_t done = 0, head, url_len = 0, accept_at, accept_len
     cycle = conn.cycle
     if (conn.closed or conn.running is not None or conn.pipeline
             or (cycle is not None and (<RequestCycle>cycle).phase is not DONE)
             or conn.state.draining):
         return 0
     while done < n and not conn.closed:
-        head = _plain_get_head(p + done, n - done, conn.max_header_bytes, &url_len)
+        head = _plain_get_head(p + done, n - done, conn.max_header_bytes, &url_len,
+                               &accept_at, &accept_len)
         if head == 0:
             break
         url = PyBytes_FromStringAndSize(<const char*>p + done + 4, url_len)
-        answer = (<dict>conn._probe_answers).get(url)
+        if accept_at >= 0:  # probes.py: the answer as that Accept-Encoding gets it
+            key = url + b" " + PyBytes_FromStringAndSize(<const char*>p + done + accept_at,
+                                                         accept_len)
+        else:
+            key = url
+        answer = (<dict>conn._probe_answers).get(key)
         if answer is None:
             if url not in <dict>conn._probe_handlers:
                 break
-            answer = conn._probes.answer(url)
+            answer = conn._probes.answer(key)
             if answer is None:
                 break
         conn.transport.write(answer)

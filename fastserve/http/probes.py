@@ -1,12 +1,12 @@
 """Probe answers (health, readiness, liveness): encoded once per event-loop iteration.
 
 A probe route (``Router.add_probe``) answers from the server's state alone, so a plain
-keep-alive HTTP/1.1 ``GET`` of it gets the same bytes whoever asks. The compiled protocol
-(_protocol.pyx) recognises such a request in the bytes it read and writes the answer
-kept here, without httptools, a Request or a Response per request; anything else about
-the request (another method or version, a body, Connection, Expect, Accept-Encoding ...)
-takes the ordinary path, which gives the same answer. The pure-Python twin always takes
-the ordinary path.
+keep-alive HTTP/1.1 ``GET`` of it gets the same bytes whoever asks (given the same
+Accept-Encoding). The compiled protocol (_protocol.pyx) recognises such a request in the
+bytes it read and writes the answer kept here, without httptools, a Request or a
+Response per request; anything else about the request (another method or version, a
+body, Connection other than keep-alive, Expect ...) takes the ordinary path, which gives
+the same answer. The pure-Python twin always takes the ordinary path.
 
 The copy lives until the loop's next iteration (``call_soon``): a state change made by a
 callback of this iteration is seen by requests read in the next one, and a client can only
@@ -52,18 +52,20 @@ class ProbeAnswers:
         self.handlers: dict[bytes, Callable[..., Any]] = {
             path.encode("latin-1"): handler for path, handler in probes.items()
             if guard is None and (quiet is None or path in quiet)}
-        # url -> the whole answer (head and body) to a keep-alive HTTP/1.1 GET of it
+        # key -> the whole answer (head and body) to a keep-alive HTTP/1.1 GET: the key is
+        # the url, or the url, a space and the request's Accept-Encoding value
         self.answers: dict[bytes, bytes] = {}
         self._loop = loop
         self._date_header = date_header
 
-    def answer(self, url: bytes) -> bytes | None:
-        """The encoded answer to ``GET url``, made now if this iteration has none yet;
-        None when the handler raises or answers something not a plain Response (the
-        ordinary path then answers, error mapping included)."""
-        answer = self.answers.get(url)
+    def answer(self, key: bytes) -> bytes | None:
+        """The encoded answer to the GET ``key`` names, made now if this iteration has
+        none yet; None when the handler raises or answers something not a plain Response
+        (the ordinary path then answers, error mapping included)."""
+        answer = self.answers.get(key)
         if answer is not None:
             return answer
+        url, accepts, accept = key.partition(b" ")
         handler = self.handlers.get(url)
         if handler is None:
             return None
@@ -75,12 +77,13 @@ class ProbeAnswers:
         if type(response) is not Response:
             return None
         capture = _Capture()
+        headers = {b"accept-encoding": accept} if accepts else {}
         try:
-            write_response(capture, Request("GET", path, "", {}, b""), response,  # type: ignore[arg-type]
-                           True, False, self._date_header())
+            write_response(capture, Request("GET", path, "", headers, b""),  # type: ignore[arg-type]
+                           response, True, False, self._date_header())
         except Exception:
             return None
         if not self.answers:
             self._loop.call_soon(self.answers.clear)
-        answer = self.answers[url] = b"".join(capture.parts)
+        answer = self.answers[key] = b"".join(capture.parts)
         return answer

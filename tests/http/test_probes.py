@@ -71,8 +71,8 @@ async def test_a_state_change_is_answered_from_the_next_loop_iteration(connect, 
     b"GET /health HTTP/1.0\r\nHost: t\r\n\r\n",
     b"GET /health?verbose=1 HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n",
-    b"GET /health HTTP/1.1\r\nCONNECTION: keep-alive\r\n\r\n",
-    b"GET /health HTTP/1.1\r\naccept-encoding: gzip\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nAccept-Encoding: gzip\r\nAccept-Encoding: br\r\n\r\n",
     b"GET /health HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
     b"GET /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     b"GET /health HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
@@ -95,6 +95,26 @@ def test_anything_but_a_plain_get_takes_the_ordinary_path(request_bytes, echo_ap
     compiled, twin, fast = both(echo_app.router, loop, request_bytes, [])
     assert compiled == twin
     assert fast == 0
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /health HTTP/1.1\r\nCONNECTION: Keep-Alive\r\n\r\n",
+    b"GET /health HTTP/1.1\r\naccept-encoding: gzip\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nAccept-Encoding: \t deflate, gzip;q=0 \r\n\r\n",
+    b"GET /health HTTP/1.1\r\nAccept-Encoding: gzip;q=0, deflate;q=0\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nAccept-Encoding:\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip, deflate\r\nAccept: */*\r\n"
+    b"Connection: keep-alive\r\nUser-Agent: python-requests/2.32\r\n\r\n",
+])
+def test_keep_alive_and_accept_encoding_are_answered_early_too(request_bytes, echo_app, loop,
+                                                               protocol_impl):
+    # What HTTP clients send on every request (python-requests: both headers).
+    if protocol_impl != "c":
+        pytest.skip("compares the two implementations once (on the c run)")
+    compiled, twin, fast = both(echo_app.router, loop, request_bytes + request_bytes, [],
+                                limits=Limits())
+    assert compiled == twin
+    assert fast == 2
 
 
 def test_a_head_at_the_limit_is_still_plain(echo_app, loop, protocol_impl):
@@ -155,7 +175,8 @@ HEADER_BYTES = st.binary(max_size=12) | st.sampled_from(
     [b"Host", b"Content-Length", b"connection", b"Accept-Encoding", b"X-Request-ID", b"te",
      b"Transfer-Encoding", b"Expect", b"proxy-connection", b"Content-Encoding", b"upgrade"])
 VALUE_BYTES = st.binary(max_size=12) | st.sampled_from(
-    [b"close", b"keep-alive", b"0", b"gzip", b" \t x", b"", b"100-continue"])
+    [b"close", b"keep-alive", b"Keep-Alive ", b"0", b"gzip", b" gzip;q=0, deflate", b" \t x",
+     b"", b"100-continue", b"keep-alive, upgrade"])
 
 
 @st.composite
