@@ -22,7 +22,7 @@ from ..types import DataType, TensorSpec
 from .devices import resolve_device, too_large
 from .model_files import load_torchscript
 from .torch_loading import forward_arguments, load_export, merge_specs, model_file
-from .torch_values import inference_mode, to_numpy, to_tensor
+from .torch_values import inference_mode, inference_on, instance_scope, to_numpy, to_tensor
 
 log = logging.getLogger("fastserve.backends.torch")
 
@@ -49,6 +49,7 @@ class TorchBackend:
                               f"but {reason}; use KIND_CPU or KIND_AUTO") from None
         self.cuda = self.device.startswith("cuda")
         self.loop_safe = not self.cuda  # infer may run on any thread (core/inline.py)
+        self.instance_scope = instance_scope  # each instance thread's (core/instances.py)
         self.declared = True
         self._forward_args: tuple[list[str], int] | None = None  # undeclared model.pt only
         # Per instance (each written by its own thread only): [input ns, output ns]
@@ -157,8 +158,11 @@ class TorchBackend:
         if names is not None:
             args = [torch.from_numpy(inputs[n]) for n in names]
             ran = perf_counter_ns()
-            with inference_mode():
+            if inference_on():  # an instance thread (instance_scope)
                 result = self._forward(*args)
+            else:  # warm-up, or a small job on the event loop (core/inline.py)
+                with inference_mode():
+                    result = self._forward(*args)
             done = perf_counter_ns()
             if type(result) is torch.Tensor and self._single_output is not None and (
                     result.dtype is not torch.bfloat16 and not result.requires_grad):

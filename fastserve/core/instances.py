@@ -8,6 +8,7 @@ import asyncio
 import queue
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from .jobs import Item
@@ -25,11 +26,14 @@ class InstanceThreads:
         self._threads: list[threading.Thread] = []
 
     def start(self, count: int, stale: Callable[[Item], bool],
-              complete: Callable[..., None], crashed: Callable[..., None]) -> None:
+              complete: Callable[..., None], crashed: Callable[..., None],
+              scope: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
         """Start the threads. ``stale(item)``: a group member is no longer to be run; on the
         loop, ``complete(job, results, runs)``, or ``crashed(job, exc)`` once that thread has
-        ended. (Only the running threads hold these: no reference cycle with the caller.)"""
-        args = (stale, complete, crashed)
+        ended. ``scope()``: entered once by each thread for its whole life (the backend's
+        per-thread state, e.g. torch's inference mode, set once rather than per run).
+        (Only the running threads hold these: no reference cycle with the caller.)"""
+        args = (stale, complete, crashed, scope)
         for i in range(count):
             t = threading.Thread(target=self._worker, args=(i, *args), daemon=True,
                                  name=f"fastserve-{self.name}-v{self.version}-{i}")
@@ -43,7 +47,13 @@ class InstanceThreads:
         self._threads.clear()
 
     def _worker(self, instance: int, stale: Callable[[Item], bool],
-                complete: Callable[..., None], crashed: Callable[..., None]) -> None:
+                complete: Callable[..., None], crashed: Callable[..., None],
+                scope: Callable[[], AbstractContextManager[Any]]) -> None:
+        with scope():
+            self._run_jobs(instance, stale, complete, crashed)
+
+    def _run_jobs(self, instance: int, stale: Callable[[Item], bool],
+                  complete: Callable[..., None], crashed: Callable[..., None]) -> None:
         while True:
             job = self._jobs.get()
             if job is None:

@@ -23,6 +23,7 @@ import logging
 import queue
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from ..backends._base import Backend
@@ -87,7 +88,8 @@ class DynamicBatcher:
     # Lifecycle
 
     def start(self) -> None:
-        self._instances.start(self.instances, self._stale, self._complete, self._crashed)
+        self._instances.start(self.instances, self._stale, self._complete, self._crashed,
+                              getattr(self.backend, "instance_scope", nullcontext))
 
     def _stale(self, item: Item) -> bool:
         return self._expiry.stale(item, self.clock())

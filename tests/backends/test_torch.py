@@ -487,6 +487,34 @@ def test_infer_runs_under_inference_mode(mlp_pt2: Path, tmp_path: Path) -> None:
     assert modes == [True] and not torch.is_inference_mode_enabled()
 
 
+def test_an_instance_thread_holds_inference_mode_once(mlp_pt2: Path, tmp_path: Path) -> None:
+    """Inside instance_scope (an instance thread's life) infer enters no guard of its own,
+    still runs under inference mode, answers as the model does; outside, it is as before."""
+    b = backend(mlp_pt2, tmp_path, BATCHED)
+    x = rand(3, 4)
+    modes: list[bool] = []
+    got: list[Any] = []
+    model = b._forward
+    b._forward = lambda *a: modes.append(torch.is_inference_mode_enabled()) or model(*a)
+
+    def instance_thread() -> None:
+        with b.instance_scope():
+            got.extend(b.infer({"input__0": x}, 0).values())
+            got.extend(b.infer({"input__0": x}, 0).values())
+
+    t = threading.Thread(target=instance_thread)
+    t.start()
+    t.join()
+    got.extend(b.infer({"input__0": x}, 0).values())  # this thread: the guard per run
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    for y in got:
+        np.testing.assert_allclose(y, want, rtol=1e-6)
+    assert len(got) == 3 and modes == [True, True, True]
+    assert not torch.is_inference_mode_enabled()
+    assert b.loop_safe  # CPU: the event loop may run it (core/inline.py)
+
+
 def test_cpu_inputs_are_not_copied(mlp_pt2: Path, tmp_path: Path) -> None:
     b = backend(mlp_pt2, tmp_path, BATCHED)
     body = bytearray(rand(2, 4).tobytes())
