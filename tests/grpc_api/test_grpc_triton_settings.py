@@ -152,3 +152,33 @@ def test_cuda_shared_memory_answers_as_triton_without_gpus(triton, triton_manage
         assert message == "Unable to find cuda shared memory region: 'gpu0'"
         client.unregister_cuda_shared_memory("gpu0")
         client.unregister_cuda_shared_memory()
+
+
+def test_settings_with_tritonclient_http(triton, grpc_server) -> None:
+    httpclient = pytest.importorskip("tritonclient.http")
+    srv = grpc_server.http
+    inference = httpclient.InferenceServerClient(f"127.0.0.1:{srv.port}")
+    management = httpclient.InferenceServerClient(f"127.0.0.1:{srv.management_port}")
+    try:
+        assert inference.get_log_settings() == TRITON_LOG_DEFAULTS
+        assert inference.get_trace_settings(model_name="versioned")["trace_level"] == ["OFF"]
+        with pytest.raises(InferenceServerException) as err:
+            inference.update_trace_settings(settings={"trace_rate": "5"})
+        assert "management port" in err.value.message()
+        try:
+            changed = management.update_trace_settings(model_name="versioned",
+                                                       settings={"trace_rate": "5"})
+            assert changed["trace_rate"] == "5"
+            assert trace(triton, "versioned")["trace_rate"] == ["5"]  # one state for both
+            assert management.update_log_settings({"log_format": "ISO8601"})[
+                "log_format"] == "ISO8601"
+            assert logs(triton)["log_format"] == "ISO8601"
+        finally:
+            management.update_trace_settings(model_name="versioned",
+                                             settings={"trace_rate": None})
+            management.update_log_settings({"log_format": "default"})
+        assert trace(triton, "versioned") == TRITON_TRACE_DEFAULTS
+        assert logs(triton) == TRITON_LOG_DEFAULTS
+    finally:
+        inference.close()
+        management.close()
