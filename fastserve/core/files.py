@@ -59,9 +59,11 @@ def fingerprint(folder: Path, names: Iterable[str] | None = None) -> Fingerprint
 
 
 def source_fingerprint(source: Path) -> Fingerprint:
-    """A model source's fingerprint: an archive file's own size and mtime, a folder's files."""
+    """A model source's fingerprint: an archive file's own size and mtime, a folder's files
+    but for ``__pycache__`` (importing its handler writes there: not a change to load)."""
     if source.is_dir():
-        return fingerprint(source)
+        return tuple(f for f in fingerprint(source)
+                     if "__pycache__" not in Path(f[0]).parts)
     try:
         st = source.stat()
     except OSError:

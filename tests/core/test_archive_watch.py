@@ -68,6 +68,13 @@ def test_archives_added_replaced_and_removed_follow_the_store(
         assert states(repo) == {"a": {"1.0": "READY"}, "b": {"1.0": "READY"},
                                 "c": {"3.0": "READY"}}
 
+        # Importing an archive folder's handler writes __pycache__ there: no reload.
+        calls = len(loader.calls)
+        (folder / "__pycache__").mkdir()
+        (folder / "__pycache__" / "handler.cpython-311.pyc").write_bytes(b"\0")
+        await settled()
+        assert len(loader.calls) == calls
+
         write_mar(tmp_path / "a.mar", "a", "2.0")  # replaced by a new version
         (tmp_path / "b.mar").unlink()
         await settled()
