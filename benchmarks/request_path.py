@@ -1,6 +1,8 @@
-"""The modules one v2 JSON infer passes through, socket to model and back (issue 14).
+"""The modules one v2 JSON infer (or TorchServe /predictions) passes through, socket to
+model and back (issue 14).
 
-Feeds one POST /v2/models/m/infer to a connected protocol (no socket: _testbase's
+Feeds one POST /v2/models/m/infer (``--api predictions``: POST /predictions/m) to a
+connected protocol (no socket: _testbase's
 MockTransport) over the real router, front-end, data plane and scheduler, with a numpy
 backend, and prints:
 
@@ -16,11 +18,12 @@ backend, and prints:
 - per stop, the helper modules it calls (called and returned, carrying nothing on);
 - how often each module was entered, and the stops entered more than once.
 
-    python benchmarks/request_path.py
+    python benchmarks/request_path.py [--api predictions]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import inspect
 import sys
@@ -36,6 +39,7 @@ from fastserve._testbase import get_connected_protocol
 from fastserve.core.dataplane import DataPlane
 from fastserve.core.repository import ModelRepository
 from fastserve.frontends.kserve_v2 import KServeV2Frontend
+from fastserve.frontends.torchserve import TorchServeFrontend
 from fastserve.http.router import Router
 from fastserve.types import DataType, TensorSpec
 
@@ -130,9 +134,22 @@ def trace(log: list[tuple[str, str, str]]) -> Any:
     return profile
 
 
-async def trace_request() -> tuple[list[tuple[str, str, str]], list[str], list[str]]:
-    """One v2 JSON infer, traced: the crossings (caller, callee, function), the stops
-    socket to model, and the way back."""
+# Per API: its front-end, the request (path, body), the end of the answer, and what the
+# answer holds for x = [1, 2, 3, 4].
+APIS: dict[str, tuple[Any, bytes, bytes, bytes, bytes]] = {
+    "v2": (KServeV2Frontend, b"/v2/models/m/infer", orjson.dumps({"inputs": [
+        {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}),
+        b"}]}", b'"data":[2.0,4.0,6.0,8.0]'),
+    "predictions": (TorchServeFrontend, b"/predictions/m", b"[1, 2, 3, 4]", b"]",
+                    b"[2.0,4.0,6.0,8.0]"),
+}
+
+
+async def trace_request(api: str = "v2"
+                        ) -> tuple[list[tuple[str, str, str]], list[str], list[str]]:
+    """One request of ``api`` (APIS), traced: the crossings (caller, callee, function),
+    the stops socket to model, and the way back."""
+    frontend, path, body, end, answer = APIS[api]
     STARTED.clear()
     Backend.stacks = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,13 +166,11 @@ async def trace_request() -> tuple[list[tuple[str, str, str]], list[str], list[s
             await asyncio.sleep(0.01)
         Backend.loop = asyncio.get_running_loop()
         router = Router()
-        KServeV2Frontend(DataPlane(repo)).register(router)
+        frontend(DataPlane(repo)).register(router)
         protocol = get_connected_protocol(router)
         transport: Any = protocol.transport
-        body = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
-                                         "data": [1, 2, 3, 4]}]})
-        raw = (b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: "
-               + str(len(body)).encode() + b"\r\n\r\n" + body)
+        raw = (b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+               b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         protocol.data_received(raw)  # warm: caches filled, as on a running server
         await asyncio.sleep(0.2)
         transport.buffer.clear()
@@ -163,13 +178,13 @@ async def trace_request() -> tuple[list[tuple[str, str, str]], list[str], list[s
         RECORDING.set()
         protocol.data_received(raw)
         for _ in range(2000):  # up to 10 s on a busy machine
-            if transport.buffer.endswith(b"}]}"):
+            if transport.buffer.endswith(end):
                 break
             await asyncio.sleep(0.005)
         RECORDING.clear()
         sys.setprofile(None)
         threading.setprofile(None)  # type: ignore[arg-type]
-        assert b'"data":[2.0,4.0,6.0,8.0]' in transport.buffer, bytes(transport.buffer)
+        assert answer in transport.buffer, bytes(transport.buffer)
         for version in repo.all_versions():
             version.batcher.close()  # type: ignore[union-attr]
     # The scheduler hands the job to the thread and wakes the waiting chain again.
@@ -179,7 +194,9 @@ async def trace_request() -> tuple[list[tuple[str, str, str]], list[str], list[s
 
 
 def main() -> None:
-    log, stops, back = asyncio.run(trace_request())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--api", choices=sorted(APIS), default="v2")
+    log, stops, back = asyncio.run(trace_request(parser.parse_args().api))
     for source, callee, name in log:
         print(f"{source:>24} -> {callee}.{name}")
     print("\nstops, socket to model:", " -> ".join(stops))

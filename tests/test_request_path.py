@@ -8,6 +8,7 @@ import asyncio
 import importlib.util
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,3 +27,27 @@ def test_request_path_v2_infer_enters_front_end_and_data_plane_once() -> None:
                          "core.dataplane", "core.scheduler"]
     assert stops[-1] == "backend" and stops.count("core.dataplane") == 1
     assert back[-3:] == ["core.dataplane", "frontends.kserve_v2", "http.dispatch"]
+
+
+def _request_path() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "request_path", ROOT / "benchmarks" / "request_path.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_request_path_predictions_enter_the_data_plane_once() -> None:
+    """TorchServe's /predictions: one call into the core (the data plane resolves the
+    model, asks the body for its instances and queues them), not a look-up and a run."""
+    log, stops, back = asyncio.run(_request_path().trace_request("predictions"))
+    into_core = [(callee, name) for source, callee, name in log
+                 if source == "frontends.torchserve" and callee.startswith("core.")]
+    assert into_core == [("core.dataplane", "predictions")]
+    entered = Counter(callee for source, callee, _ in log if source != "resume")
+    assert entered["frontends.torchserve"] == 1 and entered["core.dataplane"] == 1
+    assert stops[:4] == ["http._protocol", "http.dispatch", "frontends.torchserve",
+                         "core.dataplane"]
+    assert stops[-1] == "backend" and "core.scheduler" in stops
+    assert back[-3:] == ["core.dataplane", "frontends.torchserve", "http.dispatch"]

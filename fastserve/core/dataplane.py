@@ -15,7 +15,16 @@ from ..types import InferRequest, InferResponse
 from . import ts_store
 from .handler_requests import HandlerRequests
 from .image_stage import ImageStage, has_images
-from .info import CheckedBody, InstancesBody, ModelInfo, TensorBody, WholeRequest
+from .info import (
+    CheckedBody,
+    HandlerCall,
+    InstancesBody,
+    ModelInfo,
+    PayloadsBody,
+    PredictionsBody,
+    TensorBody,
+    WholeRequest,
+)
 from .repository import ModelRepository, ModelVersion, State
 from .shm import SharedMemoryRegistry
 from .validation import validate_inputs
@@ -131,6 +140,28 @@ class DataPlane(HandlerRequests):
                                    "needs a tensor model")
         body.check(info)
         return await self._run(target, info, self._decoded(target, info, body))
+
+    async def predictions(self, name: str, version: str | None, body: PredictionsBody
+                          ) -> list[Any] | HandlerCall:
+        """One TorchServe /predictions request, the whole way through the door.
+
+        The READY version it names (404 unknown, 503 not ready), then by the model's
+        handler: an archive's takes the request whole, as TorchServe hands it to its
+        worker, and may stream (a HandlerCall, under way); any other takes each instance
+        of ``body`` (a multipart body's parts) as one request (their answers, in order).
+        """
+        target = self._ready(name, version)
+        info = self._serving(target)
+        if info.handler == ts_store.HANDLER:
+            return self._started(target, body.whole())
+        return await self._handled(target, body.payloads(info))
+
+    async def explanations(self, name: str, version: str | None, body: PayloadsBody
+                           ) -> list[Any]:
+        """Captum attributions of each instance of one request (/explanations, KServe v1
+        :explain), in order, once the READY version is known (404, 503)."""
+        target = self._ready(name, version)
+        return await self._explained(target, body.payloads(self._serving(target)))
 
     def _whole(self, target: ModelVersion, info: ModelInfo) -> WholeRequest:
         config = self.repository.models[target.name].config

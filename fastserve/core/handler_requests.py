@@ -13,8 +13,10 @@ import weakref
 from typing import Any
 
 from ..errors import FastServeError, InvalidInputError
+from ..types import ReplyStream
 from .explain import ExplainQueue
 from .handlers import make_runner
+from .info import HandlerCall
 from .model_status import ModelStatus
 from .payloads import Payload, kserve_payload, reply_value
 from .repository import ModelRepository, ModelVersion
@@ -47,7 +49,20 @@ class HandlerRequests(ModelStatus):
         fails the whole call (one bad multipart part makes the request 400)."""
         if not payloads:
             raise InvalidInputError("the request has no body to run")
-        target = self._ready(name, version)
+        return await self._handled(self._ready(name, version), payloads)
+
+    def _started(self, target: ModelVersion, payload: Payload) -> HandlerCall:
+        """A TorchServe archive's handler at work on one whole request, under way: the
+        parts it streams go to the call's stream as they come."""
+        loop = asyncio.get_running_loop()
+        stream = payload.stream = ReplyStream(loop)
+        config = self.repository.models[target.name].config
+        assert config is not None
+        return HandlerCall(target.name, config.timeout_ms, stream,
+                           loop.create_task(self._handled(target, [payload])))
+
+    async def _handled(self, target: ModelVersion, payloads: list[Payload]) -> list[Any]:
+        """``predict`` on the READY version ``target``."""
         batcher = target.batcher
         assert batcher is not None
         run = self._runner(target).run_batch
@@ -87,21 +102,28 @@ class HandlerRequests(ModelStatus):
                       target: Any = None) -> Any:
         """Captum attributions for one payload, shaped like the model input (no batch
         dimension), on the explanation threads: never batched, a few at a time."""
-        found = self._ready(name, version)
+        [answer] = await self._explained(self._ready(name, version), [payload], target)
+        return answer
+
+    async def _explained(self, found: ModelVersion, payloads: list[Payload],
+                         target: Any = None) -> list[Any]:
+        """``explain`` of each payload on the READY version ``found``, in order."""
         config = self.repository.models[found.name].config
         assert config is not None
-        runner = self._runner(found)
-        return await self.explainer.run(runner.explain_payload, payload, config.explainer,
-                                        target)
+        run = self._runner(found).explain_payload
+        if len(payloads) == 1:
+            return [await self.explainer.run(run, payloads[0], config.explainer, target)]
+        return list(await asyncio.gather(
+            *(self.explainer.run(run, p, config.explainer, target) for p in payloads)))
 
     async def explain_handler(self, name: str, version: str | None, instances: list[Any]
                               ) -> list[Any]:
         """KServe v1 :explain: one explanation per instance, in order."""
         if not instances:
             raise InvalidInputError("'instances' must be a non-empty list")
+        found = self._ready(name, version)
         decode = self._binary_data(name)
-        payloads = [kserve_payload(v, decode) for v in instances]
-        answers = await asyncio.gather(*(self.explain(name, version, p) for p in payloads))
+        answers = await self._explained(found, [kserve_payload(v, decode) for v in instances])
         return [reply_value(a) for a in answers]  # an archive's handler: its JSON
 
     def _binary_data(self, name: str) -> bool:

@@ -7,11 +7,15 @@ so a front-end cannot run a model, or change one, except through ``DataPlane`` a
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..types import InferRequest, TensorSpec
+from ..types import InferRequest, ReplyStream, TensorSpec
 from .model_config import ModelConfig
+
+if TYPE_CHECKING:
+    from .payloads import Payload
 
 # A version's state, as the repository names it.
 LOADING, READY, FAILED, UNLOADING = "LOADING", "READY", "FAILED", "UNLOADING"
@@ -132,6 +136,18 @@ class WholeRequest:
     config: ModelConfig
 
 
+@dataclass(frozen=True, slots=True)
+class HandlerCall:
+    """A TorchServe archive's handler at work on one whole request (/predictions): its
+    answer to come (a one-item list), the parts it streams meanwhile, and the model's
+    responseTimeout (``timeout_ms``, 0 for none)."""
+
+    model: str
+    timeout_ms: float
+    stream: ReplyStream
+    answer: asyncio.Future[list[Any]]
+
+
 class TensorBody(Protocol):
     """A tensor API's request body (v2), decoded by its front-end when the data plane
     asks: once the model is known (an unknown model is a 404 whatever the body) and takes
@@ -152,3 +168,19 @@ class InstancesBody(CheckedBody, Protocol):
 
     def instances(self) -> Any:
         """The row instances, for a model whose handler takes them one by one."""
+
+
+class PayloadsBody(Protocol):
+    """A TorchServe-style request (/explanations, KServe v1 :explain), read by its
+    front-end when the data plane asks: once the model is known and READY (404, 503
+    whatever the body). What it refuses (400) is not the model's failure."""
+
+    def payloads(self, info: ModelInfo) -> list[Payload]:
+        """The request's instances, each one request for the model's handler."""
+
+
+class PredictionsBody(PayloadsBody, Protocol):
+    """A /predictions request: its instances, or, for a TorchServe archive's handler, the
+    one request as TorchServe hands it to its worker."""
+
+    def whole(self) -> Payload: ...

@@ -18,6 +18,7 @@ from http import HTTPStatus
 from typing import Any
 
 from ..core.dataplane import DataPlane
+from ..core.info import HandlerCall
 from ..core.model_config import ModelConfig
 from ..core.payloads import Payload
 from ..errors import DeadlineExceededError
@@ -77,23 +78,30 @@ def _headers(reply: HandlerReply) -> list[tuple[bytes, bytes]]:
 
 async def archive_answer(dataplane: DataPlane, request: Request, model: str,
                          version: str | None, config: ModelConfig, parts: Any = None) -> Any:
-    """Run one /predictions request on an archive's handler; stream if it streams."""
+    """Run a request the data plane handed back whole (v2, TF Serving: WholeRequest) on
+    an archive's handler; stream if it streams."""
     payload = archive_payload(request, parts)
     loop = asyncio.get_running_loop()
     stream = payload.stream = ReplyStream(loop)
     task = loop.create_task(dataplane.predict(model, version, [payload]))
+    return await handler_answer(HandlerCall(model, config.timeout_ms, stream, task))
+
+
+async def handler_answer(call: HandlerCall) -> Any:
+    """An archive's handler's answer as TorchServe writes it, streamed if it streams."""
+    stream, task, timeout_ms = call.stream, call.answer, call.timeout_ms
     # ``stream.first`` wakes us: with the first streamed part, or None once the answer is
     # there (or the time is up): one future, no asyncio.wait machinery per request.
     task.add_done_callback(lambda _: _wake(stream.first, None))
-    timer = (loop.call_later(config.timeout_ms / 1000.0, _wake, stream.first, _EXPIRED)
-             if config.timeout_ms else None)
+    timer = (asyncio.get_running_loop().call_later(timeout_ms / 1000.0, _wake, stream.first,
+                                                   _EXPIRED) if timeout_ms else None)
     first = await stream.first
     if timer is not None:
         timer.cancel()
     if first is _EXPIRED:
         task.cancel()
-        raise DeadlineExceededError(f"model '{model}' did not answer within its "
-                                    f"responseTimeout ({config.timeout_ms / 1000.0:g} s)")
+        raise DeadlineExceededError(f"model '{call.model}' did not answer within its "
+                                    f"responseTimeout ({timeout_ms / 1000.0:g} s)")
     if first is None:
         return reply_response(task.result()[0])
     streaming = getattr(messages, "StreamingResponse", None)
@@ -113,7 +121,7 @@ def _wake(first: asyncio.Future[Any], value: Any) -> None:
         first.set_result(value)
 
 
-async def _chunks(first: HandlerReply, stream: ReplyStream, task: asyncio.Task[Any]
+async def _chunks(first: HandlerReply, stream: ReplyStream, task: asyncio.Future[Any]
                   ) -> AsyncIterator[bytes]:
     """Each part as it arrives, then the handler's own answer (the last part)."""
     try:

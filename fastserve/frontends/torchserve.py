@@ -14,17 +14,16 @@ shape ``{"code": 404, "type": "ModelNotFoundException", "message": "..."}``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ..core.dataplane import DataPlane
-from ..core.payloads import Payload
+from ..core.info import HandlerCall
+from ..core.payloads import reply_value
 from ..errors import (
     AlreadyExistsError,
     BackendError,
@@ -44,9 +43,9 @@ from ..errors import (
 from ..http.messages import Request, Response
 from ..http.router import Router
 from ..types import HandlerReply
-from ._base import load_json
 from ._ts_answer import answer_response, dumps
-from ._ts_archive import archive_answer, reply_response
+from ._ts_archive import handler_answer, reply_response
+from ._ts_body import ExplainBody, TorchServeBody
 from .openapi import ApiDescription
 
 # python-multipart logs every malformed body it sees; the client gets the 400 instead.
@@ -231,47 +230,29 @@ class TorchServeFrontend:
 
     # Predictions and explanations
 
-    def payloads(self, request: Request) -> list[Payload]:
-        """The request's instances: its body, or each part of a multipart body."""
-        extra = dict(parse_qsl(request.query)) if request.query else {}
-        if request.content_type == "multipart/form-data":
-            ctype = request.headers.get(b"content-type", b"")
-            return [Payload(part.data, part.content_type, part.name or "data", extra,
-                            request.headers) for part in parse_multipart(request.body, ctype)]
-        if not len(request.body):
-            raise InvalidInputError("the request has no body: send the input as the body "
-                                    "(curl -T file, --data-binary @file) or -F data=@file")
-        return [Payload(request.body, request.content_type, "body", extra, request.headers)]
-
     async def predictions(self, request: Request) -> Any:
         p = request.params
-        archive = self.dataplane.archive(p["model"])
-        if archive is not None:  # a TorchServe archive's handler answers as TorchServe's
-            return await archive_answer(self.dataplane, request, p["model"], p.get("version"),
-                                        archive, parse_multipart)
-        payloads = self.payloads(request)
-        answers = await self.dataplane.predict(p["model"], p.get("version"), payloads)
-        if len(payloads) == 1:
-            return answer_response(answers[0])
-        return Response(dumps(answers))
+        # One call through the door: it resolves the model, then by its handler reads the
+        # body's instances, or starts an archive's handler on the whole request.
+        answer = await self.dataplane.predictions(p["model"], p.get("version"),
+                                                  TorchServeBody(request, parse_multipart))
+        if isinstance(answer, HandlerCall):  # an archive's: answers as TorchServe's
+            return await handler_answer(answer)
+        if len(answer) == 1:
+            return answer_response(answer[0])
+        return Response(dumps(answer))
 
     async def explanations(self, request: Request) -> Response:
         p = request.params
-        payloads = self.payloads(request)
-        model, version = p["model"], p.get("version")
-        answers = await asyncio.gather(
-            *(self.dataplane.explain(model, version, payload) for payload in payloads))
+        answers = await self.dataplane.explanations(p["model"], p.get("version"),
+                                                    TorchServeBody(request, parse_multipart))
         if len(answers) == 1 and isinstance(answers[0], HandlerReply):
             return reply_response(answers[0])
-        return Response(dumps(answers[0] if len(payloads) == 1 else answers))
+        return Response(dumps(answers[0] if len(answers) == 1 else answers))
 
     async def kserve_explain(self, request: Request) -> Response:
         p = request.params
-        doc = load_json(request.body)
-        instances = doc.get("instances") if isinstance(doc, dict) else None
-        if not isinstance(instances, list) or not instances:
-            raise InvalidInputError("the request must be {\"instances\": [...]} with at least "
-                                    "one instance")
-        explanations = await self.dataplane.explain_handler(p["model"], p.get("version"),
-                                                            instances)
-        return Response(dumps({"explanations": explanations}))
+        answers = await self.dataplane.explanations(p["model"], p.get("version"),
+                                                    ExplainBody(request.body))
+        # An archive's handler answers with its JSON.
+        return Response(dumps({"explanations": [reply_value(a) for a in answers]}))

@@ -5,17 +5,26 @@ them, and only what ``tensors`` refuses counts as the model's failure."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
+from fastserve.core import ts_store
 from fastserve.core.dataplane import DataPlane
-from fastserve.core.info import ModelInfo
+from fastserve.core.info import HandlerCall, ModelInfo
+from fastserve.core.payloads import Payload
 from fastserve.core.repository import ModelRepository
-from fastserve.errors import InvalidInputError, ModelNotFoundError, UnsupportedError
-from fastserve.types import InferRequest
+from fastserve.errors import (
+    InvalidInputError,
+    ModelNotFoundError,
+    UnsupportedError,
+    VersionNotFoundError,
+)
+from fastserve.types import HandlerReply, InferRequest
 
 TENSOR = "max_batch_size = 4\nbatch_delay_ms = 0\n"
 IMAGE = 'handler = "image_classifier"\nmax_batch_size = 4\n[image]\nresize = 0\ncrop = 4\n'
@@ -150,3 +159,148 @@ def test_dispatch_tensor_only_api_refuses_other_handlers(
                              "a tensor model")
     assert body.asked == []
     assert answer.outputs["y"].shape == (2, 3)
+
+
+# TorchServe's API: /predictions, /explanations and KServe v1 :explain are one call each
+
+
+class TsBody:
+    """A TorchServe-style body that records what the data plane asked of it: its
+    instances (rows of ``x``, JSON), or the whole request for an archive's handler."""
+
+    def __init__(self, *rows: list[float], refuse: bool = False) -> None:
+        self.rows, self.refuse = rows, refuse
+        self.asked: list[str] = []
+
+    def payloads(self, info: ModelInfo) -> list[Payload]:
+        self.asked.append(f"payloads:{info.name}")
+        if self.refuse:
+            raise InvalidInputError("the request has no body")
+        return [Payload(orjson.dumps(row), "application/json") for row in self.rows]
+
+    def whole(self) -> Payload:
+        self.asked.append("whole")
+        if self.refuse:
+            raise InvalidInputError("malformed multipart/form-data body")
+        return Payload(bytearray(b"raw bytes"), "application/octet-stream")
+
+
+def _archive_backend(fake_backend: type[Any]) -> Any:
+    """A TorchServe archive's handler (``runs_requests``): answers each whole request
+    with its body reversed, streaming one part first."""
+
+    class ArchiveBackend(fake_backend):  # type: ignore[misc, valid-type]
+        runs_requests = True
+
+        def run_batch(self, payloads: list[Payload], instance: int) -> list[HandlerReply]:
+            for payload in payloads:
+                payload.stream.push(HandlerReply(b"part", 200, "text/plain", {}))
+            return [HandlerReply(bytes(p.data)[::-1], 201, "text/plain", {})
+                    for p in payloads]
+
+    return ArchiveBackend()
+
+
+@pytest.fixture
+def ts_plane(tmp_path: Path, make_model: Any, fake_backend: type[Any]) -> DataPlane:
+    """Model "t" (tensor handler; its explanations are 3x) and "arch" (an archive's)."""
+    make_model(tmp_path, "t", TENSOR)
+    make_model(tmp_path, "arch", TENSOR)
+
+    def load(folder: Any, config: Any, labels: dict[str, str]) -> Any:
+        backend = (_archive_backend(fake_backend) if config.name == "arch"
+                   else fake_backend())
+        backend.explain = lambda inputs, method, target=None: {"x": inputs["x"] * 3}
+        return backend
+
+    plane = DataPlane(ModelRepository(tmp_path, load))
+    plane.repository.scan()
+    entry = plane.repository.models["arch"]
+    entry.config = replace(entry.config, handler=ts_store.HANDLER)  # as the store makes it
+    return plane
+
+
+def _ts_run(plane: DataPlane, run_async: Any, wait_until: Any, *calls: Any) -> list[Any]:
+    async def main() -> list[Any]:
+        thread = plane.repository.start_loading(asyncio.get_running_loop())
+        await wait_until(lambda: not plane.repository.loading)
+        thread.join(5)
+        answers: list[Any] = []
+        try:
+            for call in calls:
+                try:
+                    answers.append(await call())
+                except Exception as exc:  # noqa: BLE001 - the test looks at it
+                    answers.append(exc)
+            return answers
+        finally:
+            plane.close()
+
+    return run_async(main)
+
+
+def test_ts_unknown_model_is_404_whatever_the_body(
+        ts_plane: DataPlane, run_async: Any, wait_until: Any) -> None:
+    plane = ts_plane
+    body = TsBody(refuse=True)
+    errors = _ts_run(plane, run_async, wait_until,
+                     lambda: plane.predictions("nope", None, body),
+                     lambda: plane.explanations("nope", None, body),
+                     lambda: plane.predictions("t", "7", body))
+    assert [type(e) for e in errors] == [ModelNotFoundError, ModelNotFoundError,
+                                         VersionNotFoundError]
+    assert body.asked == []
+
+
+def test_ts_predictions_run_each_instance_once_the_model_is_known(
+        ts_plane: DataPlane, run_async: Any, wait_until: Any) -> None:
+    plane = ts_plane
+    body = TsBody([1, 2, 3], [4, 5, 6])
+    [answers] = _ts_run(plane, run_async, wait_until,
+                        lambda: plane.predictions("t", None, body))
+    assert body.asked == ["payloads:t"]
+    for row, answer in zip(body.rows, answers, strict=True):
+        x = np.array(row, dtype=np.float32)
+        assert np.allclose(answer["y"], x * 2 + 1) and np.allclose(answer["s"], x.sum())
+
+
+def test_ts_body_refusals_are_not_the_models_failures(
+        ts_plane: DataPlane, run_async: Any, wait_until: Any) -> None:
+    plane = ts_plane
+    errors = _ts_run(plane, run_async, wait_until,
+                     lambda: plane.predictions("t", None, TsBody(refuse=True)),
+                     lambda: plane.predictions("arch", None, TsBody(refuse=True)),
+                     lambda: plane.explanations("t", None, TsBody(refuse=True)))
+    assert [str(e) for e in errors] == ["the request has no body",
+                                        "malformed multipart/form-data body",
+                                        "the request has no body"]
+    assert _fails(plane, "t") == 0 and _fails(plane, "arch") == 0
+
+
+def test_ts_archive_takes_the_request_whole_and_streams(
+        ts_plane: DataPlane, run_async: Any, wait_until: Any) -> None:
+    plane = ts_plane
+    body = TsBody([1, 2, 3])
+
+    async def call() -> tuple[Any, Any, list[Any]]:
+        started = await plane.predictions("arch", "1", body)
+        assert isinstance(started, HandlerCall)
+        first = await started.stream.first
+        return started, first, await started.answer
+
+    [(started, first, answer)] = _ts_run(plane, run_async, wait_until, call)
+    assert body.asked == ["whole"]  # never split into instances
+    assert started.model == "arch" and started.timeout_ms == plane.config("arch").timeout_ms
+    assert first.body == b"part"
+    assert [(a.body, a.status) for a in answer] == [(b"setyb war", 201)]
+
+
+def test_ts_explanations_of_every_instance_in_one_call(
+        ts_plane: DataPlane, run_async: Any, wait_until: Any) -> None:
+    plane = ts_plane
+    body = TsBody([1, 2, 3], [0, 0, 2])
+    [answers] = _ts_run(plane, run_async, wait_until,
+                        lambda: plane.explanations("t", "1", body))
+    assert body.asked == ["payloads:t"]
+    for row, answer in zip(body.rows, answers, strict=True):
+        assert np.allclose(answer, np.array(row, dtype=np.float32) * 3)
