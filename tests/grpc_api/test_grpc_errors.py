@@ -171,29 +171,50 @@ def slow_request(n: int) -> Any:
 
 
 def test_deadline_and_cancel_of_queued_calls(stub, grpc_server) -> None:
-    """While one call runs, a queued call past its deadline and a cancelled one never run."""
+    """While one call runs, a queued call past its deadline and a cancelled one never run.
+
+    No sleeps: each step waits for what the server reports (/metrics): the slow call
+    taken off the queue by the model's one instance, then the other two queued behind
+    it. A loaded box only makes the steps slower, and the slow call longer."""
     def executions() -> int:
         _, doc = grpc_server.http.json("GET", "/v2/models/slow/stats")
         return doc["model_stats"][0]["execution_count"]
 
-    cancelled = ("fastserve_requests_cancelled_total", 'model="slow"')
-    before, before_cancelled = executions(), _metric(grpc_server, *cancelled)
+    def slow(name: str, *labels: str) -> float:
+        return _metric(grpc_server, name, 'model="slow"', *labels)
+
+    def wait_for(what: str, condition: Any) -> None:
+        give_up = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < give_up, f"gave up waiting for {what}"
+            time.sleep(0.01)
+
+    cancelled = ("fastserve_requests_cancelled_total",)
+    dequeued = ("fastserve_request_duration_seconds_count", 'stage="queue"')
+    assert slow("fastserve_queue_depth") == 0
+    before, before_cancelled, before_dequeued = executions(), slow(*cancelled), slow(*dequeued)
     done: dict[str, Any] = {}
     runner = threading.Thread(target=lambda: done.update(
         answer=stub.ModelInfer(slow_request(SLOW_N), timeout=60)))
     runner.start()
-    # The first call must be running (not queued, not done) when the next ones come: they
-    # then wait in the queue. A loaded box delays its start, so leave it time.
-    time.sleep(0.6)
-    code, _ = code_of(lambda: stub.ModelInfer(slow_request(1), timeout=0.2))
+    # The first call must be running (off the queue, on the model's only instance) when
+    # the next ones come: they then wait in the queue behind it.
+    wait_for("the slow call to start", lambda: slow(*dequeued) == before_dequeued + 1)
+    # A deadline long enough to be queued on a busy box, well inside the slow call.
+    expiring = stub.ModelInfer.future(slow_request(1), timeout=1.0)
+    leaving = stub.ModelInfer.future(slow_request(1))
+    wait_for("two calls queued", lambda: slow("fastserve_queue_depth") == 2)
+    leaving.cancel()
+    code, _ = code_of(expiring.result)
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
-    future = stub.ModelInfer.future(slow_request(1))
-    time.sleep(0.1)
-    future.cancel()
+    assert leaving.cancelled()
+    # What the test is about needs the slow call still running here (SLOW_N sized for it).
+    assert runner.is_alive() and not done, "the slow call ended before the queued ones did"
     runner.join(60)
     assert np.frombuffer(done["answer"].raw_output_contents[0], np.float32).tolist() == [2, 2]
     assert executions() == before + 1
-    assert _metric(grpc_server, *cancelled) == before_cancelled + 2
+    assert slow(*cancelled) == before_cancelled + 2
+    assert slow("fastserve_queue_depth") == 0
 
 
 @pytest.fixture(scope="module")
