@@ -41,6 +41,24 @@ from fastserve.model_loader import TorchLoader
 CONNS = 32
 
 
+# (label, rows starting with A, rows starting with B): the best of each, A / B
+RATIOS = [
+    ("1 in flight: inline rule / always the thread", "whole request, 1 in flight, inline",
+     "whole request, 1 in flight, always"),
+    (f"{CONNS} in flight: inline rule / always the thread",
+     f"whole request, {CONNS} in flight, inline", f"whole request, {CONNS} in flight, always"),
+    ("infer on a thread: instance_scope / inference mode per run",
+     "backend.infer on a thread, inference mode instance", "backend.infer on a thread, "
+     "inference mode per"),
+    (f"whole request in situ ({CONNS} in flight) / HTTP + routing only",
+     f"in situ, {CONNS} in flight: real", f"in situ, {CONNS} in flight: HTTP"),
+]
+
+
+def best_of(rows: list[tuple[str, float]], prefix: str) -> float:
+    return min(us for name, us in rows if name.startswith(prefix))
+
+
 def cpu_us(fn: Any, n: int) -> float:
     """CPU µs per call of ``fn()`` (the best of three runs of ``n`` calls)."""
     best = float("inf")
@@ -90,6 +108,61 @@ def cpu_us_thread(fn: Any, n: int) -> float:
     for _ in range(n):
         fn()
     return (time.thread_time() - t0) / n * 1e6
+
+
+async def in_situ(plane: Any, front: Any, batcher: Any, body: bytes, answer: Any, raw: bytes,
+                  n: int) -> list[tuple[str, float]]:
+    """The whole request at CONNS in flight with one part after another swapped for its
+    answer made beforehand; each difference is that part's cost where it runs (caches,
+    loop turns and thread hops as under load), alternated three times, the best of each."""
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(answer.outputs)
+
+    async def decoded_only(name: str, version: Any, v2body: Any) -> Any:
+        v2body.tensors(plane.resolve(name, version))  # the body still decoded, nothing run
+        return answer
+
+    reply = front.encode(answer, V2Body(_Fake(body), plane.shared_memory).options,
+                         plane.resolve("mlp", None).outputs)
+
+    async def fixed_reply(request: Any) -> Any:
+        return reply
+
+    variants = {
+        "real": {},
+        "no scheduler/forward (submit answers at once)": {(batcher, "submit"):
+                                                          lambda *a, **k: done},
+        "no data plane (decode only, no validate/run)": {(plane, "infer_body"): decoded_only},
+        "HTTP + routing only (a fixed reply)": {(front, "infer"): fixed_reply},
+    }
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(3):
+        for name, swaps in variants.items():
+            for (obj, attr), value in swaps.items():
+                setattr(obj, attr, value)
+            router = Router()
+            front.register(router)
+            cpu, _ = await whole_path(router, raw, max(1, n // CONNS), CONNS)
+            best[name] = min(best[name], cpu)
+            for obj, attr in swaps:
+                delattr(obj, attr)  # the class's method again
+    real = best["real"]
+    out = [(f"in situ, {CONNS} in flight: {k}", v) for k, v in best.items()]
+    parts = list(best.values())
+    out += [("  => scheduler + hop + forward + outputs, in situ", parts[0] - parts[1]),
+            ("  => data plane glue + validate (beyond the above)", parts[1] - parts[2]),
+            ("  => v2 decode + encode + front-end glue", parts[2] - parts[3]),
+            ("  => HTTP + routing + task (the rest)", parts[3])]
+    assert real == parts[0]
+    return out
+
+
+class _Fake:
+    headers: dict[str, bytes] = {}
+    params = {"model": "mlp"}
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
 
 
 def raw_request(body: bytes) -> bytes:
@@ -223,12 +296,18 @@ async def main(n: int) -> None:
         batcher._inline = None
         rows.append(("scheduler: submit + hop + forward + back, 1 in flight, thread",
                      await cpu_us_async(one_submit, n)))
+        batcher._inline = rule
+        rows += await in_situ(plane, front, batcher, body, answer, raw, n)
         for version in repo.all_versions():
             version.batcher.close()  # type: ignore[union-attr]
         width = max(len(r[0]) for r in rows)
         print(f"{'stage':{width}}  CPU µs/call")
         for name, us in rows:
             print(f"{name:{width}}  {us:8.1f}")
+        print("\nsame-run ratios (CPU µs, lower is better):")
+        for label, a, b in RATIOS:
+            mine, base = best_of(rows, a), best_of(rows, b)
+            print(f"  {label}: {mine:.1f} / {base:.1f} = {mine / base:.2f}")
 
 
 if __name__ == "__main__":
