@@ -137,7 +137,12 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server and its descendants so far."""
-        return sum(_cpu_ticks(pid) for pid in _tree(self.proc.pid)) / os.sysconf("SC_CLK_TCK")
+        return self.cpu_of(self.proc.pid)
+
+    @staticmethod
+    def cpu_of(pid: int) -> float:
+        """User + system CPU time of ``pid`` and its descendants so far."""
+        return sum(_cpu_ticks(p) for p in _tree(pid)) / os.sysconf("SC_CLK_TCK")
 
     def log_tail(self, lines: int = 30) -> str:
         self.log.flush()

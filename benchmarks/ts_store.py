@@ -16,7 +16,9 @@ and wrk.
 Start to ready is what a user sees: from starting the command (``torchserve --start
 --foreground ...`` / ``fastserve ...``) to the first 2xx answer of the benchmarked
 request, polled every 10 ms; the median of ``--starts`` starts of each (alternating,
-so neither side gets the warmer page cache). Beside it, the floor on the same core:
+so neither side gets the warmer page cache), with the CPU time the server's processes
+(TorchServe: the torchserve script, its JVM and worker) had spent by then, which a
+busy machine does not inflate as it does wall time. Beside it, the floor on the same core:
 a bare ``python`` that imports torch, loads the same model (eager: model.py + the state
 dict from the .mar) and runs it once, timed to its "ready" line (not to its exit: the
 interpreter's teardown is no part of a start). Last, one more fastserve start step by
@@ -101,7 +103,10 @@ sys.stdin.read()
 """
 
 
-def floor_seconds(store: Path, model: str) -> float:
+Start = tuple[float, float]  # (wall seconds, CPU seconds of the process tree) to ready
+
+
+def floor_seconds(store: Path, model: str) -> Start:
     """Start of a bare python on the server core to torch imported and the model run."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     t0 = time.perf_counter()
@@ -110,25 +115,29 @@ def floor_seconds(store: Path, model: str) -> float:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     line = proc.stdout.readline() if proc.stdout else ""
     seconds = time.perf_counter() - t0
+    cpu = h.Server.cpu_of(proc.pid)
     proc.communicate("")
     if line.strip() != "ready":
         raise SystemExit(f"floor run failed (exit {proc.returncode})")
-    return seconds
+    return seconds, cpu
 
 
-def ready_seconds(srv: h.Server, model: str) -> float:
-    return srv.wait_until("POST", f"/predictions/{model}", BODIES[model], timeout=300)
+def ready_seconds(srv: h.Server, model: str) -> Start:
+    """Wall time to the first answer, and the CPU time the server (its JVM and worker
+    too) spent by then: the second holds on a busy machine, where the first does not."""
+    wall = srv.wait_until("POST", f"/predictions/{model}", BODIES[model], timeout=300)
+    return wall, srv.cpu_seconds()
 
 
 def measure(srv: h.Server, model: str, seconds: int, conns: int, body: Path) -> dict:
     path = f"/predictions/{model}"
-    ready = ready_seconds(srv, model)
+    ready, ready_cpu = ready_seconds(srv, model)
     h.wrk(srv.port, path, 2, body, conns=conns)  # warm-up (TorchServe's JVM needs it)
     run = h.wrk(srv.port, path, seconds, body, conns=conns)
     if run["non_2xx"] or run["socket_errors"]:
         raise SystemExit(f"{srv.name}: failed requests {run}\n{srv.log_tail()}")
     return {"rps": run["rps"], "p99_ms": run["p99_ms"], "p50_ms": run["p50_ms"],
-            "ready_s": ready, "rss_mb": srv.rss_mb()}
+            "ready_s": ready, "ready_cpu_s": ready_cpu, "rss_mb": srv.rss_mb()}
 
 
 def main() -> None:
@@ -145,7 +154,7 @@ def main() -> None:
         store = build_store(Path(tmp))
         body = Path(tmp) / "body.json"
         body.write_bytes(BODIES[args.model])
-        starts: dict[str, list[float]] = {"torchserve": [], "fastserve": [], "floor": []}
+        starts: dict[str, list[Start]] = {"torchserve": [], "fastserve": [], "floor": []}
         for i in range(args.starts - 1):  # the last start of each is the measured run's
             for name, start in starters:
                 folder = Path(tmp) / f"{name}-{i}"
@@ -165,25 +174,30 @@ def main() -> None:
                 results[name] = measure(srv, args.model, args.seconds, args.conns, body)
             finally:
                 srv.stop()
-            starts[name].append(results[name]["ready_s"])
+            starts[name].append((results[name]["ready_s"], results[name]["ready_cpu_s"]))
         found = ts_start_steps.steps(store, args.model, BODIES[args.model])
     for name in results:
-        results[name]["ready_s"] = statistics.median(starts[name])
+        results[name]["ready_s"] = statistics.median(w for w, _ in starts[name])
+        results[name]["ready_cpu_s"] = statistics.median(c for _, c in starts[name])
         results[name]["ready_all_s"] = starts[name]
-    floor = statistics.median(starts["floor"])
+    floor = statistics.median(w for w, _ in starts["floor"])
+    floor_cpu = statistics.median(c for _, c in starts["floor"])
     ts, fs = results["torchserve"], results["fastserve"]
     print(f"model {args.model}, {args.conns} connections, {args.seconds} s, one core each "
           f"({h.cpu_model()}); start to ready: median of {args.starts} starts")
     for name, r in results.items():
         print(f"  {name:10s} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:7.2f} ms  p99 "
-              f"{r['p99_ms']:7.2f} ms  ready {r['ready_s']:5.1f} s  RSS {r['rss_mb']:6.0f} MB")
+              f"{r['p99_ms']:7.2f} ms  ready {r['ready_s']:5.2f} s (CPU "
+              f"{r['ready_cpu_s']:5.2f} s)  RSS {r['rss_mb']:6.0f} MB")
     ratios = {"req/s (x)": fs["rps"] / ts["rps"], "p99 (fastserve/torchserve)":
               fs["p99_ms"] / ts["p99_ms"], "start to ready (fastserve/torchserve)":
-              fs["ready_s"] / ts["ready_s"], "RSS (fastserve/torchserve)":
+              fs["ready_s"] / ts["ready_s"], "start, CPU s to ready (fastserve/torchserve)":
+              fs["ready_cpu_s"] / ts["ready_cpu_s"], "RSS (fastserve/torchserve)":
               fs["rss_mb"] / ts["rss_mb"],
-              "floor: python + import torch + model (/torchserve)": floor / ts["ready_s"]}
+              "floor: python + import torch + model (/torchserve)": floor / ts["ready_s"],
+              "floor, CPU s (/torchserve)": floor_cpu / ts["ready_cpu_s"]}
     print(f"  {'floor':10s} python + import torch + load and run the model: {floor:5.2f} s "
-          f"(median of {len(starts['floor'])})")
+          f"(CPU {floor_cpu:4.2f} s; median of {len(starts['floor'])})")
     for key, value in ratios.items():
         print(f"  {key:52s} {value:6.2f}")
     ts_start_steps.report(found)
