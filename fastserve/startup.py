@@ -52,7 +52,8 @@ def models_on_disk(root: Path) -> list[str]:
 
 def collect_garbage_after(loader: threading.Thread, loop: asyncio.AbstractEventLoop) -> None:
     """Turn the cyclic GC (off since cli.main) back on once ``loader`` is done, what is
-    loaded by then frozen out of its passes.
+    loaded by then frozen out of its passes (App turns it on sooner, when a first model
+    is READY: requests then make garbage, and the other models may take long to load).
 
     The start's own cyclic garbage is frozen with it, never freed: a bounded, one-time
     cost (7,051 objects for the ts_store eager case), where collecting it first would

@@ -75,3 +75,18 @@ def test_gc_is_back_on_once_the_first_loads_are_done() -> None:
     finally:
         gc.enable()
         gc.unfreeze()
+
+
+def test_gc_is_back_on_when_a_first_model_is_ready(tmp_path: Path) -> None:
+    """Requests make garbage: the GC comes back with the first READY model, even while
+    other models still load (the loader's end would be later)."""
+    app = App(ServerConfig(models=tmp_path))
+    gc.disable()
+    try:
+        app._model_changed(ModelVersion("m", "1", tmp_path, state=State.LOADING))
+        assert not gc.isenabled()
+        app._model_changed(ModelVersion("m", "1", tmp_path, state=State.READY))
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
