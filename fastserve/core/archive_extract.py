@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -30,6 +31,9 @@ CHUNK = 1024 * 1024  # bytes read and written at a time
 _root: Path | None = None
 _EXTRACTING = threading.Lock()
 CACHE_ENV = "FASTSERVE_ARCHIVE_CACHE"
+# An older copy of a replaced archive is removed once this old (seconds): the version
+# extracted from it may still be draining (here, or in a --workers sibling) meanwhile.
+STALE_AFTER = 600.0
 
 
 def extraction_root() -> Path:
@@ -100,9 +104,16 @@ def prepare(source: Path, max_size: int = DEFAULT_MAX_SIZE, into: Path | None = 
             shutil.rmtree(partial, ignore_errors=True)
             raise
         for stale in base.glob(f"{glob.escape(source.name)}-{place}-*"):
-            if stale != target:  # an earlier version of this file
-                shutil.rmtree(stale, ignore_errors=True)
+            if stale != target and _age(stale) > STALE_AFTER:  # an earlier version of this
+                shutil.rmtree(stale, ignore_errors=True)  # file, no longer draining anywhere
         return target
+
+
+def _age(folder: Path) -> float:
+    try:
+        return time.time() - folder.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def extract(source: Path, folder: Path, max_size: int) -> None:
