@@ -10,8 +10,10 @@ keeps the loop from ever being blocked long, and applies only where it pays:
 - only a model that does not batch (max_batch_size 0) and has one instance (several ask
   for runs in parallel: they keep their threads), on a backend that says its ``infer``
   may run on any thread (``loop_safe``: the torch backend on CPU);
-- only once its first ``LEARN_RUNS`` requests ran on its thread, the fastest of them
-  under ``INLINE_BELOW`` (the fastest: a busy box only adds to what the model costs);
+- only once at least ``LEARN_RUNS`` of its requests ran on its thread and the fastest of
+  them took under ``INLINE_BELOW`` (the fastest: a busy box, a cold first run or a wait
+  for the GIL only add to what the model costs; until then every run on the thread is
+  timed, so a model whose first runs were slow still qualifies later);
 - only a job whose requests, at that cost each, add up to ``INLINE_BELOW`` at most: a
   lone request (one client, or a loop turn that read one request), or a few. The many
   requests read in one loop turn under load stay one group on the thread, one hop for
@@ -46,7 +48,7 @@ class InlineRule:
 
     def __init__(self, policy: Any) -> None:
         self.policy = policy  # the model's tensor policy: only its requests run inline
-        self.learned = 0  # runs timed so far (LEARN_RUNS: decided)
+        self.learned = 0  # runs timed so far (at least LEARN_RUNS before deciding)
         self.best = float("inf")  # the fastest of them, s
         self.best_bytes = 0  # its input bytes
         self.most_bytes = -1  # the largest request that may run on the loop (-1: none)
@@ -70,7 +72,7 @@ class InlineRule:
         return True
 
     def learn(self, job: Group, results: list[Any], runs: list[Run]) -> None:
-        """Time the runs of a job its thread ran (until LEARN_RUNS are in)."""
+        """Time the runs of a job its thread ran (until the model qualifies)."""
         ran = [item for item, result in zip(job, results, strict=True) if result is not SKIPPED]
         for item, (_, seconds, _) in zip(ran, runs, strict=True):
             if item.policy is self.policy:

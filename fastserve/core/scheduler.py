@@ -30,7 +30,7 @@ from ..backends._base import Backend
 from ..errors import BackendError, FastServeError, ModelNotReadyError, QueueFullError
 from .batching import GroupedPolicy, OpaquePolicy, Runner, TensorPolicy
 from .expiry import Expiry
-from .inline import LEARN_RUNS, InlineRule
+from .inline import InlineRule
 from .instances import InstanceThreads
 from .jobs import SKIPPED, Batch, Clients, Group, Item, Outputs, Parent, Run, WorkQueue
 from .model_config import ModelConfig
@@ -262,7 +262,7 @@ class DynamicBatcher:
         self._in_groups -= job.behind
         stats = self.stats
         stats.record_runs(runs)
-        if self._inline is not None and self._inline.learned < LEARN_RUNS:
+        if self._inline is not None and self._inline.most_bytes < 0:  # not decided yet
             self._inline.learn(job, results, runs)  # type: ignore[arg-type]
         now = self.clock()
         for item, result in zip(job, results, strict=True):

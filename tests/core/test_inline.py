@@ -191,3 +191,12 @@ def test_slow_runs_in_a_row_send_the_model_back_to_its_thread() -> None:
     assert len(done) == inline.SLOW_RUNS  # every job was answered
     assert not rule.takes(job, 5.0) and not rule.takes(job, 5.0 + inline.PAUSE - 0.01)
     assert rule.takes(job, 5.0 + inline.PAUSE)
+
+
+def test_a_model_whose_first_runs_were_slow_qualifies_once_a_fast_run_is_seen() -> None:
+    rule, policy = learned_rule(3 * INLINE_BELOW)  # cold first runs, a busy box
+    job = group(policy, 100)
+    job[0].policy = policy
+    assert rule.most_bytes < 0 and not rule.takes(job, 0.0)
+    rule.learn(job, [{}], [(1, INLINE_BELOW / 4, 1)])  # a later run on the thread
+    assert rule.takes(job, 0.0)
