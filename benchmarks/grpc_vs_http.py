@@ -77,7 +77,21 @@ def start(models: Path, grpc: bool) -> tuple[h.Server, int]:
     return h.Server("fastserve-grpc" if grpc else "fastserve", argv, port, ROOT), grpc_port
 
 
-def perf(model: str, url: str, protocol: str, scale: float = 1.0) -> dict:
+def perf(model: str, url: str, protocol: str, scale: float = 1.0, tries: int = 2) -> dict:
+    """One perf_analyzer run; a run killed for its memory (it keeps what it sends and
+    grows while it fails to stabilise on a busy box) is tried again, then reported as
+    failed (rps NaN) rather than ending the benchmark."""
+    for attempt in range(tries):
+        try:
+            return _perf(model, url, protocol, scale)
+        except RuntimeError as exc:
+            print(f"perf_analyzer {model}/{protocol} try {attempt + 1}: {str(exc)[:300]}",
+                  file=sys.stderr, flush=True)
+    nan = float("nan")
+    return {"rps": nan, "p99_ms": nan, "p50_ms": nan, "failed": True}
+
+
+def _perf(model: str, url: str, protocol: str, scale: float) -> dict:
     shape, _, conns = MODELS[model]
     name = f"pa-{os.getpid()}-{model}-{protocol}.csv"
     cmd = ["taskset", "-c", h.WRK_CORE, PERF_ANALYZER, "-m", model, "-u", url, "-i", protocol,
@@ -91,8 +105,13 @@ def perf(model: str, url: str, protocol: str, scale: float = 1.0) -> dict:
     deadline = time.monotonic() + 300
     while proc.poll() is None:
         # NOTE: perf_analyzer once grew to 18 GB here (OOM-killed); never let it near that.
-        if time.monotonic() > deadline or _rss_mb(proc.pid) > PERF_ANALYZER_MAX_MB:
+        killed = ("past its deadline" if time.monotonic() > deadline else
+                  f"over {PERF_ANALYZER_MAX_MB} MB" if _rss_mb(proc.pid) > PERF_ANALYZER_MAX_MB
+                  else None)
+        if killed:
             proc.kill()
+            proc.wait()
+            raise RuntimeError(f"perf_analyzer killed: {killed}")
         time.sleep(0.2)
     out.seek(0)
     if proc.returncode != 0:
@@ -144,6 +163,12 @@ def startup(models: Path, grpc: bool, load: bool) -> dict:
                 "loaded_mb": server.rss_mb()}
     finally:
         server.stop()
+
+
+def _median(values: list[float]) -> float:
+    """The median of the runs that did not fail (NaN when all failed)."""
+    kept = [v for v in values if v == v]
+    return statistics.median(kept) if kept else float("nan")
 
 
 def grpc_live(server: h.Server, port: int, timeout: float = 60.0) -> float:
@@ -222,7 +247,8 @@ def main() -> int:
         server.stop()
         echo.stop()
         bare.stop()
-    med = {k: {m: statistics.median(r[m] for r in rs) for m in rs[0]} for k, rs in runs.items()}
+    med = {k: {m: _median([r[m] for r in rs]) for m in ("rps", "p50_ms", "p99_ms", "cpu_us")}
+           for k, rs in runs.items()}
     costs: dict[str, list[dict]] = {"off": [], "on": []}
     for i in range(args.starts):  # interleaved, so a busy moment weighs on both
         settings = (("off", False), ("on", True))
