@@ -6,6 +6,7 @@ only the management token, and relays with the inference one."""
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +90,31 @@ def test_relayed_calls(workers) -> None:
             channel.unary_unary("/inference.GRPCInferenceService/ModelMetadata")(
                 b"\xff\xff", metadata=tuple(M.items()))
         assert raw.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_relayed_stream(workers) -> None:
+    x, want = digits_input()
+    answers: queue.Queue = queue.Queue()
+    url = f"127.0.0.1:{workers.grpc_management_port}"
+    with grpcclient.InferenceServerClient(url) as management:
+        management.start_stream(callback=lambda result, error: answers.put((result, error)),
+                                headers=M)
+        try:
+            for i in range(3):
+                tensor = grpcclient.InferInput("input__0", [1, 64], "FP32")
+                tensor.set_data_from_numpy(x * i)
+                management.async_stream_infer("digits", [tensor], request_id=str(i))
+            bad = grpcclient.InferInput("input__0", [1, 3], "FP32")
+            bad.set_data_from_numpy(np.zeros((1, 3), np.float32))
+            management.async_stream_infer("digits", [bad], request_id="bad")
+            got = [answers.get(timeout=30) for _ in range(4)]
+        finally:
+            management.stop_stream()
+    errors = [e for _, e in got if e is not None]
+    assert len(errors) == 1 and "shape" in errors[0].message()
+    by_id = {r.get_response().id: r.as_numpy("output__0") for r, e in got if e is None}
+    np.testing.assert_allclose(by_id["1"], want, rtol=1e-5, atol=1e-5)
+    assert set(by_id) == {"0", "1", "2"}
 
 
 def test_changes_reach_every_worker(workers) -> None:
