@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fastserve.app import App
+from fastserve.backends import ts_envelope
 from fastserve.cli import parse_config
 
 from ts_archives import build_mar
@@ -61,6 +62,9 @@ def test_runtime_args_serve_the_pytorch_format_layout(tmp_path: Path, monkeypatc
     assert config.models == (mnt / "model-store").resolve()
     assert config.store.selection == ("mnist.mar",) and config.store.envelope == "kservev2"
     assert config.store.job_queue_size == 10 and config.metrics_port == 8082
+    # App sets the process-wide envelope (kservev2): put the old one back afterwards, or
+    # the handler tests that run later in this process get their handlers wrapped.
+    monkeypatch.setattr(ts_envelope, "settings", ts_envelope.settings)
     app = App(config)
     entry = app.repository.entry("mnist")
     assert list(entry.versions) == ["1.0"] and entry.default is entry.versions["1.0"]
