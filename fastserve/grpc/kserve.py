@@ -21,6 +21,7 @@ from ..frontends._triton_settings import TritonSettings
 from ..frontends._v2 import classify
 from . import wire
 from .management import Management
+from .raw_inputs import parse_infer_request
 from .repository import RepositoryRpcs
 from .services import Malformed, check
 from .status import CallPolicy, code_of, model_of, unary
@@ -34,6 +35,8 @@ class InferenceService(RepositoryRpcs, TritonExtras):
     """One per port: on the inference port ``management`` refuses mutations."""
 
     SERIALIZED = frozenset({"ModelInfer", "ModelStreamInfer"})  # answer bytes, not messages
+    # Large requests' tensors stay views of the received bytes (grpc/raw_inputs.py).
+    PARSERS = {"ModelInfer": parse_infer_request, "ModelStreamInfer": parse_infer_request}
 
     def __init__(self, dataplane: DataPlane, control: ModelControl, policy: CallPolicy,
                  management: Management, mutable: bool, settings: TritonSettings) -> None:

@@ -56,7 +56,8 @@ def _unimplemented(what: str) -> Any:
 
 def add_service(server: grpc.aio.Server, servicer: Any, service: Any) -> None:
     """Serve every method of ``service`` (a ServiceDescriptor) with ``servicer``'s own;
-    those named in its ``SERIALIZED`` return (or yield) serialized messages themselves."""
+    those named in its ``SERIALIZED`` return (or yield) serialized messages themselves,
+    those in its ``PARSERS`` get requests parsed by that function."""
     handlers = {}
     for method in service.methods:
         request_cls = message_factory.GetMessageClass(method.input_type)
@@ -68,8 +69,9 @@ def add_service(server: grpc.aio.Server, servicer: Any, service: Any) -> None:
                 continue  # grpc answers UNIMPLEMENTED itself
             implementation = _unimplemented(f"{service.full_name}/{method.name}")
         serialized = method.name in getattr(servicer, "SERIALIZED", ())
+        parse = getattr(servicer, "PARSERS", {}).get(method.name) or _parser(request_cls)
         handlers[method.name] = make(implementation,
-                                     request_deserializer=_parser(request_cls),
+                                     request_deserializer=parse,
                                      response_serializer=None if serialized
                                      else response_cls.SerializeToString)
     server.add_generic_rpc_handlers(

@@ -233,3 +233,26 @@ def test_asyncio_client(grpc_server, local_model) -> None:
     model = local_model("digits")
     for got, x in zip(outputs, xs, strict=True):
         np.testing.assert_allclose(got, local(model, x)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_large_raw_inputs_unary_and_stream(triton, local_model) -> None:
+    # Past 64 KB the request's tensors are views of the received bytes (raw_inputs.py):
+    # a large input beside a small one, each in its own raw_input_contents entry.
+    x = np.random.default_rng(11).random(50_000, dtype=np.float32)  # 200 KB
+    n = np.array([1], np.int64)
+    want = local(local_model("slow"), x, n)[0]
+    inputs = [infer_input("x", x, "FP32"), infer_input("n", n, "INT64")]
+    np.testing.assert_allclose(triton.infer("slow", inputs).as_numpy("y"), want, rtol=1e-6)
+    answers: queue.Queue[Any] = queue.Queue()
+    triton.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        triton.async_stream_infer("slow", inputs, request_id="big")
+        result, error = answers.get(timeout=30)
+    finally:
+        triton.stop_stream()
+    assert error is None
+    np.testing.assert_allclose(result.as_numpy("y"), want, rtol=1e-6)
+    wrong = [infer_input("x", x, "FP32"), infer_input("n", np.array([1, 2], np.int64), "INT64")]
+    with pytest.raises(InferenceServerException) as err:
+        triton.infer("slow", wrong)
+    assert err.value.status() == "StatusCode.INVALID_ARGUMENT"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ from tritonclient.grpc import service_pb2 as pb
 
 from fastserve.core.shm import SharedMemoryRegistry
 from fastserve.errors import ForbiddenError, InvalidInputError
-from fastserve.grpc import wire
+from fastserve.grpc import raw_inputs, wire
+from fastserve.grpc.services import Malformed
 from fastserve.grpc.tensors import OutputOptions, decode_request, encode_response, parameters
 from fastserve.types import DataType, InferResponse, TensorSpec
 
@@ -109,3 +111,44 @@ def test_response_bytes_are_protobufs_own(request_id: str) -> None:
         assert got == want.SerializeToString()
     stream = pb.ModelStreamInferResponse.FromString(wire.stream_response(got))
     assert stream.infer_response == want and stream.error_message == ""
+
+
+def big_request() -> tuple[Any, list[bytes]]:
+    rng = np.random.default_rng(5)
+    raws = [rng.bytes(70_000), b"", rng.bytes(300), rng.bytes(200_000)]
+    request = pb.ModelInferRequest(model_name="m", model_version="2", id="x" * 200)
+    request.parameters["p"].string_param = "v"
+    for i in range(4):
+        request.inputs.add(name=f"in{i}", datatype="UINT8", shape=[len(raws[i])])
+    request.outputs.add(name="y")
+    request.raw_input_contents.extend(raws)
+    return request, raws
+
+
+def test_large_request_raw_contents_are_views() -> None:
+    request, raws = big_request()
+    data = request.SerializeToString()
+    parsed = raw_inputs.parse_infer_request(data)
+    assert type(parsed) is raw_inputs.SplitRequest
+    assert [bytes(v) for v in parsed.raw_input_contents] == raws
+    assert all(v.obj is data for v in parsed.raw_input_contents)  # no copy
+    rest = pb.ModelInferRequest()
+    rest.CopyFrom(request)
+    del rest.raw_input_contents[:]
+    assert parsed.message == rest and parsed.id == "x" * 200
+    decoded, _ = decode_request(parsed, NO_SHM)
+    assert [decoded.inputs[f"in{i}"].tobytes() for i in range(4)] == raws
+    # A small request is protobuf's alone.
+    assert type(raw_inputs.parse_infer_request(pb.ModelInferRequest(
+        model_name="m").SerializeToString())) is pb.ModelInferRequest
+
+
+@pytest.mark.parametrize("cut", [1, 7, 100, 70_010, -1])
+def test_large_request_malformed(cut: int) -> None:
+    data = big_request()[0].SerializeToString()
+    broken = data[:-cut] + b"\x00" * 70_000 if cut < 100 else data[:cut] + data[-1:] * 70_000
+    parsed = raw_inputs.parse_infer_request(broken)
+    assert type(parsed) is Malformed, cut
+    assert "ModelInferRequest" in parsed.message
+    bad_wire = b"\x0b" + data  # field 1 as a (deprecated) group start
+    assert type(raw_inputs.parse_infer_request(bad_wire)) is Malformed
