@@ -11,8 +11,8 @@ A batched model's job is a ``Batch``: it leaves when an instance is idle and eit
 ``max_batch_size`` rows of one key wait, or the oldest request has waited
 ``batch_delay_ms``, or no request is known to be coming (``_take_batch``), or the batcher
 is draining. A model without a batch dimension gets ``Group`` jobs: an idle instance's
-share of the queue, at once, each request run alone; or, when its forward is cheap and
-its instance idle, a request is a job run on the loop at once (``core/inline.py``).
+share of the queue, at once, each request run alone; a group small enough for the thread
+hop to cost more than its runs runs on the loop instead, at once (``core/inline.py``).
 Requests enter as tensors (``submit``) or opaque payloads for a runner (``submit_opaque``).
 """
 
@@ -81,7 +81,7 @@ class DynamicBatcher:
         self._in_groups = 0  # members of running groups beyond the one each instance runs
         self._dispatch_pending = False
         self._clients = Clients()  # how many requests to expect at once (see _take_batch)
-        # A cheap unbatched model runs on the loop when its instance is idle (core/inline.py).
+        # Small groups of a cheap unbatched model run on the loop (core/inline.py).
         self._inline = InlineRule.for_model(backend, config.max_batch_size, config.instances,
                                             self.tensors)
 
