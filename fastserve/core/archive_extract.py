@@ -64,7 +64,30 @@ def _private_cache() -> Path | None:
         log.info("archive cache %s is not private to this user: extracting into a temporary "
                  "folder", folder)
         return None
+    _prune(folder)
     return folder
+
+
+def _prune(cache: Path) -> None:
+    """Once per process: drop copies whose archive is gone from disk (its path is in the
+    ``.<copy>.source`` beside it), and half-extracted folders a crash left behind."""
+    try:
+        entries = list(cache.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if _age(entry) <= STALE_AFTER:
+            continue
+        if entry.name.endswith(".source") and entry.is_file():
+            try:
+                gone = not Path(entry.read_text(encoding="utf-8")).exists()
+            except (OSError, UnicodeDecodeError):
+                gone = True
+            if gone:
+                shutil.rmtree(cache / entry.name[1:-len(".source")], ignore_errors=True)
+                entry.unlink(missing_ok=True)
+        elif entry.name.startswith(".") and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _temporary_root() -> Path:
@@ -95,6 +118,8 @@ def prepare(source: Path, max_size: int = DEFAULT_MAX_SIZE, into: Path | None = 
         partial = Path(tempfile.mkdtemp(prefix=f".{source.name}-", dir=base))
         try:
             extract(source, partial, max_size)
+            if into is None:  # the cache's own bookkeeping (see _prune)
+                (base / f".{target.name}.source").write_text(where, encoding="utf-8")
             os.replace(partial, target)
         except OSError as exc:
             shutil.rmtree(partial, ignore_errors=True)
@@ -106,6 +131,7 @@ def prepare(source: Path, max_size: int = DEFAULT_MAX_SIZE, into: Path | None = 
         for stale in base.glob(f"{glob.escape(source.name)}-{place}-*"):
             if stale != target and _age(stale) > STALE_AFTER:  # an earlier version of this
                 shutil.rmtree(stale, ignore_errors=True)  # file, no longer draining anywhere
+                (base / f".{stale.name}.source").unlink(missing_ok=True)
         return target
 
 

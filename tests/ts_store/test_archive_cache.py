@@ -52,7 +52,8 @@ def test_a_replaced_archive_is_extracted_again_and_old_copies_removed_later(
     os.utime(store / "tiny.mar")  # a third copy of the file
     newest = prepare(store / "tiny.mar")
     assert not old.exists() and new.exists()
-    assert sorted(p.name for p in cache.iterdir()) == sorted([new.name, newest.name])
+    assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) == sorted(
+        [new.name, newest.name])
 
 
 def test_a_cache_others_can_write_is_not_trusted(tmp_path: Path, cache: Path) -> None:
@@ -61,3 +62,20 @@ def test_a_cache_others_can_write_is_not_trusted(tmp_path: Path, cache: Path) ->
     root = extraction_root()
     assert root != cache and root.name.startswith("fastserve-mar-")
     assert (root.stat().st_mode & 0o077) == 0  # mkdtemp: ours alone
+
+
+def test_copies_of_archives_gone_from_disk_are_dropped_at_the_next_start(
+        tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kept_mar = build_mar(tmp_path, tmp_path / "store", "kept", "1.0")
+    gone_mar = build_mar(tmp_path, tmp_path / "store", "gone", "1.0")
+    kept, gone = prepare(kept_mar), prepare(gone_mar)
+    crashed = cache / ".half-extracted-abc"  # what a crash mid-extraction leaves
+    crashed.mkdir()
+    gone_mar.unlink()
+    for path in cache.iterdir():
+        os.utime(path, (1, 1))  # long ago
+    restart(monkeypatch)
+    assert extraction_root() == cache
+    assert kept.is_dir() and not gone.exists() and not crashed.exists()
+    assert sorted(p.name for p in cache.iterdir()) == sorted([kept.name,
+                                                              f".{kept.name}.source"])
