@@ -16,7 +16,9 @@ subset): a test using a server fixture is marked here; one that starts
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,15 @@ settings.load_profile("fastserve")
 # Fixtures that start a server process; a test depending on one, directly or not, is slow.
 SERVER_FIXTURES = frozenset({"server", "spawn_server", "ops", "tf_server", "ts_server"})
 OPS_POLL = "0.25"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Extracted TorchServe archives go to a cache of this run (the servers inherit it),
+    # not to ~/.cache/fastserve/archives, where every run's temporary stores would pile up.
+    if "FASTSERVE_ARCHIVE_CACHE" not in os.environ:
+        cache = tempfile.mkdtemp(prefix="fastserve-test-archives-")
+        os.environ["FASTSERVE_ARCHIVE_CACHE"] = cache
+        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
