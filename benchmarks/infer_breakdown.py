@@ -43,10 +43,6 @@ CONNS = 32
 
 # (label, rows starting with A, rows starting with B): the best of each, A / B
 RATIOS = [
-    ("1 in flight: inline rule / always the thread", "whole request, 1 in flight, inline",
-     "whole request, 1 in flight, always"),
-    (f"{CONNS} in flight: inline rule / always the thread",
-     f"whole request, {CONNS} in flight, inline", f"whole request, {CONNS} in flight, always"),
     ("infer on a thread: instance_scope / inference mode per run",
      "backend.infer on a thread, inference mode instance", "backend.infer on a thread, "
      "inference mode per"),
@@ -286,17 +282,9 @@ async def main(n: int) -> None:
 
         rows.append(("DataPlane.infer_body (decode..outputs), 1 in flight",
                      await cpu_us_async(plane_call, n)))
-        rule = batcher._inline
         for conns in (1, CONNS):
-            for label, inline in (("inline rule", rule), ("always the thread", None)) * 2:
-                batcher._inline = inline  # None: every request goes to the instance thread
-                cpu, wall = await whole_path(router, raw, max(1, n // conns), conns)
-                rows.append((f"whole request, {conns} in flight, {label} (wall {wall:.0f})",
-                             cpu))
-        batcher._inline = None
-        rows.append(("scheduler: submit + hop + forward + back, 1 in flight, thread",
-                     await cpu_us_async(one_submit, n)))
-        batcher._inline = rule
+            cpu, wall = await whole_path(router, raw, max(1, n // conns), conns)
+            rows.append((f"whole request, {conns} in flight (wall {wall:.0f})", cpu))
         rows += await in_situ(plane, front, batcher, body, answer, raw, n)
         for version in repo.all_versions():
             version.batcher.close()  # type: ignore[union-attr]

@@ -12,10 +12,9 @@ from ..types import TensorSpec
 class Backend(Protocol):
     """One loaded model version, able to run a batch on any of its instances.
 
-    ``infer`` is called from instance threads (or, for a backend whose ``loop_safe`` is
-    True, from the event loop: core/inline.py), with the batch's inputs by name: numpy
-    arrays (the batch dimension first when the model batches) or object arrays of
-    ``bytes`` for BYTES. It returns outputs by name as
+    ``infer`` is called from instance threads, never from the event loop, with the
+    batch's inputs by name: numpy arrays (the batch dimension first when the model
+    batches) or object arrays of ``bytes`` for BYTES. It returns outputs by name as
     numpy arrays, every one with the same first dimension as the inputs when batched.
 
     ``declared`` is False when ``inputs`` is only a guess (no [[inputs]] in config.toml and

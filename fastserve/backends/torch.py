@@ -48,7 +48,6 @@ class TorchBackend:
             raise ConfigError(f"config.pbtxt: instance_group kind KIND_GPU ({config.device}) "
                               f"but {reason}; use KIND_CPU or KIND_AUTO") from None
         self.cuda = self.device.startswith("cuda")
-        self.loop_safe = not self.cuda  # infer may run on any thread (core/inline.py)
         self.instance_scope = instance_scope  # each instance thread's (core/instances.py)
         self.declared = True
         self._forward_args: tuple[list[str], int] | None = None  # undeclared model.pt only
@@ -160,7 +159,7 @@ class TorchBackend:
             ran = perf_counter_ns()
             if inference_on():  # an instance thread (instance_scope)
                 result = self._forward(*args)
-            else:  # warm-up, or a small job on the event loop (core/inline.py)
+            else:  # warm-up, on the loading thread
                 with inference_mode():
                     result = self._forward(*args)
             done = perf_counter_ns()

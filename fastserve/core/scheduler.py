@@ -11,9 +11,11 @@ A batched model's job is a ``Batch``: it leaves when an instance is idle and eit
 ``max_batch_size`` rows of one key wait, or the oldest request has waited
 ``batch_delay_ms``, or no request is known to be coming (``_take_batch``), or the batcher
 is draining. A model without a batch dimension gets ``Group`` jobs: an idle instance's
-share of the queue, at once, each request run alone; a group small enough for the thread
-hop to cost more than its runs runs on the loop instead, at once (``core/inline.py``).
-Requests enter as tensors (``submit``) or opaque payloads for a runner (``submit_opaque``).
+share of the queue, at once, each request run alone.
+
+Requests enter as tensors (``submit``) or as opaque payloads for a runner
+(``submit_opaque``: the plug point for request-list runtimes such as TorchServe
+handlers; see ``core/batching.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from ..backends._base import Backend
 from ..errors import BackendError, FastServeError, ModelNotReadyError, QueueFullError
 from .batching import GroupedPolicy, OpaquePolicy, Runner, TensorPolicy
 from .expiry import Expiry
-from .inline import InlineRule
 from .instances import InstanceThreads
 from .jobs import SKIPPED, Batch, Clients, Group, Item, Outputs, Parent, Run, WorkQueue
 from .model_config import ModelConfig
@@ -81,9 +82,6 @@ class DynamicBatcher:
         self._in_groups = 0  # members of running groups beyond the one each instance runs
         self._dispatch_pending = False
         self._clients = Clients()  # how many requests to expect at once (see _take_batch)
-        # Small groups of a cheap unbatched model run on the loop (core/inline.py).
-        self._inline = InlineRule.for_model(backend, config.max_batch_size, config.instances,
-                                            self.tensors)
 
     # Lifecycle
 
@@ -200,10 +198,7 @@ class DynamicBatcher:
             self._running[id(job)] = job
             self._running_items += len(job)
             self._in_groups += job.behind
-            if self._inline is not None and self._inline.takes(job, now):  # core/inline.py
-                self._inline.run(job, self.name, now, self._stale, self._complete, self._crashed)
-            else:
-                self._jobs.put(job)
+            self._jobs.put(job)
         if self._timer is not None and not self._queue:
             self._timer.cancel()
             self._timer = None
@@ -262,8 +257,6 @@ class DynamicBatcher:
         self._in_groups -= job.behind
         stats = self.stats
         stats.record_runs(runs)
-        if self._inline is not None and self._inline.most_bytes < 0:  # not decided yet
-            self._inline.learn(job, results, runs)  # type: ignore[arg-type]
         now = self.clock()
         for item, result in zip(job, results, strict=True):
             if result is SKIPPED:
