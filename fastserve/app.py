@@ -123,7 +123,8 @@ class App:
             config.management_host, config.management_port) == (config.host, config.port)
         inference_router: Any = self.router
         if self.shared_port:
-            inference_router = SharedPortRouter(self.management_router, self.router)
+            inference_router = SharedPortRouter(self.management_router, self.router,
+                                                self.dataplane.server_metadata()["version"])
             inference_guard = shared_guard(inference_router, management_guard, inference_guard)
         self.inference = HttpServer(inference_router, limits, guard=inference_guard,
                                     on_response=_hooks(self.metrics.response_hook(), access))

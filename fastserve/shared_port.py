@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import MethodNotAllowedError, RouteNotFoundError
+from .frontends.openapi import ApiDescription
 from .http.messages import ErrorFormatter, Request
 from .http.router import Route, Router, default_error_formatter
 
@@ -17,11 +18,26 @@ Guard = Callable[[Request], None]
 
 
 class SharedPortRouter:
-    """The management router, falling back to the inference router."""
+    """The management router, falling back to the inference router; ``OPTIONS /``
+    describes both APIs in one document, as TorchServe's does on such a port."""
 
-    def __init__(self, management: Router, inference: Router) -> None:
+    def __init__(self, management: Router, inference: Router, version: str = "") -> None:
         self.management, self.inference = management, inference
         self.probes = inference.probes  # /ping, /v2/health/*: the inference port's answers
+        description = ApiDescription(self, "fastserve inference and management APIs",  # type: ignore[arg-type]
+                                     version)
+        self._describe = Route("OPTIONS", "/", description,
+                               "OpenAPI 3.0.1 description of every endpoint on this port")
+
+    @property
+    def routes(self) -> list[Route]:
+        """Every route the port answers: the management API's, then the inference API's
+        that it does not shadow."""
+        taken = {(r.method, r.template) for r in self.management.routes}
+        return [self._describe] + [
+            r for r in self.management.routes + [
+                r for r in self.inference.routes if (r.method, r.template) not in taken]
+            if (r.method, r.template) != ("OPTIONS", "/")]
 
     def serves_management(self, method: str, path: str) -> bool:
         try:
@@ -31,6 +47,8 @@ class SharedPortRouter:
         return True
 
     def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        if method == "OPTIONS" and path == "/":
+            return self._describe, {}
         if self.serves_management(method, path):
             return self.management.resolve(method, path)
         return self.inference.resolve(method, path)

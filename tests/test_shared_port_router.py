@@ -3,6 +3,7 @@ both have one, every other path goes to inference, each API checks its own token
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from fastserve.auth import bearer_guard
@@ -55,3 +56,12 @@ def test_each_api_keeps_its_own_token(routers) -> None:
     with pytest.raises(UnauthorizedError):
         guard(request("POST", "/predictions/m", b"admin"))
     assert shared_guard(shared, None, None) is None
+
+
+def test_options_describes_both_apis_in_one_document(routers) -> None:
+    shared = SharedPortRouter(*routers, version="9.9")
+    route, _ = shared.resolve("OPTIONS", "/")
+    doc = orjson.loads(route.handler(request("OPTIONS", "/")).body)
+    assert doc["info"]["version"] == "9.9"
+    assert set(doc["paths"]) == {"/", "/models", "/v2/repository/models/{model}/load",
+                                 "/predictions/{model}"}

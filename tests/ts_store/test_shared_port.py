@@ -44,6 +44,8 @@ def test_both_apis_answer_on_the_one_port(server: ServerProcess) -> None:
     # The repository extension's load is the management one here, not the 403 share.
     status, _, body = server.request("POST", "/v2/repository/models/tiny/load")
     assert status == 200, body
+    status, _, body = server.request("OPTIONS", "/")  # one document for both, as TorchServe
+    assert status == 200 and {"/models", "/predictions/{model}"} <= set(orjson.loads(body)["paths"])
     assert server.request("GET", "/ping")[0] == 200
     assert server.request("GET", "/metrics")[0] == 200
     status, _, body = server.request("GET", "/no/such/route")
