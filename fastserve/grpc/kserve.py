@@ -15,7 +15,8 @@ from tritonclient.grpc import service_pb2 as pb
 
 from ..core.control import ModelControl
 from ..core.dataplane import DataPlane
-from ..errors import InvalidInputError, UnsupportedError
+from ..core.info import WholeRequest
+from ..errors import UnsupportedError
 from ..frontends._triton import TritonDocs
 from ..frontends._triton_settings import TritonSettings
 from ..frontends._v2 import classify
@@ -25,7 +26,7 @@ from .raw_inputs import parse_infer_request
 from .repository import RepositoryRpcs
 from .services import Malformed, check
 from .status import CallPolicy, code_of, model_of, unary
-from .tensors import decode_request, encode_response
+from .tensors import InferBody, encode_response
 from .triton_extras import TritonExtras
 
 MAX_STREAM_IN_FLIGHT = 1024  # requests of one stream running at once; more wait to be read
@@ -115,27 +116,26 @@ class InferenceService(RepositoryRpcs, TritonExtras):
     async def infer(self, request: pb.ModelInferRequest) -> bytes:
         """The serialized ModelInferResponse (grpc/wire.py)."""
         check(request)
-        dataplane = self.dataplane
-        info = dataplane.resolve(request.model_name, request.model_version or None)
-        dataplane.check_tensor_api(info)  # a handler.py model answers on Predictions
-        if dataplane.archive(info.name) is not None:
+        body = InferBody(request, self.dataplane.shared_memory)
+        # One call through the door: it resolves the model (404, 503), then decodes
+        # ``body`` against it (a refusal counts as the model's failure), validates and
+        # runs; encoded images (BYTES, image_classifier) are preprocessed behind it.
+        response = await self.dataplane.infer_body(request.model_name,
+                                                   request.model_version or None, body)
+        if isinstance(response, WholeRequest):
+            model = response.info.name
             raise UnsupportedError(
-                f"model '{info.name}' is a TorchServe archive: its handler takes whole "
+                f"model '{model}' is a TorchServe archive: its handler takes whole "
                 "requests; call TorchServe's Predictions RPC (or POST /predictions/"
-                f"{info.name})")
-        try:
-            infer_request, options = decode_request(request, dataplane.shared_memory)
-        except InvalidInputError:
-            dataplane.refused(info)  # a bad request counts as a failure (as Triton)
-            raise
-        # Encoded images (BYTES, image_classifier) are preprocessed behind the door.
-        response = await dataplane.infer(infer_request)
+                f"{model})")
+        info, options = body.info, body.options
+        assert info is not None
         if options.classification:
             for name, k in options.classification.items():
                 if name in response.outputs:
                     response.outputs[name] = classify(response.outputs[name], k, info.labels,
                                                       info.batched)
-        return encode_response(response, options, info.outputs, dataplane.shared_memory)
+        return encode_response(response, options, info.outputs, self.dataplane.shared_memory)
 
     async def ModelStreamInfer(self, requests: Any, context: Any) -> Any:
         """Each request runs as it arrives (several at once); answers go back as they

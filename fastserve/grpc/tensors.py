@@ -15,6 +15,7 @@ import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 
 from .. import codec
+from ..core.info import ModelInfo
 from ..core.shm import SharedMemoryRegistry
 from ..core.tensors import (
     array_from_buffer,
@@ -48,6 +49,26 @@ class OutputOptions:
     def __init__(self) -> None:
         self.classification: dict[str, int] = {}
         self.shared_memory: dict[str, dict[str, Any]] = {}
+
+
+class InferBody:
+    """A ModelInferRequest, decoded when the data plane asks (``DataPlane.infer_body``,
+    core.info.TensorBody): it keeps the model's info and the client's output options for
+    the answer."""
+
+    __slots__ = ("request", "shared_memory", "info", "options")
+
+    def __init__(self, request: pb.ModelInferRequest, shared_memory: SharedMemoryRegistry
+                 ) -> None:
+        self.request = request
+        self.shared_memory = shared_memory
+        self.info: ModelInfo | None = None
+        self.options = OutputOptions()
+
+    def tensors(self, info: ModelInfo) -> InferRequest:
+        self.info = info
+        infer_request, self.options = decode_request(self.request, self.shared_memory)
+        return infer_request
 
 
 def parameters(params: Any) -> dict[str, Any]:
