@@ -59,13 +59,6 @@ class DataPlane(HandlerRequests):
         """The READY version a request runs on (404 unknown, 503 not ready or draining)."""
         return self._serving(self._ready(name, version))
 
-    @staticmethod
-    def check_tensor_api(info: ModelInfo) -> None:
-        """501 on a tensor API (v2) for a model that answers whole requests through its
-        handler.py only."""
-        if info.handler == "handler.py":
-            raise _handler_only(info.name)
-
     def _serving(self, target: ModelVersion) -> ModelInfo:
         # NOTE: a READY version's backend, config and labels never change (a reload makes a
         # new version), so its ModelInfo is made once, off the request path.
@@ -224,14 +217,6 @@ class DataPlane(HandlerRequests):
         return stage
 
     # Statistics
-
-    def refused(self, info: ModelInfo) -> None:
-        """Count a request refused for bad input as a failure of its model version (as
-        Triton's statistics do); front-ends call it for what their decoding refuses."""
-        entry = self.repository.models.get(info.name)
-        found = entry.versions.get(info.version) if entry is not None else None
-        if found is not None:
-            self._refused(found)
 
     @staticmethod
     def _refused(target: ModelVersion) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 from .._version import __version__
 from ..errors import ModelNotReadyError
 from ..types import TensorSpec
-from . import ts_store
 from .info import VersionInfo
 from .model_config import ModelConfig
 from .repository import ModelRepository, ModelVersion, State
@@ -110,13 +109,6 @@ class ModelStatus:
 
     def config(self, name: str) -> ModelConfig:
         return self.repository.config_of(name)
-
-    def archive(self, name: str) -> ModelConfig | None:
-        """The config of a TorchServe archive's model (its handler answers with its own
-        status, content type and headers, and may stream), else None."""
-        entry = self.repository.models.get(name)
-        config = entry.config if entry is not None else None
-        return config if config is not None and config.handler == ts_store.HANDLER else None
 
     def labels(self, name: str) -> dict[str, str]:
         return self.repository.entry(name).labels

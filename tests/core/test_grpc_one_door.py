@@ -30,7 +30,7 @@ from fastserve.grpc.status import CallPolicy, code_of  # noqa: E402
 
 TENSOR = "max_batch_size = 4\nbatch_delay_ms = 0\n"
 # What a front-end may call on the data plane for one request.
-DOORS = ("resolve", "check_tensor_api", "archive", "refused", "infer", "infer_body")
+DOORS = ("resolve", "infer", "infer_body")
 
 
 class RecordingPlane(DataPlane):
