@@ -3,9 +3,9 @@
 An ``Item`` is one queued request, or one chunk of a request split into chunks of at
 most max_batch_size rows (its ``Parent`` joins them again). An idle instance is handed
 one job: a ``Batch`` (items sharing one model run, under their policy) or, for a
-model without a batch dimension, a ``Group`` (items that share the thread hop only,
-each run alone). A job returns one result per item and one (rows, seconds, requests)
-record per model run, for the statistics.
+model without a batch dimension or opaque requests at batch size 1, a ``Group`` (items
+that share the thread hop only, each run alone). A job returns one result per item and
+one (rows, seconds, requests) record per model run, for the statistics.
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ class Batch(list[Item]):
 
 
 class Group(list[Item]):
-    """Items of a model without a batch dimension: one thread hop, each run alone."""
+    """Items that never share a run (no batch dimension, or opaque at batch size 1): one
+    thread hop, each run alone."""
 
     @property
     def behind(self) -> int:
@@ -184,10 +185,14 @@ class WorkQueue:
         self.rows -= item.rows
         return item
 
-    def take_group(self, share: int, discard: Callable[[Item], bool]) -> Group:
-        """The first ``share`` items (``discard`` drops the stale ones)."""
+    def take_group(self, share: int, discard: Callable[[Item], bool],
+                   fits: Callable[[Item], bool] | None = None) -> Group:
+        """The first ``share`` items (``discard`` drops the stale ones), stopping before
+        the first one that ``fits`` refuses."""
         group = Group()
         while self.items and len(group) < share:
+            if fits is not None and not fits(self.items[0]):
+                break
             item = self.popleft()
             if not discard(item):
                 group.append(item)

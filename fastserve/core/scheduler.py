@@ -11,7 +11,8 @@ A batched model's job is a ``Batch``: it leaves when an instance is idle and eit
 ``max_batch_size`` rows of one key wait, or the oldest request has waited
 ``batch_delay_ms``, or no request is known to be coming (``_take_batch``), or the batcher
 is draining. A model without a batch dimension gets ``Group`` jobs: an idle instance's
-share of the queue, at once, each request run alone.
+share of the queue, at once, each request run alone; so do opaque requests of a model
+whose batch size is 1 (``_take_opaque_group``), which would otherwise go one per hop.
 
 Requests enter as tensors (``submit``) or as opaque payloads for a runner
 (``submit_opaque``: the plug point for request-list runtimes such as TorchServe
@@ -209,10 +210,20 @@ class DynamicBatcher:
         share = min(-(-len(self._queue) // self._idle), MAX_GROUP)
         return self._queue.take_group(share, lambda item: self._expiry.discard(item, now))
 
-    def _take_batch(self, now: float) -> Batch | None:
+    def _take_opaque_group(self, now: float) -> Group:
+        """Batch size 1, opaque (handler) requests: every batch is one request, so an idle
+        instance takes its share of the queued ones in one hop, each still run alone (a
+        handler call sees a list of one, as TorchServe's batchSize 1 promises)."""
+        share = min(-(-len(self._queue) // self._idle), MAX_GROUP)
+        return self._queue.take_group(share, lambda item: self._expiry.discard(item, now),
+                                      lambda item: type(item.policy) is OpaquePolicy)
+
+    def _take_batch(self, now: float) -> Batch | Group | None:
         """Oldest request first, then later ones of the same key (shape, runner), up to
         max_batch rows; None while the batch should wait for more (the timer is armed)."""
         head = self._queue.head()
+        if self.max_batch == 1 and type(head.policy) is OpaquePolicy:
+            return self._take_opaque_group(now)
         if not self._merge:  # the head's rows are the batch: it goes alone, at once
             return self._queue.take_batch(head.rows, lambda item: self._expiry.discard(item, now))
         # Wait to fill the batch only while another request is known to be coming.

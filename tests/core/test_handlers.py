@@ -454,3 +454,41 @@ def test_handlers_explain_queue_full_and_errors(run_async: Callable[..., Any]) -
             queue.close()
 
     run_async(main)
+
+
+def test_handlers_opaque_batch_size_1_queue_goes_in_one_hop_one_request_a_call(
+        fake_backend: Any, run_async: Callable[..., Any], new_batcher: Callable[..., Any]) -> None:
+    # TorchServe's batchSize 1: each handler call gets a list of one, but the requests
+    # queued behind a running one travel to the idle instance together (one job, one hop).
+    gate = threading.Event()
+    calls: list[tuple[list[Any], Any]] = []  # (payloads, the job carrying them)
+    batcher: Any = None
+
+    def runner(payloads: list[Any], instance: int) -> list[Any]:
+        [job] = batcher._running.values()  # one instance: the job it runs now
+        calls.append((list(payloads), job))  # kept: no id reuse
+        if payloads == [0]:
+            gate.wait(10)
+        if payloads == [2]:
+            raise RuntimeError("two")
+        return [p * 10 if p != 3 else ValueError("three") for p in payloads]
+
+    async def main() -> Any:
+        nonlocal batcher
+        batcher = new_batcher(fake_backend(), max_batch_size=1, batch_delay_ms=50)
+        first = batcher.submit_opaque(0, runner)
+        while not calls:
+            await asyncio.sleep(0.001)
+        rest = [batcher.submit_opaque(i, runner) for i in range(1, 6)]
+        await asyncio.sleep(0.01)  # dispatched? no: the only instance is busy
+        assert batcher.queue_depth == 5
+        gate.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    results = run_async(main)
+    assert [payloads for payloads, _ in calls] == [[0], [1], [2], [3], [4], [5]]
+    assert len({id(job) for _, job in calls[1:]}) == 1  # the five queued: one job
+    assert results[0] == 0 and results[1] == 10 and results[4:] == [40, 50]
+    assert isinstance(results[2], BackendError) and "two" in str(results[2])
+    assert isinstance(results[3], ValueError)
+    assert batcher.stats.success == 4 and batcher.stats.fail == 2
