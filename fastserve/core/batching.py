@@ -25,9 +25,10 @@ Kinds:
 ``submit_opaque`` a runner; it gets the payloads of a whole batch, formed as tensor
 batches are (up to max_batch_size requests within batch_delay_ms), and returns one
 answer per payload. At max_batch_size 1 the runner still gets lists of one, but an idle
-instance takes its share of the queue in one thread hop, as a ``Group`` does. A runtime that turns payloads into tensors reuses the tensor
-policy as a stage behind its preprocessing: ``run_rows`` (concatenate, run, check,
-slice) on payloads grouped by ``tensor_key``, as ``core.handlers.HandlerRunner`` does.
+instance takes its share of the queue in one thread hop, as a ``Group`` does. A runtime
+that turns payloads into tensors reuses the tensor policy as a stage behind its
+preprocessing: ``run_rows`` (concatenate, run, check, slice) on payloads grouped by
+``tensor_key``, as ``core.handlers.HandlerRunner`` does.
 """
 
 from __future__ import annotations
