@@ -61,13 +61,15 @@ class Body:
 def plane(tmp_path: Path, make_model: Any, fake_loader: Any) -> DataPlane:
     for name, config in (("t", TENSOR), ("img", IMAGE), ("custom", CUSTOM)):
         make_model(tmp_path, name, config)
-    return DataPlane(ModelRepository(tmp_path, fake_loader()))
+    plane = DataPlane(ModelRepository(tmp_path, fake_loader()))
+    plane.repository.scan()
+    return plane
 
 
 def _run(plane: DataPlane, run_async: Any, wait_until: Any, *calls: Any) -> list[Any]:
-    """Each call's answer (or the error it raised), in order, on one loaded repository."""
+    """Each call's answer (or the error it raised), in order, once the scanned repository
+    has loaded."""
     async def main() -> list[Any]:
-        plane.repository.scan()
         thread = plane.repository.start_loading(asyncio.get_running_loop())
         await wait_until(lambda: not plane.repository.loading)
         thread.join(5)
@@ -220,30 +222,11 @@ def ts_plane(tmp_path: Path, make_model: Any, fake_backend: type[Any]) -> DataPl
     return plane
 
 
-def _ts_run(plane: DataPlane, run_async: Any, wait_until: Any, *calls: Any) -> list[Any]:
-    async def main() -> list[Any]:
-        thread = plane.repository.start_loading(asyncio.get_running_loop())
-        await wait_until(lambda: not plane.repository.loading)
-        thread.join(5)
-        answers: list[Any] = []
-        try:
-            for call in calls:
-                try:
-                    answers.append(await call())
-                except Exception as exc:  # noqa: BLE001 - the test looks at it
-                    answers.append(exc)
-            return answers
-        finally:
-            plane.close()
-
-    return run_async(main)
-
-
 def test_ts_unknown_model_is_404_whatever_the_body(
         ts_plane: DataPlane, run_async: Any, wait_until: Any) -> None:
     plane = ts_plane
     body = TsBody(refuse=True)
-    errors = _ts_run(plane, run_async, wait_until,
+    errors = _run(plane, run_async, wait_until,
                      lambda: plane.predictions("nope", None, body),
                      lambda: plane.explanations("nope", None, body),
                      lambda: plane.predictions("t", "7", body))
@@ -256,7 +239,7 @@ def test_ts_predictions_run_each_instance_once_the_model_is_known(
         ts_plane: DataPlane, run_async: Any, wait_until: Any) -> None:
     plane = ts_plane
     body = TsBody([1, 2, 3], [4, 5, 6])
-    [answers] = _ts_run(plane, run_async, wait_until,
+    [answers] = _run(plane, run_async, wait_until,
                         lambda: plane.predictions("t", None, body))
     assert body.asked == ["payloads:t"]
     for row, answer in zip(body.rows, answers, strict=True):
@@ -267,7 +250,7 @@ def test_ts_predictions_run_each_instance_once_the_model_is_known(
 def test_ts_body_refusals_are_not_the_models_failures(
         ts_plane: DataPlane, run_async: Any, wait_until: Any) -> None:
     plane = ts_plane
-    errors = _ts_run(plane, run_async, wait_until,
+    errors = _run(plane, run_async, wait_until,
                      lambda: plane.predictions("t", None, TsBody(refuse=True)),
                      lambda: plane.predictions("arch", None, TsBody(refuse=True)),
                      lambda: plane.explanations("t", None, TsBody(refuse=True)))
@@ -288,7 +271,7 @@ def test_ts_archive_takes_the_request_whole_and_streams(
         first = await started.stream.first
         return started, first, await started.answer
 
-    [(started, first, answer)] = _ts_run(plane, run_async, wait_until, call)
+    [(started, first, answer)] = _run(plane, run_async, wait_until, call)
     assert body.asked == ["whole"]  # never split into instances
     assert started.model == "arch" and started.timeout_ms == plane.config("arch").timeout_ms
     assert first.body == b"part"
@@ -299,7 +282,7 @@ def test_ts_explanations_of_every_instance_in_one_call(
         ts_plane: DataPlane, run_async: Any, wait_until: Any) -> None:
     plane = ts_plane
     body = TsBody([1, 2, 3], [0, 0, 2])
-    [answers] = _ts_run(plane, run_async, wait_until,
+    [answers] = _run(plane, run_async, wait_until,
                         lambda: plane.explanations("t", "1", body))
     assert body.asked == ["payloads:t"]
     for row, answer in zip(body.rows, answers, strict=True):
