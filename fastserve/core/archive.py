@@ -173,10 +173,17 @@ def check_members(zf: zipfile.ZipFile, max_size: int, label: str) -> int:
         if stat.S_ISLNK(mode):
             raise ArchiveError(f"{label}: member {info.filename!r} is a symbolic link; "
                                "archives with links are refused")
-        total += info.file_size
-        if total > max_size:
-            raise ArchiveError(f"{label} inflates to more than {max_size} bytes (the archive "
-                               "size limit, --max-archive-size); refused")
+        total = inflated(total, info.file_size, max_size, label)
+    return total
+
+
+def inflated(total: int, size: int, max_size: int, label: str) -> int:
+    """The bytes an archive inflates to with one more member of ``size``; ArchiveError past
+    ``max_size`` (zip and tar archives share the bound and its message)."""
+    total += size
+    if total > max_size:
+        raise ArchiveError(f"{label} inflates to more than {max_size} bytes (the archive "
+                           "size limit, --max-archive-size); refused")
     return total
 
 

@@ -20,6 +20,7 @@ from .archive import (
     TAR_SUFFIXES,
     ArchiveError,
     check_members,
+    inflated,
     member_path,
 )
 from .archive_tar import extract_tar
@@ -168,11 +169,7 @@ def extract(source: Path, folder: Path, max_size: int) -> None:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
                 with zf.open(info) as src, os.fdopen(os.open(dest, flags, 0o644), "wb") as out:
                     while chunk := src.read(CHUNK):
-                        written += len(chunk)
-                        if written > max_size:
-                            raise ArchiveError(
-                                f"{label} inflates to more than {max_size} bytes (the archive "
-                                "size limit, --max-archive-size); refused")
+                        written = inflated(written, len(chunk), max_size, label)
                         out.write(chunk)
     except FileExistsError:
         raise ArchiveError(f"{label}: a member is stored twice; the archive is refused") from None

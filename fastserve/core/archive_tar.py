@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .archive import MANIFEST, MAX_MEMBERS, ArchiveError, member_path
+from .archive import MANIFEST, MAX_MEMBERS, ArchiveError, inflated, member_path
 
 
 class TarListing:
@@ -39,10 +39,7 @@ class TarListing:
             if not (info.isfile() or info.isdir()):
                 raise ArchiveError(f"{label}: member {info.name!r} is not a file or folder; "
                                    "refused")
-            total += info.size
-            if total > max_size:
-                raise ArchiveError(f"{label} inflates to more than {max_size} bytes (the "
-                                   "archive size limit, --max-archive-size); refused")
+            total = inflated(total, info.size, max_size, label)
             members.append(info)
         self.size = total
         self.prefix = _model_folder(members, label)
