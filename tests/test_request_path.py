@@ -14,12 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_request_path_v2_infer_enters_front_end_and_data_plane_once() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "request_path", ROOT / "benchmarks" / "request_path.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    log, stops, back = asyncio.run(module.trace_request())
+    log, stops, back = asyncio.run(_request_path().trace_request())
     entered = Counter(callee for source, callee, _ in log if source != "resume")
     assert entered["frontends.kserve_v2"] == 1
     assert entered["core.dataplane"] == 1
