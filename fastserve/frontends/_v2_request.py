@@ -44,6 +44,11 @@ class OutputOptions:
         self.shared_memory = shared_memory or {}
 
 
+# NOTE: shared by many requests, so never changed after construction (nothing does).
+ALL_BINARY = OutputOptions(True, {})  # before decoding, and a raw binary body's answer
+ALL_JSON = OutputOptions(False, {})  # a request with no "parameters" and no "outputs"
+
+
 class V2Body:
     """A v2 infer body, decoded when the data plane asks (``DataPlane.infer_body``): it
     keeps the model's info and the client's output options for the answer."""
@@ -54,7 +59,7 @@ class V2Body:
         self.request = request
         self.shared_memory = shared_memory
         self.info: ModelInfo | None = None
-        self.options = OutputOptions(True, {})
+        self.options = ALL_BINARY
 
     def tensors(self, info: ModelInfo) -> InferRequest:
         self.info = info
@@ -92,11 +97,14 @@ def decode(request: Request, specs: tuple[TensorSpec, ...], shared_memory: Share
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInputError("'inputs' must be a non-empty list of tensors")
     inputs = _decode_inputs(raw_inputs, tail, shared_memory)
+    request_id = doc.get("id")
+    if "parameters" not in doc and "outputs" not in doc:  # the usual request
+        return (InferRequest("", None, inputs, None,
+                             None if request_id is None else str(request_id), {}), ALL_JSON)
     params = doc.get("parameters") or {}
     if not isinstance(params, dict):
         raise InvalidInputError("'parameters' must be an object")
     wanted, binary, classification, shm = decode_outputs(doc.get("outputs"))
-    request_id = doc.get("id")
     return (
         InferRequest("", None, inputs, wanted,
                      None if request_id is None else str(request_id), params),
@@ -202,7 +210,7 @@ def _decode_raw(body: Any, specs: tuple[TensorSpec, ...]) -> tuple[InferRequest,
                     f"shape {list(spec.shape)} ({spec.datatype.wire})")
             shape[shape.index(-1)] = len(body) // known
         arr = array_from_buffer(spec.name, memoryview(body), spec.datatype, tuple(shape))
-    return InferRequest("", None, {spec.name: arr}), OutputOptions(True, {})
+    return InferRequest("", None, {spec.name: arr}), ALL_BINARY
 
 
 def _plain_json_inputs(raw_inputs: list[Any]) -> dict[str, Any] | None:
@@ -215,9 +223,11 @@ def _plain_json_inputs(raw_inputs: list[Any]) -> dict[str, Any] | None:
             return None
         name, shape = item.get("name"), item.get("shape")
         datatype = BY_WIRE.get(item.get("datatype"))
-        if (type(name) is not str or name in inputs or datatype is None
-                or type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape)):
+        if type(name) is not str or name in inputs or datatype is None or type(shape) is not list:
             return None
+        for d in shape:  # a loop: a generator in all() costs more than these few dimensions
+            if type(d) is not int or d < 0:
+                return None
         inputs[name] = array_from_json(name, item["data"], datatype, tuple(shape))
     return inputs
 

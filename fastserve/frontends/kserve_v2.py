@@ -22,6 +22,7 @@ from ..types import DataType, InferResponse, TensorSpec
 from ._base import JSON_OPTIONS, error_body, json_response, load_json
 from ._ts_archive import archive_answer
 from ._v2 import classify, json_data, raw_bytes
+from ._v2_answer import plain_json_answer, spec_named
 from ._v2_request import INFERENCE_HEADER_CONTENT_LENGTH, OutputOptions, V2Body
 
 EXTENSIONS = ["binary_tensor_data", "classification", "system_shared_memory"]
@@ -138,10 +139,14 @@ class KServeV2Frontend:
 
     def encode(self, response: InferResponse, options: OutputOptions,
                specs: tuple[TensorSpec, ...]) -> Response:
+        if not (options.binary_default or options.binary or options.shared_memory):
+            header = plain_json_answer(response, specs)
+            if header is not None:
+                return Response(header)
         outputs = []
         buffers: list[Any] = []
         for name, arr in response.outputs.items():
-            spec = next((s for s in specs if s.name == name), None)
+            spec = spec_named(specs, name)
             datatype = datatype_of(arr, spec)
             entry: dict[str, Any] = {"name": name, "datatype": datatype.wire,
                                      "shape": list(arr.shape)}
