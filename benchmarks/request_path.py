@@ -10,11 +10,12 @@ backend, and prints:
   instance thread (a coroutine resumed after an await is a return, marked "resume", not
   an entry);
 - the stops: the modules that carry the request, read off the stacks while the model
-  runs: the loop's waiting coroutine chain (dispatch -> front-end -> data plane), the
-  scheduler that hands the job over, and the instance thread's stack down to the model.
-  The way back returns through the same frames; the scheduler's completion callback
-  wakes them. (http._protocol, compiled, is invisible to the profiler: it is the stop
-  before dispatch);
+  runs: the loop's waiting coroutine chain (dispatch -> front-end -> data plane ->
+  scheduler), and the instance thread's stack down to the model. A loop callback that
+  carries the request where no stack shows it (a deferred dispatch) is a stop too. The
+  way back returns through the same frames; the first loop callback after the model ran
+  (the instance's answer) wakes them. (http._protocol, compiled, is invisible to the
+  profiler: it is the stop before dispatch);
 - per stop, the helper modules it calls (called and returned, carrying nothing on);
 - how often each module was entered, and the stops entered more than once.
 
@@ -187,10 +188,17 @@ async def trace_request(api: str = "v2"
         assert answer in transport.buffer, bytes(transport.buffer)
         for version in repo.all_versions():
             version.batcher.close()  # type: ignore[union-attr]
-    # The scheduler hands the job to the thread and wakes the waiting chain again.
-    hop = [c for s, c, name in log if s == "-" and name == "_complete"]
-    stops = ["http._protocol", *Backend.stacks["loop"], *hop[:1], *Backend.stacks["thread"]]
-    return log, stops, [*hop[:1], *Backend.stacks["loop"][::-1]]
+    # Loop callbacks into our modules once the innermost waiting module has the request
+    # carry it where no stack shows them: before the model runs (a deferred dispatch, a
+    # timer) they are stops; the first after it brings the answer back and wakes the
+    # waiting chain.
+    loop, thread = Backend.stacks["loop"], Backend.stacks["thread"]
+    start = next(i for i, (_, callee, _) in enumerate(log) if callee == loop[-1])
+    ran = next(i for i, (_, callee, _) in enumerate(log) if callee == "backend")
+    hops = [c for s, c, _ in log[start:ran] if s == "-" and c not in loop + thread]
+    answer = [c for s, c, _ in log[ran:] if s == "-"][:1]
+    stops = ["http._protocol", *loop, *dict.fromkeys(hops), *thread]
+    return log, stops, [*answer, *loop[::-1]]
 
 
 def main() -> None:
@@ -201,7 +209,7 @@ def main() -> None:
         print(f"{source:>24} -> {callee}.{name}")
     print("\nstops, socket to model:", " -> ".join(stops))
     print("back: " + " -> ".join(back)
-          + " (the scheduler's completion callback on the loop; then the waiting coroutines"
+          + " (the loop callback that brings the answer back; then the waiting coroutines"
           " resume and return)")
     entries = [(s, c) for s, c, _ in log if s != "resume"]
     for stop in stops:

@@ -1,6 +1,7 @@
 """Issue 14's one door, checked on a traced request (benchmarks/request_path.py): a v2
 JSON infer enters its front-end and the data plane once each, and goes down through
-them to the scheduler without climbing back up."""
+them to the scheduler without climbing back up; socket to model and back it makes at
+most 8 stops, none entered twice."""
 
 from __future__ import annotations
 
@@ -22,6 +23,19 @@ def test_request_path_v2_infer_enters_front_end_and_data_plane_once() -> None:
                          "core.dataplane", "core.scheduler"]
     assert stops[-1] == "backend" and stops.count("core.dataplane") == 1
     assert back[-3:] == ["core.dataplane", "frontends.kserve_v2", "http.dispatch"]
+
+
+def test_request_path_v2_infer_is_eight_stops_each_entered_once() -> None:
+    """Loop side: protocol, dispatch, front-end, data plane, scheduler (the queue and
+    when to dispatch); thread side: the instance worker, the batch policy, the model. The
+    instance hands the answer back itself: nothing re-enters the scheduler on the way."""
+    log, stops, back = asyncio.run(_request_path().trace_request())
+    assert stops == ["http._protocol", "http.dispatch", "frontends.kserve_v2", "core.dataplane",
+                     "core.scheduler", "core.instances", "core.batching", "backend"]
+    entered = Counter(callee for source, callee, _ in log if source != "resume")
+    assert {stop: entered[stop] for stop in stops[1:]} == dict.fromkeys(stops[1:], 1)
+    assert back == ["core.instances", "core.scheduler", "core.dataplane",
+                    "frontends.kserve_v2", "http.dispatch"]
 
 
 def _request_path() -> Any:

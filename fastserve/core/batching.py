@@ -1,13 +1,16 @@
 """Batch policies: which queued requests share a model run, and how that run goes.
 
-The scheduler (``core/scheduler.py``) owns the queue, the timing and the instance
-threads, and knows nothing of tensors; every queued request carries the policy of its
-kind, which answers two questions:
+The scheduler (``core/scheduler.py``) owns the queue and the timing and knows nothing
+of tensors; the instance worker (``core/instances.py``) runs a job through this module
+(``run_isolated``). Every queued request carries the policy of its kind, which answers
+two questions:
 
-- ``key(request)`` (event loop): requests with equal keys may share one run.
+- ``key(request)`` (event loop): requests with equal keys may share one run. The
+  tensor key (``core.jobs.tensor_key``) lives with the queue's records, so forming
+  batches on the loop never enters this module.
 - ``run(requests, rows, instance)`` (instance thread): one answer per request, in
   order. An exception *instance* as an answer fails that request alone; raising fails
-  the run, and the scheduler runs each request alone to find the culprit.
+  the run, and ``run_isolated`` runs each request alone to find the culprit.
 
 Kinds:
 
@@ -39,6 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import BackendError, FastServeError
+from .jobs import tensor_key
 
 Outputs = dict[str, Any]
 Runner = Callable[[list[Any], int], list[Any]]
@@ -50,11 +54,6 @@ class BatchPolicy(Protocol):
     def key(self, request: Any) -> Hashable: ...
 
     def run(self, requests: list[Any], rows: list[int], instance: int) -> list[Any]: ...
-
-
-def tensor_key(inputs: dict[str, Any]) -> tuple[Any, ...]:
-    """Everything but the batch dimension must agree for two requests to share a run."""
-    return tuple((name, arr.shape[1:], arr.dtype.str) for name, arr in inputs.items())
 
 
 def check_outputs(model: str, outputs: Any, rows: int | None = None,

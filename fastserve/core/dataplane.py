@@ -198,7 +198,7 @@ class DataPlane(HandlerRequests):
             raise
         start = time.perf_counter_ns()
         try:
-            outputs = await batcher.submit(request.inputs, rows,
+            outputs = await batcher.infer(request.inputs, rows,
                                            None if stage is None else stage.policy)
         except FastServeError:
             target.stats.fail_ns += time.perf_counter_ns() - start

@@ -27,10 +27,10 @@ class Expiry:
 
     def stale(self, item: Item, now: float) -> bool:
         """Not to be run: its client left, or it waited past timeout_ms."""
-        return item.abandoned() or bool(self.timeout and now - item.arrival > self.timeout)
+        return item.target.done() or bool(self.timeout and now - item.arrival > self.timeout)
 
     def drop(self, item: Item, now: float) -> None:
-        if item.abandoned():
+        if item.target.done():  # its client went away
             self.stats.record_cancelled()
             return
         item.fail(DeadlineExceededError(

@@ -1,26 +1,30 @@
-"""Queued work and the jobs an instance thread runs (the scheduler's units).
+"""The records of queued and running work (the scheduler's units); no logic of their own
+beyond answering a client, so the scheduler and the instance workers share them.
 
 An ``Item`` is one queued request, or one chunk of a request split into chunks of at
 most max_batch_size rows (its ``Parent`` joins them again). An idle instance is handed
 one job: a ``Batch`` (items sharing one model run, under their policy) or, for a
 model without a batch dimension or opaque requests at batch size 1, a ``Group`` (items
-that share the thread hop only, each run alone). A job returns one result per item and
-one (rows, seconds, requests) record per model run, for the statistics.
+that share the thread hop only, each run alone). The instance worker
+(``core/instances.py``) runs a job: one result per item and one (rows, seconds,
+requests) record per model run, for the statistics.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .batching import BatchPolicy, as_error, run_isolated
-
 Outputs = dict[str, Any]
 Run = tuple[int, float, int]  # rows, seconds, requests of one model run
 SKIPPED = object()  # a group member not run: its client left or its timeout passed
+
+
+def tensor_key(inputs: dict[str, Any]) -> tuple[Any, ...]:
+    """Everything but the batch dimension must agree for two requests to share a run."""
+    return tuple((name, arr.shape[1:], arr.dtype.str) for name, arr in inputs.items())
 
 
 class Parent:
@@ -40,9 +44,10 @@ class Parent:
 class Item:
     """One unit of queued work: a request, or one chunk of a split request."""
 
-    __slots__ = ("inputs", "rows", "policy", "key", "future", "parent", "index", "arrival")
+    __slots__ = ("inputs", "rows", "policy", "key", "future", "parent", "index", "arrival",
+                 "target")
 
-    def __init__(self, inputs: Any, rows: int, policy: BatchPolicy, arrival: float,
+    def __init__(self, inputs: Any, rows: int, policy: Any, arrival: float,
                  future: asyncio.Future[Any] | None = None,
                  parent: tuple[Parent, int] | None = None) -> None:
         self.inputs = inputs
@@ -53,16 +58,13 @@ class Item:
         self.future = future
         # A chunk: the request it belongs to, and its place there.
         self.parent, self.index = parent if parent is not None else (None, 0)
-
-    @property
-    def target(self) -> asyncio.Future[Any]:
-        """The future its client waits on (a chunk's: its parent's)."""
-        return self.future if self.parent is None else self.parent.future  # type: ignore[return-value]
+        # The future its client waits on (a chunk's: its parent's).
+        self.target: asyncio.Future[Any] = (
+            future if parent is None else parent[0].future)  # type: ignore[assignment]
 
     def abandoned(self) -> bool:
         """True when nobody waits for the answer any more (the client went away)."""
-        target = self.future if self.parent is None else self.parent.future
-        return target.done()  # type: ignore[union-attr]
+        return self.target.done()
 
     def fail(self, exc: BaseException) -> None:
         if not self.target.done():
@@ -96,39 +98,12 @@ class Batch(list[Item]):
 
     behind = 0  # members waiting inside the job for their turn (none: one run)
 
-    def execute(self, model: str, instance: int, stale: Callable[[Item], bool]
-                ) -> tuple[list[Any], list[Run]]:
-        start = time.perf_counter()
-        results = run_isolated(self[0].policy, model, [it.inputs for it in self],
-                               [it.rows for it in self], instance)
-        return results, [(sum(it.rows for it in self), time.perf_counter() - start, len(self))]
-
 
 class Group(list[Item]):
     """Items that never share a run (no batch dimension, or opaque at batch size 1): one
-    thread hop, each run alone."""
+    thread hop, each run alone. ``behind``: the members after the first, set when formed."""
 
-    @property
-    def behind(self) -> int:
-        return len(self) - 1
-
-    def execute(self, model: str, instance: int, stale: Callable[[Item], bool]
-                ) -> tuple[list[Any], list[Run]]:
-        results: list[Any] = []
-        runs: list[Run] = []
-        for item in self:
-            # Gone or expired while the members before it ran: the loop drops it.
-            # (Reading a future's state from this thread is a plain attribute read.)
-            if stale(item):
-                results.append(SKIPPED)
-                continue
-            start = time.perf_counter()
-            try:
-                results.extend(item.policy.run([item.inputs], [item.rows], instance))
-            except Exception as exc:
-                results.append(as_error(model, exc))
-            runs.append((item.rows, time.perf_counter() - start, 1))
-        return results, runs
+    behind = 0
 
 
 class Clients:
@@ -163,63 +138,44 @@ class Clients:
         return self.answered and in_system >= max(self.last, self.current)
 
 
-class WorkQueue:
-    """A model version's queued items in arrival order, and the rows they hold."""
+def take_group(queue: deque[Item], share: int, discard: Callable[[Item, float], bool],
+               now: float, only: type | None = None) -> tuple[Group, int]:
+    """The first ``share`` items of ``queue`` (``discard`` drops the stale ones), stopping
+    before the first whose policy is not of type ``only``; and the rows taken off."""
+    group = Group()
+    rows = 0
+    while queue and len(group) < share:
+        if only is not None and type(queue[0].policy) is not only:
+            break
+        item = queue.popleft()
+        rows += item.rows
+        if not discard(item, now):
+            group.append(item)
+    group.behind = max(len(group) - 1, 0)
+    return group, rows
 
-    def __init__(self) -> None:
-        self.items: deque[Item] = deque()
-        self.rows = 0
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def head(self) -> Item:
-        return self.items[0]
-
-    def append(self, item: Item) -> None:
-        self.items.append(item)
-        self.rows += item.rows
-
-    def popleft(self) -> Item:
-        item = self.items.popleft()
-        self.rows -= item.rows
-        return item
-
-    def take_group(self, share: int, discard: Callable[[Item], bool],
-                   fits: Callable[[Item], bool] | None = None) -> Group:
-        """The first ``share`` items (``discard`` drops the stale ones), stopping before
-        the first one that ``fits`` refuses."""
-        group = Group()
-        while self.items and len(group) < share:
-            if fits is not None and not fits(self.items[0]):
+def take_batch(queue: deque[Item], most_rows: int, discard: Callable[[Item, float], bool],
+               now: float) -> tuple[Batch, int]:
+    """The oldest item, then later ones of its key, up to ``most_rows`` rows; and the rows
+    taken off the queue (the batch's and the stale items')."""
+    key = None
+    rows = dropped = 0
+    batch = Batch()
+    kept: list[Item] = []
+    while queue:
+        item = queue.popleft()
+        if discard(item, now):
+            dropped += item.rows
+            continue
+        if key is None:
+            key = item.key
+        if item.key == key and rows + item.rows <= most_rows:
+            batch.append(item)
+            rows += item.rows
+            if rows == most_rows:
                 break
-            item = self.popleft()
-            if not discard(item):
-                group.append(item)
-        return group
-
-    def take_batch(self, most_rows: int, discard: Callable[[Item], bool]) -> Batch:
-        """The oldest item, then later ones of its key, up to ``most_rows`` rows."""
-        key = None
-        rows = 0
-        batch = Batch()
-        kept: deque[Item] = deque()
-        while self.items:
-            item = self.items.popleft()
-            if discard(item):
-                self.rows -= item.rows
-                continue
-            if key is None:
-                key = item.key
-            if item.key == key and rows + item.rows <= most_rows:
-                batch.append(item)
-                rows += item.rows
-                self.rows -= item.rows
-                if rows == most_rows:
-                    break
-            else:
-                kept.append(item)
-        kept.extend(self.items)
-        self.items = kept
-        return batch
-
+        else:
+            kept.append(item)
+    queue.extendleft(reversed(kept))  # in place: others hold this deque
+    return batch, rows + dropped

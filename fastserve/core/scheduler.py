@@ -1,30 +1,30 @@
 """Dynamic batching: one queue per model version, N instance threads, a future per request.
 
-The event loop decides *when and which* requests form a job; an instance thread
-(``core/instances.py``) runs it and hands every member's answer back with one
-``call_soon_threadsafe`` (one thread hop per job, never per request: DESIGN.md's measured
-costs). What a job's run does is its requests' batch policy (``core/batching.py``: tensor,
-grouped, opaque); this module knows queues and time, not tensors. Requests that expired
-while queued are dropped before they run (``core/expiry.py``).
+The event loop decides *when and which* requests form a job: this module owns the queue
+and that decision, knowing queues and time, not tensors. An instance worker
+(``core/instances.py``) runs the job under its requests' batch policy
+(``core/batching.py``) and resolves their futures itself, one thread hop per job (never
+per request: DESIGN.md's measured costs). Expired requests are dropped before they run.
 
 A batched model's job is a ``Batch``: it leaves when an instance is idle and either
 ``max_batch_size`` rows of one key wait, or the oldest request has waited
 ``batch_delay_ms``, or no request is known to be coming (``_take_batch``), or the batcher
 is draining. A model without a batch dimension gets ``Group`` jobs: an idle instance's
 share of the queue, at once, each request run alone; so do opaque requests of a model
-whose batch size is 1 (``_take_opaque_group``), which would otherwise go one per hop.
+whose batch size is 1, which would otherwise go one per hop.
 
-Requests enter as tensors (``submit``) or as opaque payloads for a runner
-(``submit_opaque``: the plug point for request-list runtimes such as TorchServe
-handlers; see ``core/batching.py``).
+Requests enter as tensors (``infer``: queue and wait, the data plane's call; or
+``submit`` for a bare future) or as opaque payloads for a runner (``submit_opaque``: the
+plug point for request-list runtimes such as TorchServe handlers; see
+``core/batching.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
@@ -33,8 +33,8 @@ from ..backends._base import Backend
 from ..errors import BackendError, FastServeError, ModelNotReadyError, QueueFullError
 from .batching import GroupedPolicy, OpaquePolicy, Runner, TensorPolicy
 from .expiry import Expiry
-from .instances import InstanceThreads
-from .jobs import SKIPPED, Batch, Clients, Group, Item, Outputs, Parent, Run, WorkQueue
+from .instances import Instances
+from .jobs import Batch, Clients, Group, Item, Outputs, Parent, take_batch, take_group
 from .model_config import ModelConfig
 from .stats import ModelStats
 
@@ -70,38 +70,47 @@ class DynamicBatcher:
         self._take = self._take_group if self._grouped else self._take_batch
         self.tensors: TensorPolicy | GroupedPolicy = (
             GroupedPolicy(backend, name) if self._grouped else TensorPolicy(backend, name))
-        self._queue = WorkQueue()
-        self._idle = config.instances
+        self._queue: deque[Item] = deque()  # waiting, in arrival order
+        self._rows = 0  # the rows they hold
         self._timer: asyncio.TimerHandle | None = None
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()  # to the instance threads
-        self._instances = InstanceThreads(name, version, loop, self._jobs)
         self._accepting = True
-        self._idle_event: asyncio.Event | None = None
         self._broken: BaseException | None = None
-        self._running: dict[int, Batch | Group] = {}  # jobs handed to instance threads
-        self._running_items = 0  # requests (or chunks) in those jobs
-        self._in_groups = 0  # members of running groups beyond the one each instance runs
         self._dispatch_pending = False
         self._clients = Clients()  # how many requests to expect at once (see _take_batch)
+        # The instance threads, and the jobs they run (counted in here, out there).
+        self._instances = Instances(name, version, loop, config.instances, self.stats,
+                                    self._expiry, clock, self._clients)
+        self._jobs = self._instances.jobs  # to the instance threads
+        self._running = self._instances.running  # the jobs they run, by id
 
     # Lifecycle
 
     def start(self) -> None:
-        self._instances.start(self.instances, self._stale, self._complete, self._crashed,
+        self._instances.start(self._queue, self._dispatch, self._broke,
                               getattr(self.backend, "instance_scope", nullcontext))
 
-    def _stale(self, item: Item) -> bool:
-        return self._expiry.stale(item, self.clock())
+    _idle = property(lambda self: self._instances.idle,  # instances without a job
+                     lambda self, count: setattr(self._instances, "idle", count))
+
+    def _broke(self, job: Batch | Group, exc: BaseException) -> None:
+        """An instance thread ended on an error outside any model run: fail everything."""
+        log.error("scheduler of model '%s' crashed", self.name, exc_info=exc)
+        self._broken = exc
+        error = BackendError(f"scheduler of model '{self.name}' crashed: {exc!r}")
+        for item in job:
+            item.fail(error)
+        self.fail_pending(error)
 
     async def drain(self) -> None:
         """Stop accepting; finish everything queued and running."""
         self._accepting = False
         self._dispatch()
-        while (self._queue or self._idle < self.instances) and self._broken is None:
+        pool = self._instances
+        while (self._queue or pool.idle < self.instances) and self._broken is None:
             # NOTE: shared by every waiter (an unload and a shutdown may drain together).
-            if self._idle_event is None or self._idle_event.is_set():
-                self._idle_event = asyncio.Event()
-            await self._idle_event.wait()
+            if pool.idle_event is None or pool.idle_event.is_set():
+                pool.idle_event = asyncio.Event()
+            await pool.idle_event.wait()
 
     def fail_pending(self, exc: FastServeError, running: bool = True) -> None:
         """Fail every queued request with ``exc``, and (``running``) those of batches still
@@ -109,7 +118,8 @@ class DynamicBatcher:
         self._accepting = False
         while self._queue:
             self._queue.popleft().fail(exc)
-        for job in list(self._running.values()) if running else ():
+        self._rows = 0
+        for job in list(self._instances.running.values()) if running else ():
             for item in job:
                 item.fail(exc)
 
@@ -124,9 +134,25 @@ class DynamicBatcher:
     @property
     def queue_depth(self) -> int:
         """Requests not yet running: queued, or waiting their turn inside a group."""
-        return len(self._queue) + self._in_groups
+        return len(self._queue) + self._instances.in_groups
 
     # Submission (event loop)
+
+    async def infer(self, inputs: dict[str, Any], rows: int, policy: Any = None) -> Outputs:
+        """``submit``, and wait here for the outputs. The first request of a loop turn
+        dispatches itself once the turn is over, as ``submit``'s callback would."""
+        future = self._enqueue(inputs, rows, policy)
+        if not self._dispatch_pending:
+            self._dispatch_pending = True
+            try:
+                await asyncio.sleep(0)  # one loop turn
+            except asyncio.CancelledError:
+                future.cancel()  # dropped (and counted) as a client gone while queued
+                raise
+            finally:
+                self._dispatch_pending = False
+                self._dispatch()
+        return await future
 
     def submit(self, inputs: dict[str, Any], rows: int, policy: Any = None
                ) -> asyncio.Future[Outputs]:
@@ -141,16 +167,21 @@ class DynamicBatcher:
             QueueFullError: the queue holds max_queue_size requests (503).
             ModelNotReadyError: the batcher is draining or broken (503).
         """
+        future = self._enqueue(inputs, rows, policy)
+        self._dispatch_soon()
+        return future
+
+    def _enqueue(self, inputs: dict[str, Any], rows: int, policy: Any
+                 ) -> asyncio.Future[Outputs]:
         future, now = self._admit()
         policy = policy or self.tensors
         if policy.grouped or rows <= self.max_batch:
-            self._queue.append(Item(inputs, 1 if policy.grouped else rows, policy, now, future))
+            self._append(Item(inputs, 1 if policy.grouped else rows, policy, now, future))
         else:  # chunks of at most max_batch rows, joined again by their Parent
             chunks = policy.split(inputs, rows, self.max_batch)
             parent = Parent(future, len(chunks), policy.join)
             for index, (chunk, chunk_rows) in enumerate(chunks):
-                self._queue.append(Item(chunk, chunk_rows, policy, now, parent=(parent, index)))
-        self._dispatch_soon()
+                self._append(Item(chunk, chunk_rows, policy, now, parent=(parent, index)))
         return future
 
     def submit_opaque(self, payload: Any, runner: Runner) -> asyncio.Future[Any]:
@@ -162,7 +193,7 @@ class DynamicBatcher:
         """
         future, now = self._admit()
         policy = OpaquePolicy(runner, self.name, self._grouped)
-        self._queue.append(Item(payload, 1, policy, now, future))
+        self._append(Item(payload, 1, policy, now, future))
         self._dispatch_soon()
         return future
 
@@ -176,67 +207,75 @@ class DynamicBatcher:
                 "waiting (max_queue_size); retry later"
             )
         now = self.clock()
-        self._clients.arrived(len(self._queue) + self._running_items + 1, now)
+        self._clients.arrived(len(self._queue) + self._instances.running_items + 1, now)
         return self.loop.create_future(), now
+
+    # The queue (event loop)
+
+    def _append(self, item: Item) -> None:
+        self._queue.append(item)
+        self._rows += item.rows
+
+    def _taken(self, taken: tuple[Batch | Group, int]) -> Batch | Group:
+        self._rows -= taken[1]  # the rows that left the queue with the job, or stale
+        return taken[0]
 
     # Job formation (event loop)
 
     def _dispatch(self) -> None:
         """Send jobs to idle instances while there is work that is ready to go."""
-        while self._idle and self._queue:
+        pool = self._instances
+        while pool.idle and self._queue:
             now = self.clock()
-            if self._expiry.discard(self._queue.head(), now):
-                self._queue.popleft()
+            if self._expiry.discard(self._queue[0], now):
+                self._rows -= self._queue.popleft().rows
                 continue
             job = self._take(now)
             if job is None:
                 return  # a batch that waits for more: the timer will call again
             if not job:
                 continue
-            self._idle -= 1
+            pool.idle -= 1
             for item in job:
                 self.stats.record_queued(now - item.arrival)
-            self._running[id(job)] = job
-            self._running_items += len(job)
-            self._in_groups += job.behind
+            pool.running[id(job)] = job  # counted out by the instance's answer
+            pool.running_items += len(job)
+            pool.in_groups += job.behind
             self._jobs.put(job)
         if self._timer is not None and not self._queue:
             self._timer.cancel()
             self._timer = None
 
-    def _take_group(self, now: float) -> Group:
+    def _take_group(self, now: float, only: type | None = None) -> Group:
         """Unbatched model: this instance's share of the queue, each run on its own, all
         carried by one thread hop (a hop per request costs more than a small model)."""
         share = min(-(-len(self._queue) // self._idle), MAX_GROUP)
-        return self._queue.take_group(share, lambda item: self._expiry.discard(item, now))
-
-    def _take_opaque_group(self, now: float) -> Group:
-        """Batch size 1, opaque (handler) requests: every batch is one request, so an idle
-        instance takes its share of the queued ones in one hop, each still run alone (a
-        handler call sees a list of one, as TorchServe's batchSize 1 promises)."""
-        share = min(-(-len(self._queue) // self._idle), MAX_GROUP)
-        return self._queue.take_group(share, lambda item: self._expiry.discard(item, now),
-                                      lambda item: type(item.policy) is OpaquePolicy)
+        return self._taken(take_group(self._queue, share, self._expiry.discard, now, only))
 
     def _take_batch(self, now: float) -> Batch | Group | None:
         """Oldest request first, then later ones of the same key (shape, runner), up to
-        max_batch rows; None while the batch should wait for more (the timer is armed)."""
-        head = self._queue.head()
+        max_batch rows; None while the batch should wait for more (the timer is armed).
+
+        Batch size 1, opaque (handler) requests: every batch is one request, so an idle
+        instance takes its share of the queued ones in one hop, each still run alone (a
+        handler call sees a list of one, as TorchServe's batchSize 1 promises)."""
+        head = self._queue[0]
         if self.max_batch == 1 and type(head.policy) is OpaquePolicy:
-            return self._take_opaque_group(now)
+            return self._take_group(now, OpaquePolicy)
         if not self._merge:  # the head's rows are the batch: it goes alone, at once
-            return self._queue.take_batch(head.rows, lambda item: self._expiry.discard(item, now))
+            return self._taken(take_batch(self._queue, head.rows, self._expiry.discard, now))
         # Wait to fill the batch only while another request is known to be coming.
         # NOTE: when every client seen lately has a request in (queued or running), the
         # next one comes only after an answer: one client sending one request at a time
         # is the common case. Waiting for them would add the delay and batch nothing
         # more, so the batch goes now (docs/batching.md).
         deadline = head.arrival + self.delay
-        if (self._queue.rows < self.max_batch and now < deadline and self._accepting
-                and not self._clients.all_in(len(self._queue) + self._running_items)):
+        if (self._rows < self.max_batch and now < deadline and self._accepting
+                and not self._clients.all_in(
+                    len(self._queue) + self._instances.running_items)):
             self._arm_timer(deadline - now)
             return None
-        return self._queue.take_batch(self.max_batch, lambda item: self._expiry.discard(item, now))
+        return self._taken(take_batch(self._queue, self.max_batch, self._expiry.discard, now))
 
     def _dispatch_soon(self) -> None:
         """Dispatch once the loop has handed over everything it read this iteration: the
@@ -257,44 +296,3 @@ class DynamicBatcher:
     def _on_timer(self) -> None:
         self._timer = None
         self._dispatch()
-
-    # Completion (event loop)
-
-    def _complete(self, job: Batch | Group, results: list[Any], runs: list[Run]) -> None:
-        self._running.pop(id(job), None)
-        self._running_items -= len(job)
-        self._clients.answered = True
-        self._idle += 1
-        self._in_groups -= job.behind
-        stats = self.stats
-        stats.record_runs(runs)
-        now = self.clock()
-        for item, result in zip(job, results, strict=True):
-            if result is SKIPPED:
-                self._expiry.drop(item, now)
-            elif isinstance(result, BaseException):
-                stats.fail += 1
-                item.fail(result)
-            else:
-                stats.success += 1
-                item.resolve(result)
-        if stats.observer is not None:
-            for item, result in zip(job, results, strict=True):
-                if result is not SKIPPED and item.answered():
-                    stats.observer.answered(now - item.arrival)
-        self._dispatch()
-        if self._idle_event is not None and not self._queue and self._idle == self.instances:
-            self._idle_event.set()
-
-    def _crashed(self, batch: Batch | Group, exc: BaseException) -> None:
-        self._running.pop(id(batch), None)
-        self._running_items -= len(batch)
-        self._in_groups -= batch.behind
-        log.error("scheduler of model '%s' crashed", self.name, exc_info=exc)
-        self._broken = exc
-        error = BackendError(f"scheduler of model '{self.name}' crashed: {exc!r}")
-        for item in batch:
-            item.fail(error)
-        self.fail_pending(error)
-        if self._idle_event is not None:
-            self._idle_event.set()
