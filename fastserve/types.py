@@ -31,6 +31,11 @@ class DataType(enum.Enum):
         self.itemsize = itemsize
         self.numpy = numpy
 
+    # NOTE: members compare by identity (Enum's __eq__ is object's), so the identity hash
+    # agrees with it; Enum's own __hash__ is a Python call on every dict lookup by
+    # datatype (several per request).
+    __hash__ = object.__hash__
+
     @classmethod
     def parse(cls, name: str) -> DataType:
         try:

@@ -58,10 +58,26 @@ class ModelStats:
 
     def record_runs(self, runs: list[tuple[int, float, int]]) -> None:
         """The model runs of one job: (rows, seconds, requests) each."""
+        # NOTE: record_batch's work inlined, the clock read once: a job of an unbatched
+        # model carries one run per request.
+        observer, batches = self.observer, self.batches
+        total_rows = total_ns = 0
         for rows, seconds, requests in runs:
-            self.record_batch(rows, seconds)
-            if self.observer is not None:
-                self.observer.computed(rows, requests, seconds)
+            ns = int(seconds * 1e9)
+            total_rows += rows
+            total_ns += ns
+            stat = batches.get(rows)
+            if stat is None:
+                stat = batches[rows] = BatchStat()
+            stat.count += 1
+            stat.compute_ns += ns
+            if observer is not None:
+                observer.computed(rows, requests, seconds)
+        if runs:
+            self.inference_count += total_rows
+            self.execution_count += len(runs)
+            self.compute_ns += total_ns
+            self.last_inference_ms = int(time.time() * 1000)
 
     def record_batch(self, rows: int, seconds: float) -> None:
         ns = int(seconds * 1e9)

@@ -49,6 +49,7 @@ from ._metric_observer import VersionObserver
 # Not counted: probes and scrapes (model readiness, /v2/models/{m}/ready, too).
 NOT_COUNTED = frozenset({"/metrics", "/ping", "/v2/health/live", "/v2/health/ready"})
 REFRESH_SECONDS = 1.0  # multiprocess: how often a process publishes its gauges
+PATH_LABELS = 1024  # paths whose api label a response hook remembers
 
 
 def api_of(path: str) -> str:
@@ -118,18 +119,26 @@ class MetricsFrontend:
     def response_hook(self, api: str | None = None) -> Any:
         """The transport's ``on_response`` for one port (``api`` fixes the label)."""
 
+        labels: dict[str, str] = {}  # path -> its api label ("": not counted)
+
         def observe(request: Request, status: int, seconds: float) -> None:
             path = request.path
-            if path in NOT_COUNTED or (path.endswith("/ready") and path.startswith("/v2/")):
-                return
-            self.count(request.params, api or api_of(path), status)
+            label = labels.get(path)
+            if label is None:
+                label = "" if path in NOT_COUNTED or (
+                    path.endswith("/ready") and path.startswith("/v2/")) else api or api_of(path)
+                if len(labels) < PATH_LABELS:  # paths are the client's: bounded
+                    labels[path] = label
+            if label:
+                self.count(request.params, label, status)
 
         observe.quiet_paths = NOT_COUNTED  # type: ignore[attr-defined]  # http/probes.py
         return observe
 
     def count(self, params: dict[str, str], api: str, status: int) -> None:
         """One answer of ``api`` with an HTTP(-equivalent) status, for the model in params."""
-        model, version = self._labels(params)
+        # Only names the repository knows: a client cannot grow the label set at will.
+        model, version = self.control.known(params.get("model", ""), params.get("version"))
         key = (model, version, api, status)
         pending = self._requests.get(key)
         if pending is None:
@@ -147,10 +156,6 @@ class MetricsFrontend:
         for observer in self._observers:
             observer.flush()
         self.handler_metrics.publish()
-
-    def _labels(self, params: dict[str, str]) -> tuple[str, str]:
-        # Only names the repository knows: a client cannot grow the label set at will.
-        return self.control.known(params.get("model", ""), params.get("version"))
 
     def on_model_change(self, change: VersionChange) -> None:
         """ModelControl's ``on_change``: observe new versions, publish the state."""
