@@ -9,11 +9,15 @@ to digits_big) alone, then again while a second wrk (--conns) sends one JPEG per
 (v2 binary extension) to digits_big. Printed per round: the tensor clients' req/s and
 p99 alone and with images, the images' req/s, p99 and timeouts; then per tree the ratios
 p99 with images / p99 alone (same server, one run after the other), their median and
-spread. Servers pinned to core 0, both wrk to core 1 (_harness). From the repo root
-(about 20 s per tree and round; the defaults, 3 rounds of 4 s, take about a minute):
+spread, the spread of tensor-alone p99 over the rounds (the noise those ratios sit in),
+and the medians of tensor req/s with images / alone and of the images' req/s and p99;
+with --base, the medians of A over B. Servers pinned to core 0, both wrk to core 1
+(_harness). From the repo root (about 20 s per tree and round; the defaults, 3 rounds of
+4 s, take about a minute):
 
     python benchmarks/image_mix.py
     python benchmarks/image_mix.py --base HEAD~3
+    python benchmarks/image_mix.py --base HEAD   # A/A: what noise alone makes of A / B
 """
 
 from __future__ import annotations
@@ -106,6 +110,24 @@ def measure(srv: h.Server, image: Path, header_length: str, seconds: int, conns:
     return {"alone": alone, "mixed": mixed, "images": images}
 
 
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def summarise(name: str, runs: list[dict]) -> None:
+    """Per tree: the p99 ratio per round, and what noise is (tensor-alone p99's spread)."""
+    grow = sorted(r["mixed"]["p99_ms"] / r["alone"]["p99_ms"] for r in runs)
+    alone = sorted(r["alone"]["p99_ms"] for r in runs)
+    print(f"{name}: tensor p99 with images / alone, per round: "
+          + ", ".join(f"{g:.2f}x" for g in grow)
+          + f" (median {median(grow):.2f}x, spread {grow[0]:.2f}-{grow[-1]:.2f}x); noise: "
+          f"tensor-alone p99 {alone[0]:.2f}-{alone[-1]:.2f} ms ({alone[-1] / alone[0]:.2f}x)")
+    print(f"{name}: medians: tensor req/s with images / alone "
+          f"{median([r['mixed']['rps'] / r['alone']['rps'] for r in runs]):.2f}x, "
+          f"image req/s {median([r['images']['rps'] for r in runs]):,.0f}, "
+          f"image p99 {median([r['images']['p99_ms'] for r in runs]):.0f} ms")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", help="git ref of tree B (A: the working tree); none: A only")
@@ -148,10 +170,13 @@ def main() -> int:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree_b)],
                                cwd=ROOT, capture_output=True)
     for name, runs in results.items():
-        grow = sorted(r["mixed"]["p99_ms"] / r["alone"]["p99_ms"] for r in runs)
-        print(f"{name}: tensor p99 with images / alone, per round: "
-              + ", ".join(f"{g:.2f}x" for g in grow)
-              + f" (median {grow[len(grow) // 2]:.2f}x, spread {grow[0]:.2f}-{grow[-1]:.2f}x)")
+        summarise(name, runs)
+    if args.base:  # the same figure of both trees, measured in the same run
+        figures = {"tensor p99 with images": ("mixed", "p99_ms"),
+                   "image req/s": ("images", "rps"), "image p99": ("images", "p99_ms")}
+        ratios = {what: median([r[k][f] for r in results["A"]])
+                  / median([r[k][f] for r in results["B"]]) for what, (k, f) in figures.items()}
+        print("A / B (medians): " + ", ".join(f"{w} {x:.2f}x" for w, x in ratios.items()))
     return 0
 
 
