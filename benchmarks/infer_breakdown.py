@@ -111,23 +111,22 @@ async def in_situ(plane: Any, front: Any, batcher: Any, body: bytes, answer: Any
     """The whole request at CONNS in flight with one part after another swapped for its
     answer made beforehand; each difference is that part's cost where it runs (caches,
     loop turns and thread hops as under load), alternated three times, the best of each."""
-    done = asyncio.get_running_loop().create_future()
-    done.set_result(answer.outputs)
+    async def answered(*args: Any, **kwargs: Any) -> Any:
+        return answer.outputs
 
     async def decoded_only(name: str, version: Any, v2body: Any) -> Any:
-        v2body.tensors(plane.resolve(name, version))  # the body still decoded, nothing run
+        v2body.tensors(plane.info(name, version))  # the body still decoded, nothing run
         return answer
 
     reply = front.encode(answer, V2Body(_Fake(body), plane.shared_memory).options,
-                         plane.resolve("mlp", None).outputs)
+                         plane.info("mlp", None).outputs)
 
     async def fixed_reply(request: Any) -> Any:
         return reply
 
     variants = {
         "real": {},
-        "no scheduler/forward (submit answers at once)": {(batcher, "submit"):
-                                                          lambda *a, **k: done},
+        "no scheduler/forward (infer answers at once)": {(batcher, "infer"): answered},
         "no data plane (decode only, no validate/run)": {(plane, "infer_body"): decoded_only},
         "HTTP + routing only (a fixed reply)": {(front, "infer"): fixed_reply},
     }
@@ -230,7 +229,7 @@ async def main(n: int) -> None:
         raw = raw_request(body)
         target = repo.ready_version("mlp", None)
         backend, batcher = target.backend, target.batcher
-        info = plane.resolve("mlp", None)
+        info = plane.info("mlp", None)
 
         class FakeRequest:  # what V2Body reads of an http Request
             headers: dict[str, bytes] = {}
@@ -266,16 +265,16 @@ async def main(n: int) -> None:
                 answer, body_obj.options, info.outputs), n)),
         ]
 
-        async def one_submit() -> None:
-            await batcher.submit(inputs, 1)
+        async def one_infer() -> None:
+            await batcher.infer(inputs, 1)
 
-        async def many_submits() -> None:
-            await asyncio.gather(*[batcher.submit(inputs, 1) for _ in range(CONNS)])
+        async def many_infers() -> None:
+            await asyncio.gather(*[batcher.infer(inputs, 1) for _ in range(CONNS)])
 
-        rows.append(("scheduler: submit + run + answer, 1 in flight",
-                     await cpu_us_async(one_submit, n)))
+        rows.append(("scheduler: infer (queue, run, answer), 1 in flight",
+                     await cpu_us_async(one_infer, n)))
         rows.append((f"scheduler: same, {CONNS} in flight (per request)",
-                     await cpu_us_async(many_submits, max(1, n // CONNS)) / CONNS))
+                     await cpu_us_async(many_infers, max(1, n // CONNS)) / CONNS))
 
         async def plane_call() -> None:
             await plane.infer_body("mlp", None, V2Body(request, plane.shared_memory))  # type: ignore[arg-type]

@@ -20,6 +20,8 @@ from fastserve.errors import (
 )
 from fastserve.types import InferRequest
 
+from decoded_body import infer
+
 CONFIG = """
 max_batch_size = 4
 batch_delay_ms = 0.5
@@ -77,7 +79,7 @@ def test_loading(repo_dir: Path, fake_loader: Any, run_async: Any, wait_until: A
             assert not plane.ready()
             assert not plane.model_ready("good") and not plane.model_ready("good", "1")
             with pytest.raises(ModelNotReadyError, match=r"model 'good' version 2 is loading"):
-                await plane.infer(req())
+                await infer(plane, req())
             # unknown names are still 404 while loading
             with pytest.raises(ModelNotFoundError):
                 plane.model_ready("nope")
@@ -106,11 +108,11 @@ def test_loaded_with_failed_models(repo_dir: Path, fake_loader: Any, run_async: 
             assert not plane.model_ready("failing")
             with pytest.raises(ModelNotReadyError, match=r"failed to load: config.toml: "
                                                           r"'max_batch_size' must be >= 0"):
-                await plane.infer(req("broken", inputs={"x": x()}))
+                await infer(plane, req("broken", inputs={"x": x()}))
             with pytest.raises(ModelNotReadyError,
                                match=r"version 1 failed to load: RuntimeError: weights are"):
-                await plane.infer(req("failing", "1"))
-            out = await plane.infer(req("good"))
+                await infer(plane, req("failing", "1"))
+            out = await infer(plane, req("good"))
             assert out.version == "2"
         finally:
             plane.close()
@@ -128,7 +130,7 @@ def test_empty_repository(tmp_path: Path, fake_loader: Any, run_async: Any,
         with pytest.raises(ModelNotFoundError):
             plane.model_ready("anything")
         with pytest.raises(ModelNotFoundError):
-            await plane.infer(req("anything"))
+            await infer(plane, req("anything"))
 
     run_async(main)
 
@@ -139,12 +141,12 @@ def test_draining(repo_dir: Path, fake_loader: Any, run_async: Any, wait_until: 
     async def main() -> None:
         await start(plane, wait_until)
         try:
-            in_flight = asyncio.ensure_future(plane.infer(req()))
+            in_flight = asyncio.ensure_future(infer(plane, req()))
             await asyncio.sleep(0)  # submitted before the drain starts
             plane.start_draining()
             assert plane.live() and not plane.ready() and not plane.model_ready("good")
             with pytest.raises(ModelNotReadyError, match=r"shutting down"):
-                await plane.infer(req())
+                await infer(plane, req())
             await plane.drain()
             out = await in_flight  # in-flight requests finish
             np.testing.assert_array_equal(out.outputs["y"], x() * 2 + 1)
@@ -172,9 +174,9 @@ def test_unknown_model_and_version(repo_dir: Path, fake_loader: Any, run_async: 
                 with pytest.raises(VersionNotFoundError):
                     call()
             with pytest.raises(ModelNotFoundError):
-                await plane.infer(req("nope"))
+                await infer(plane, req("nope"))
             with pytest.raises(VersionNotFoundError, match=r"has no version '7'"):
-                await plane.infer(req("good", "7"))
+                await infer(plane, req("good", "7"))
         finally:
             plane.close()
 
@@ -194,9 +196,9 @@ def test_model_ready_of_a_failed_version_next_to_a_ready_one(
             assert plane.model_ready("m", "1")
             assert not plane.model_ready("m", "2")
             assert plane.model_ready("m")  # the default falls back to the ready version
-            assert (await plane.infer(req("m"))).version == "1"
+            assert (await infer(plane, req("m"))).version == "1"
             with pytest.raises(ModelNotReadyError, match=r"version 2 failed to load"):
-                await plane.infer(req("m", "2"))
+                await infer(plane, req("m", "2"))
         finally:
             plane.close()
 
@@ -245,19 +247,19 @@ def test_infer(repo_dir: Path, fake_loader: Any, run_async: Any, wait_until: Any
         try:
             sent = [x(rows, rows / 3) for rows in (1, 2, 3, 6)]
             answers = await asyncio.gather(*(
-                plane.infer(req(inputs={"x": a}, id=f"r{i}")) for i, a in enumerate(sent)))
+                infer(plane, req(inputs={"x": a}, id=f"r{i}")) for i, a in enumerate(sent)))
             for i, (a, out) in enumerate(zip(sent, answers, strict=True)):
                 assert (out.model, out.version, out.id) == ("good", "2", f"r{i}")
                 np.testing.assert_array_equal(out.outputs["y"], a * 2 + 1)
                 np.testing.assert_array_equal(out.outputs["s"], a.sum(axis=1))
-            one = await plane.infer(req("good", "1", outputs=["s"]))
+            one = await infer(plane, req("good", "1", outputs=["s"]))
             assert list(one.outputs) == ["s"] and one.version == "1"
             with pytest.raises(InvalidInputError, match=r"unknown output 'z'"):
-                await plane.infer(req(outputs=["z"]))
+                await infer(plane, req(outputs=["z"]))
             with pytest.raises(InvalidInputError, match=r"input 'x' has shape \[2, 4\]"):
-                await plane.infer(req(inputs={"x": np.zeros((2, 4), np.float32)}))
+                await infer(plane, req(inputs={"x": np.zeros((2, 4), np.float32)}))
             with pytest.raises(InvalidInputError, match=r"missing input 'x'"):
-                await plane.infer(req(inputs={}))
+                await infer(plane, req(inputs={}))
             version = plane.repository.version("good", "2")
             assert version.stats.success == 5 and version.stats.inference_count == 12
         finally:

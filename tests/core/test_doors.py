@@ -23,6 +23,8 @@ from fastserve.core.repository import ModelRepository
 from fastserve.errors import InvalidInputError, ModelNotFoundError, VersionNotFoundError
 from fastserve.types import DataType, InferRequest, TensorSpec
 
+from decoded_body import infer
+
 CONFIG = """
 max_batch_size = 4
 batch_delay_ms = 5
@@ -69,14 +71,14 @@ def test_doors_dataplane_hands_out_plain_values(tmp_path: Path, make_model: Any,
     async def main() -> None:
         await _loaded(repo, wait_until)
         try:
-            info = plane.resolve("good", None)
+            info = plane.info("good", None)
             assert isinstance(info, ModelInfo) and info.ready
             assert (info.name, info.version, info.handler, info.declared) == \
                 ("good", "2", "tensor", True)
             assert info.versions == ("1", "2") and info.batched
             assert [s.name for s in info.inputs] == ["x"]
             assert not hasattr(info, "backend") and not hasattr(info, "batcher")
-            assert plane.resolve("good", None) is info  # made once per loaded version
+            assert plane.info("good", None) is info  # made once per loaded version
             assert plane.info("good", "1").version == "1"
             failed = plane.info("failing")
             assert failed.state == "FAILED" and "x" in failed.error and not failed.ready
@@ -86,7 +88,7 @@ def test_doors_dataplane_hands_out_plain_values(tmp_path: Path, make_model: Any,
             with pytest.raises(VersionNotFoundError):
                 plane.version("good", "9")
             with pytest.raises(ModelNotFoundError):
-                plane.resolve("nope", None)
+                plane.info("nope", None)
         finally:
             plane.close()
 
@@ -123,9 +125,9 @@ def test_doors_v2_images_are_preprocessed_on_the_instance_thread(
     async def main() -> list[Any]:
         await _loaded(repo, wait_until)
         try:
-            return await asyncio.gather(plane.infer(request(images[0], images[1])),
-                                        plane.infer(request(b"not an image")),
-                                        plane.infer(request(images[2])),
+            return await asyncio.gather(infer(plane, request(images[0], images[1])),
+                                        infer(plane, request(b"not an image")),
+                                        infer(plane, request(images[2])),
                                         return_exceptions=True)
         finally:
             plane.close()

@@ -23,6 +23,8 @@ from fastserve.core.repository import ModelRepository
 from fastserve.errors import InvalidInputError
 from fastserve.types import DataType, InferRequest, TensorSpec
 
+from decoded_body import infer
+
 IMAGE_CONFIG = """
 handler = "image_classifier"
 max_batch_size = 4
@@ -66,7 +68,7 @@ def _serve(tmp_path: Path, make_model: Any, fake_backend: Any, run_async: Any,
         await wait_until(lambda: not repo.loading)
         thread.join(5)
         try:
-            return await asyncio.gather(*(plane.infer(r) for r in requests),
+            return await asyncio.gather(*(infer(plane, r) for r in requests),
                                         return_exceptions=True)
         finally:
             plane.close()
