@@ -55,10 +55,6 @@ class DataPlane(HandlerRequests):
 
     # Inference
 
-    def resolve(self, name: str, version: str | None) -> ModelInfo:
-        """The READY version a request runs on (404 unknown, 503 not ready or draining)."""
-        return self._serving(self._ready(name, version))
-
     def _serving(self, target: ModelVersion) -> ModelInfo:
         # NOTE: a READY version's backend, config and labels never change (a reload makes a
         # new version), so its ModelInfo is made once, off the request path.
@@ -74,14 +70,6 @@ class DataPlane(HandlerRequests):
                              tuple(v.version for v in entry.sorted_versions()))
             self._infos[backend] = info
         return info
-
-    async def infer(self, request: InferRequest) -> InferResponse:
-        """Run one decoded tensor request on the READY version it names."""
-        target = self._ready(request.model, request.version)
-        info = self._serving(target)
-        if info.handler == "handler.py":
-            raise _handler_only(target.name)
-        return await self._run(target, info, request)
 
     async def infer_body(self, name: str, version: str | None, body: TensorBody
                          ) -> InferResponse | WholeRequest:

@@ -1,6 +1,6 @@
 """gRPC's ModelInfer (and ModelStreamInfer, which runs the same ``infer``) makes one call
 into the data plane per request, as HTTP's v2 infer does (issue 14): ``infer_body`` with
-the ModelInferRequest as its body, decoded once the model is known, never a resolve, a
+the ModelInferRequest as its body, decoded once the model is known, never a look-up, a
 handler check, an archive look-up, a refusal count and a run of its own."""
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from fastserve.grpc.management import Management  # noqa: E402
 from fastserve.grpc.status import CallPolicy, code_of  # noqa: E402
 
 TENSOR = "max_batch_size = 4\nbatch_delay_ms = 0\n"
-# What a front-end may call on the data plane for one request.
-DOORS = ("resolve", "infer", "infer_body")
+# What a front-end may call on the data plane for one request (a look-up, or a tensor door).
+DOORS = ("info", "infer_body", "infer_tensors", "predict_instances")
 
 
 class RecordingPlane(DataPlane):
