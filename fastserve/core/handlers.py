@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import FastServeError
-from .batching import check_outputs, run_rows, tensor_key
+from .batching import check_outputs, run_rows
 from .builtin_handlers import (
     ImageClassifierHandler,
     TensorHandler,
     make_handler,
     top_k,
 )
+from .jobs import tensor_key
 from .model_config import ModelConfig
 from .payloads import Payload, decode_body, parse_target
 from .validation import validate_inputs
