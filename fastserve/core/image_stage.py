@@ -18,8 +18,9 @@ import threading
 from typing import Any
 
 from ..errors import FastServeError, InvalidInputError
-from .batching import Outputs, TensorPolicy, check_outputs, run_rows, tensor_key
+from .batching import Outputs, TensorPolicy, check_outputs, run_rows
 from .image import preprocess_images
+from .jobs import tensor_key
 from .model_config import ModelConfig
 from .validation import validate_inputs
 

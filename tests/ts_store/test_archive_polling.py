@@ -64,7 +64,9 @@ def test_archives_replaced_added_and_removed_while_serving(server: ServerProcess
     eventually("tiny 2.0 replaces 1.0",
                lambda: server.request("GET", "/models/tiny", port=server.management_port)[0]
                == 200 and [d["modelVersion"] for d in orjson.loads(server.request(
-                   "GET", "/models/tiny/all", port=server.management_port)[2])] == ["2.0"],
+                   "GET", "/models/tiny/all", port=server.management_port)[2])] == ["2.0"]
+               # listed may still be loading (503): wait until it answers
+               and predict(server, "tiny")[0] == 200,
                server)
     status, answer = predict(server, "tiny")
     assert status == 200 and answer == pytest.approx(expected(2), abs=1e-5)
