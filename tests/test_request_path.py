@@ -49,13 +49,16 @@ def _request_path() -> Any:
 
 def test_request_path_predictions_enter_the_data_plane_once() -> None:
     """TorchServe's /predictions: one call into the core (the data plane resolves the
-    model, asks the body for its instances and queues them), not a look-up and a run."""
+    model, asks the body for its instances and queues them), not a look-up and a run;
+    and one into the scheduler (its ``infer`` queues the body and waits), as a v2 infer
+    makes: no future handed out and no deferred dispatch entering it a second time."""
     log, stops, back = asyncio.run(_request_path().trace_request("predictions"))
     into_core = [(callee, name) for source, callee, name in log
                  if source == "frontends.torchserve" and callee.startswith("core.")]
     assert into_core == [("core.dataplane", "predictions")]
     entered = Counter(callee for source, callee, _ in log if source != "resume")
     assert entered["frontends.torchserve"] == 1 and entered["core.dataplane"] == 1
+    assert entered["core.scheduler"] == 1 and stops.count("core.scheduler") == 1
     assert stops[:4] == ["http._protocol", "http.dispatch", "frontends.torchserve",
                          "core.dataplane"]
     assert stops[-1] == "backend" and "core.scheduler" in stops

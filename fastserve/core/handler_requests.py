@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import FastServeError, InvalidInputError
 from ..types import ReplyStream
+from .batching import OpaquePolicy
 from .explain import ExplainQueue
 from .handlers import make_runner
 from .info import HandlerCall
@@ -29,6 +30,9 @@ class HandlerRequests(ModelStatus):
         # Each loaded backend's handler runner, and the explanation threads (outside the
         # batchers).
         self._runners: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        # ... and its batch policy, made once: a request is queued with one call.
+        self._policies: weakref.WeakKeyDictionary[Any, OpaquePolicy] = (
+            weakref.WeakKeyDictionary())
         self.explainer = ExplainQueue()
 
     def _runner(self, target: ModelVersion) -> Any:
@@ -41,6 +45,17 @@ class HandlerRequests(ModelStatus):
             runner = make_runner(entry.config, backend, entry.labels)
             self._runners[backend] = runner
         return runner
+
+    def _policy(self, target: ModelVersion) -> OpaquePolicy:
+        """The opaque batch policy of a READY version's handler runner, made once."""
+        policy = self._policies.get(target.backend)
+        if policy is None:
+            config = self.repository.models[target.name].config
+            assert config is not None
+            policy = OpaquePolicy(self._runner(target).run_batch, target.name,
+                                  not config.batched)
+            self._policies[target.backend] = policy
+        return policy
 
     async def predict(self, name: str, version: str | None, payloads: list[Payload]
                       ) -> list[Any]:
@@ -65,24 +80,24 @@ class HandlerRequests(ModelStatus):
         """``predict`` on the READY version ``target``."""
         batcher = target.batcher
         assert batcher is not None
-        run = self._runner(target).run_batch
-        futures: list[asyncio.Future[Any]] = []
-        try:
-            for payload in payloads:
-                futures.append(batcher.submit_opaque(payload, run))
-        except FastServeError:
-            for future in futures:
-                future.cancel()
-            raise
+        policy = self._policy(target)
         start = time.perf_counter_ns()
-        if len(futures) == 1:  # the usual one body: no gathering machinery
+        if len(payloads) == 1:  # the usual one body: one call queues it and waits
             try:
-                results = [await futures[0]]
+                results = [await batcher.infer(payloads[0], 1, policy)]
             except FastServeError:
                 target.stats.fail_ns += time.perf_counter_ns() - start
                 raise
             target.stats.success_ns += time.perf_counter_ns() - start
             return results
+        futures: list[asyncio.Future[Any]] = []
+        try:  # every part queued, or none
+            for payload in payloads:
+                futures.append(batcher.submit_opaque(payload, policy.runner))
+        except FastServeError:
+            for future in futures:
+                future.cancel()
+            raise
         results = await asyncio.gather(*futures, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
