@@ -91,3 +91,32 @@ def test_validate_inputs_not_strict() -> None:
         validate_inputs((), {"p": np.zeros(())}, batched=True, strict=False)
     with pytest.raises(InvalidInputError, match=r"a batch of 0 rows"):
         validate_inputs((), {"p": np.zeros((0, 2))}, batched=True, strict=False)
+
+
+def test_specs_by_name_made_once_per_tuple_and_never_stale(monkeypatch) -> None:
+    from fastserve.core import validation
+
+    monkeypatch.setattr(validation, "_BY_NAME", {})
+    monkeypatch.setattr(validation, "BY_NAME_CACHE", 2)
+    models = [tuple(TensorSpec(f"x{i}", D.FP32, (-1,)) for _ in range(1)) for i in range(3)]
+    for _ in range(2):  # past the cache's bound: each model still checked against its own
+        for i, specs in enumerate(models):
+            assert validate_inputs(specs, {f"x{i}": np.zeros(2, np.float32)}, True) == 2
+            with pytest.raises(InvalidInputError, match=f"unknown input 'y'; the model's "
+                                                        f"inputs are x{i}$"):
+                validate_inputs(specs, {"y": np.zeros(2, np.float32)}, True)
+    assert len(validation._BY_NAME) <= 2
+    listed = [TensorSpec("p", D.FP32, (-1,))]  # a list may change: read afresh each call
+    assert validate_inputs(listed, {"p": np.zeros(1, np.float32)}, True) == 1
+    listed.append(TensorSpec("q", D.FP32, (-1,)))
+    with pytest.raises(InvalidInputError, match="missing input 'q'"):
+        validate_inputs(listed, {"p": np.zeros(1, np.float32)}, True)
+
+
+@pytest.mark.parametrize("shape", [(2,), (2, 4), (2, 3, 1), ()])
+def test_shape_mismatch_message(shape: tuple[int, ...]) -> None:
+    inputs = {**good(), "a": np.zeros(shape, np.float32)}
+    with pytest.raises(InvalidInputError) as err:
+        validate_inputs(SPECS, inputs, batched=False)
+    assert str(err.value) == (f"input 'a' has shape {list(shape)} but the model expects "
+                              "[-1, 3] (-1: any size)")
