@@ -81,6 +81,13 @@ def run_rows(backend: Any, model: str, requests: list[dict[str, Any]], rows: lis
     outputs = check_outputs(model, backend.infer(inputs, instance), sum(rows), unit)
     results = []
     offset = 0
+    if len(outputs) == 1:  # the usual one output: no dict comprehension per request
+        [(name, out)] = outputs.items()
+        for n_rows in rows:
+            end = offset + n_rows
+            results.append({name: out[offset:end]})
+            offset = end
+        return results
     for n_rows in rows:
         end = offset + n_rows
         results.append({n: a[offset:end] for n, a in outputs.items()})

@@ -92,9 +92,10 @@ class Instances:
             try:
                 if type(job) is Batch:
                     start = time.perf_counter()
+                    rows = [it.rows for it in job]
                     results = run_isolated(job[0].policy, self.name, [it.inputs for it in job],
-                                           [it.rows for it in job], instance)
-                    runs = [(sum(it.rows for it in job), time.perf_counter() - start, len(job))]
+                                           rows, instance)
+                    runs = [(sum(rows), time.perf_counter() - start, len(job))]
                 else:
                     results, runs = self._run_group(job, instance)
             except BaseException as exc:  # a bug here must not hang the waiting clients
@@ -106,18 +107,23 @@ class Instances:
         """Each member alone; one not to be run any more is SKIPPED (the loop drops it)."""
         results: list[Any] = []
         runs: list[Run] = []
+        expiry, clock = self.expiry, time.perf_counter
+        start = clock()
         for item in group:
-            # Gone or expired while the members before it ran.
-            # (Reading a future's state from this thread is a plain attribute read.)
-            if self.expiry.stale(item, self.clock()):
+            # Gone or expired while the members before it ran (the clock is read only
+            # when a timeout is set). (A future's state, read from this thread, is a
+            # plain attribute read.)
+            if item.target.done() or (expiry.timeout and expiry.stale(item, self.clock())):
                 results.append(SKIPPED)
+                start = clock()
                 continue
-            start = time.perf_counter()
             try:
                 results.extend(item.policy.run([item.inputs], [item.rows], instance))
             except Exception as exc:
                 results.append(as_error(self.name, exc))
-            runs.append((item.rows, time.perf_counter() - start, 1))
+            end = clock()  # this run's end is the next one's start: one read a member
+            runs.append((item.rows, end - start, 1))
+            start = end
         return results, runs
 
     def _call_loop(self, callback: Any, *args: Any) -> None:
@@ -146,7 +152,11 @@ class Instances:
                 item.fail(result)
             else:
                 stats.success += 1
-                item.resolve(result)
+                if item.parent is None:  # item.resolve(result), inlined: the usual case
+                    if not item.target.done():
+                        item.target.set_result(result)
+                else:
+                    item.resolve(result)
         if stats.observer is not None:
             for item, result in zip(job, results, strict=True):
                 if result is not SKIPPED and item.answered():

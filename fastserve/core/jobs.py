@@ -24,6 +24,9 @@ SKIPPED = object()  # a group member not run: its client left or its timeout pas
 
 def tensor_key(inputs: dict[str, Any]) -> tuple[Any, ...]:
     """Everything but the batch dimension must agree for two requests to share a run."""
+    if len(inputs) == 1:  # the usual one input, without a generator
+        for name, arr in inputs.items():
+            return ((name, arr.shape[1:], arr.dtype.str),)
     return tuple((name, arr.shape[1:], arr.dtype.str) for name, arr in inputs.items())
 
 
@@ -53,7 +56,8 @@ class Item:
         self.inputs = inputs
         self.rows = rows
         self.policy = policy
-        self.key = policy.key(inputs)  # items with equal keys may share a batch
+        # Items with equal keys may share a batch (a grouped item shares none: no key).
+        self.key = None if policy.grouped else policy.key(inputs)
         self.arrival = arrival
         self.future = future
         # A chunk: the request it belongs to, and its place there.

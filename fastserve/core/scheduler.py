@@ -201,13 +201,14 @@ class DynamicBatcher:
         """A future for a request allowed in, and its arrival time."""
         if not self._accepting or self._broken is not None:
             raise ModelNotReadyError(f"model '{self.name}' version {self.version} is unloading")
-        if self.queue_depth >= self.max_queue:
+        queued, pool = len(self._queue), self._instances
+        if queued + pool.in_groups >= self.max_queue:  # queue_depth
             raise QueueFullError(
                 f"model '{self.name}' version {self.version} has {self.queue_depth} requests "
                 "waiting (max_queue_size); retry later"
             )
         now = self.clock()
-        self._clients.arrived(len(self._queue) + self._instances.running_items + 1, now)
+        self._clients.arrived(queued + pool.running_items + 1, now)
         return self.loop.create_future(), now
 
     # The queue (event loop)
