@@ -208,7 +208,8 @@ class DynamicBatcher:
                 "waiting (max_queue_size); retry later"
             )
         now = self.clock()
-        self._clients.arrived(queued + pool.running_items + 1, now)
+        if not self._grouped:  # the count only _take_batch's no-wait rule reads
+            self._clients.arrived(queued + pool.running_items + 1, now)
         return self.loop.create_future(), now
 
     # The queue (event loop)
