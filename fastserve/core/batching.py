@@ -21,8 +21,9 @@ Kinds:
   0). Requests never merge; an idle instance takes its share of the queue in one
   thread hop and runs each alone (``Group``).
 - ``OpaquePolicy`` (opaque): whole requests handed to a runner as one list:
-  ``runner(payloads, instance) -> answers``. TorchServe-style requests travel this way
-  (``DynamicBatcher.submit_opaque``).
+  ``runner(payloads, instance) -> answers``. TorchServe-style requests travel this way:
+  ``DynamicBatcher.infer`` under the runner's policy, made once (one call queues and
+  waits: core.handler_requests), or ``submit_opaque`` for a bare future.
 
 **Plug point for request-list runtimes** (the TorchServe handler runtime): give
 ``submit_opaque`` a runner; it gets the payloads of a whole batch, formed as tensor
