@@ -31,8 +31,10 @@ class Expiry:
         return item.target.done() or bool(self.timeout and now - item.arrival > self.timeout)
 
     def drop(self, item: Item, now: float) -> None:
-        if item.target.done():  # its client went away
-            self.stats.record_cancelled()
+        if item.target.done():
+            # Its client went away; or (a chunk) its request already failed or expired.
+            if item.target.cancelled():
+                self.stats.record_cancelled()
             return
         item.fail(DeadlineExceededError(
             f"request to model '{self.name}' waited {1000 * (now - item.arrival):.0f} ms in the "

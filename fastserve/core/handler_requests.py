@@ -12,7 +12,7 @@ import time
 import weakref
 from typing import Any
 
-from ..errors import FastServeError, InvalidInputError
+from ..errors import FastServeError, InvalidInputError, QueueFullError
 from ..types import ReplyStream
 from .batching import OpaquePolicy
 from .explain import ExplainQueue
@@ -90,8 +90,15 @@ class HandlerRequests(ModelStatus):
                 raise
             target.stats.success_ns += time.perf_counter_ns() - start
             return results
+        if batcher.queue_depth + len(payloads) > batcher.max_queue:
+            # Every part queued, or none: not some, cancelled again (counted as clients
+            # gone) but holding queue places until an instance frees.
+            raise QueueFullError(
+                f"model '{target.name}' version {target.version} has {batcher.queue_depth} "
+                f"requests waiting and this body has {len(payloads)} parts "
+                "(max_queue_size); retry later")
         futures: list[asyncio.Future[Any]] = []
-        try:  # every part queued, or none
+        try:  # (refused as a whole: draining or broken)
             for payload in payloads:
                 futures.append(batcher.submit_opaque(payload, policy.runner))
         except FastServeError:

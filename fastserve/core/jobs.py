@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import BackendError
+
 Outputs = dict[str, Any]
 Run = tuple[int, float, int]  # rows, seconds, requests of one model run
 SKIPPED = object()  # a group member not run: its client left or its timeout passed
@@ -94,7 +96,15 @@ class Item:
         parent.parts[self.index] = outputs
         parent.remaining -= 1
         if parent.remaining == 0 and not parent.future.done():
-            parent.future.set_result(parent.join(parent.parts))  # type: ignore[arg-type]
+            try:
+                joined = parent.join(parent.parts)  # type: ignore[arg-type]
+            except Exception as exc:  # e.g. chunks answered in different widths
+                # Raising here, on the loop, would leave the job's other clients waiting.
+                parent.future.set_exception(BackendError(
+                    f"the answers of a request split into {len(parent.parts)} chunks "
+                    f"(max_batch_size) could not be joined: {exc}"))
+                return
+            parent.future.set_result(joined)
 
 
 class Batch(list[Item]):
