@@ -95,9 +95,14 @@ async def handler_answer(call: HandlerCall) -> Any:
     task.add_done_callback(lambda _: _wake(stream.first, None))
     timer = (asyncio.get_running_loop().call_later(timeout_ms / 1000.0, _wake, stream.first,
                                                    _EXPIRED) if timeout_ms else None)
-    first = await stream.first
-    if timer is not None:
-        timer.cancel()
+    try:
+        first = await stream.first
+    except asyncio.CancelledError:  # the client left: its call is not run (if still queued)
+        task.cancel()
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
     if first is _EXPIRED:
         task.cancel()
         raise DeadlineExceededError(f"model '{call.model}' did not answer within its "

@@ -129,3 +129,23 @@ def test_explanations_are_one_call_for_every_instance() -> None:
     assert [c[0] for c in plane.calls] == ["explanations", "explanations"]
     assert json.loads(one.body) == [1, 2]
     assert json.loads(many.body) == {"explanations": [[1, 2], [3]]}
+
+
+def test_archive_answer_whose_client_left_cancels_its_handler_call() -> None:
+    """A client that goes away before the archive's handler answers: the call (queued in
+    the scheduler, or running) is cancelled, as a v2 request's is, not left to run."""
+    from fastserve.frontends._ts_archive import handler_answer
+
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        queued = loop.create_future()  # the handler call, still waiting for its turn
+        answer = loop.create_task(asyncio.wait_for(queued, None))
+        client = loop.create_task(handler_answer(HandlerCall("m", 0, ReplyStream(loop), answer)))
+        await asyncio.sleep(0)
+        client.cancel()  # the connection closed
+        with pytest.raises(asyncio.CancelledError):
+            await client
+        await asyncio.sleep(0)
+        return answer.cancelled() and queued.cancelled()
+
+    assert asyncio.run(main())
