@@ -111,3 +111,53 @@ def test_random_cancellations_and_timeouts_balance(
     assert outcomes["expired"] <= len(expired)
     assert stats.success >= outcomes["ok"] and stats.fail >= outcomes["failed"]
     assert stats.execution_count <= len(backend.calls)  # a failed batch is rerun alone
+
+
+def test_split_requests_with_random_cancellations_and_timeouts(
+        run_async: Any, new_batcher: Any, fake_backend: Any) -> None:
+    """Requests of up to three times max_batch_size rows (split into chunks, joined again)
+    among small ones: every staying client gets its own rows back, in order."""
+    backend = slowed(fake_backend(fail_marker=FAIL))
+    rng = np.random.default_rng(11)
+
+    async def main() -> dict[str, int]:
+        batcher = new_batcher(backend, max_batch_size=4, batch_delay_ms=1.0, instances=2,
+                              timeout_ms=10.0, max_queue_size=10_000)
+        outcomes = {"ok": 0, "failed": 0, "expired": 0, "cancelled": 0}
+
+        async def client(i: int) -> None:
+            for _ in range(int(rng.integers(0, 40))):
+                await asyncio.sleep(0)
+            x = rng.standard_normal((int(rng.integers(1, 13)), 3)).astype(np.float32)
+            if i % 13 == 0:
+                x[-1, 0] = FAIL
+            task = asyncio.ensure_future(batcher.infer({"x": x}, len(x)))
+            try:
+                if i % 5 == 0:
+                    for _ in range(int(rng.integers(1, 6))):
+                        await asyncio.sleep(0)
+                    task.cancel()
+                outputs = await task
+            except asyncio.CancelledError:
+                outcomes["cancelled"] += 1
+                return
+            except DeadlineExceededError:
+                outcomes["expired"] += 1
+                return
+            except BackendError:
+                assert x[-1, 0] == FAIL
+                outcomes["failed"] += 1
+                return
+            np.testing.assert_allclose(outputs["y"], x * 2 + 1)
+            np.testing.assert_allclose(outputs["s"], x.sum(axis=1), rtol=1e-6)
+            outcomes["ok"] += 1
+
+        await asyncio.gather(*(client(i) for i in range(300)))
+        await batcher.drain()
+        pool = batcher._instances
+        assert batcher.queue_depth == 0 and batcher._rows == 0
+        assert (pool.idle, pool.running, pool.running_items, pool.in_groups) == (2, {}, 0, 0)
+        return outcomes
+
+    outcomes = run_async(main)
+    assert sum(outcomes.values()) == 300 and outcomes["cancelled"] > 0
