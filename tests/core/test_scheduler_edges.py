@@ -110,3 +110,35 @@ def test_multipart_body_larger_than_the_queue_room_queues_none_of_its_parts(
     stats = run_async(main)
     assert stats.cancelled == 0  # the refused body's parts never counted as gone clients
     assert loader.backends[("m", "1")].batch_sizes == [2]
+
+
+def test_infer_cancelled_while_its_batch_runs_is_answered_quietly(
+        run_async: Any, new_batcher: Any, fake_backend: Any, wait_until: Any) -> None:
+    """The batch's answer comes back to a cancelled future: no InvalidStateError in the
+    loop's callback (run_async fails on one), the other member gets its answer, and the
+    run counts as it ran (nothing counts as cancelled: it was no longer queued)."""
+    gate = threading.Event()
+    backend = fake_backend(gate=gate)
+
+    async def main() -> Any:
+        batcher = new_batcher(backend, max_batch_size=4, batch_delay_ms=0.0)
+        try:
+            gone = asyncio.ensure_future(batcher.infer({"x": np.full((1, 3), 1.0,
+                                                                     dtype=np.float32)}, 1))
+            kept = asyncio.ensure_future(batcher.infer({"x": np.full((2, 3), 2.0,
+                                                                     dtype=np.float32)}, 2))
+            await wait_until(lambda: backend.active == 1)
+            gone.cancel()
+            gate.set()
+            outputs = await kept
+            np.testing.assert_array_equal(outputs["y"], np.full((2, 3), 5.0))
+            with pytest.raises(asyncio.CancelledError):
+                await gone
+            await batcher.drain()
+        finally:
+            gate.set()
+        return batcher.stats
+
+    stats = run_async(main)
+    assert backend.batch_sizes == [3]
+    assert (stats.success, stats.fail, stats.cancelled) == (2, 0, 0)
