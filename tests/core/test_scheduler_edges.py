@@ -142,3 +142,38 @@ def test_infer_cancelled_while_its_batch_runs_is_answered_quietly(
     stats = run_async(main)
     assert backend.batch_sizes == [3]
     assert (stats.success, stats.fail, stats.cancelled) == (2, 0, 0)
+
+
+def test_instance_finishing_after_its_loop_closed_ends_quietly(
+        fake_backend: Any, monkeypatch: Any) -> None:
+    """Shutdown past its drain timeout: the loop closes while a model still runs; the
+    instance's answer (call_soon_threadsafe on a closed loop) goes nowhere, quietly."""
+    from fastserve.core.model_config import ModelConfig
+    from fastserve.core.scheduler import DynamicBatcher
+
+    crashes: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", crashes.append)
+    gate = threading.Event()
+    backend = fake_backend(gate=gate)
+    threads: list[threading.Thread] = []
+
+    async def main() -> None:
+        batcher = DynamicBatcher("m", "1", backend, ModelConfig(name="m", max_batch_size=2),
+                                 asyncio.get_running_loop())
+        batcher.start()
+        threads.extend(batcher._instances._threads)
+        running = batcher.submit({"x": np.ones((1, 3), dtype=np.float32)}, 1)
+        while backend.active == 0:
+            await asyncio.sleep(0.001)
+        batcher.fail_pending(BackendError("shutting down"))
+        batcher.close()
+        with pytest.raises(BackendError):
+            await running
+
+    asyncio.run(main())
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert crashes == []
+    assert backend.batch_sizes == [1]
