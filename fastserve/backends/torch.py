@@ -21,8 +21,15 @@ from ..errors import BackendError, ConfigError, InvalidInputError, UnsupportedEr
 from ..types import DataType, TensorSpec
 from .devices import resolve_device, too_large
 from .model_files import load_torchscript
-from .torch_loading import forward_arguments, load_export, merge_specs, model_file
-from .torch_values import inference_mode, inference_on, instance_scope, to_numpy, to_tensor
+from .torch_loading import check_count, forward_arguments, load_export, merge_specs, model_file
+from .torch_values import (
+    inference_mode,
+    inference_on,
+    instance_scope,
+    to_numpy,
+    to_tensor,
+    value_to_array,
+)
 
 log = logging.getLogger("fastserve.backends.torch")
 
@@ -94,19 +101,6 @@ class TorchBackend:
         return model, [TensorSpec("input__0", DataType.FP32, (-1,))], \
             [TensorSpec("output__0", DataType.FP32, (-1,))]
 
-    def _check_count(self, sent: int) -> None:
-        """A request for an undeclared model.pt must give each of forward's arguments."""
-        if self._forward_args is None:
-            return
-        names, required = self._forward_args
-        if sent < required:
-            raise InvalidInputError(
-                f"missing input for argument '{names[sent]}' of the model's forward("
-                f"{', '.join(names)}): send one input per argument, in this order")
-        if sent > len(names):
-            raise InvalidInputError(f"{sent} inputs sent but the model's forward takes "
-                                    f"{len(names)} ({', '.join(names)})")
-
     # Running
 
     def warmup(self) -> None:
@@ -133,7 +127,7 @@ class TorchBackend:
             pairs = [(s.name, inputs[s.name], s.datatype) for s in self.inputs]
         else:  # a model.pt without [[inputs]]: whatever was sent, in request order
             pairs = [(n, a, None) for n, a in inputs.items()]
-            self._check_count(len(pairs))
+            check_count(self._forward_args, len(pairs))
         args = []
         for name, arr, datatype in pairs:
             if arr.dtype == object:
@@ -213,7 +207,7 @@ class TorchBackend:
         out = {}
         for n, t in host.items():
             if not isinstance(t, torch.Tensor):
-                out[n] = self._to_array(t)
+                out[n] = value_to_array(t)
             elif self.pinned:  # the reused pinned buffers: the next batch overwrites them
                 out[n] = to_numpy(t).copy()
             else:  # a fresh host tensor of its own
@@ -250,7 +244,7 @@ class TorchBackend:
         return dict(zip(names, values, strict=True))
 
     def _outputs(self, result: Any) -> dict[str, Any]:
-        return {n: (to_numpy(t) if isinstance(t, torch.Tensor) else self._to_array(t))
+        return {n: (to_numpy(t) if isinstance(t, torch.Tensor) else value_to_array(t))
                 for n, t in self._collect(result).items()}
 
     def explain(self, inputs: dict[str, Any], method: str, target: Any = None
@@ -278,14 +272,6 @@ class TorchBackend:
                                                  for s in self.inputs)
         attributions = explainers.attribute(self.model, tuple(tensors), method, target, static)
         return {n: to_numpy(a) for n, a in zip(names, attributions, strict=True)}
-
-    @staticmethod
-    def _to_array(value: Any) -> np.ndarray:
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            arr = np.empty(len(value), dtype=object)
-            arr[:] = [v.encode("utf-8") for v in value]
-            return arr
-        return np.asarray(value)
 
     def close(self) -> None:
         self.model = self._forward = None

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidInputError
 from ..types import DataType, TensorSpec
 from .devices import to_device
 from .lifted_program import LiftedProgram
@@ -67,6 +67,20 @@ def forward_arguments(model: Any) -> tuple[list[str], int] | None:
     except (AttributeError, RuntimeError):
         return None
     return [a.name for a in arguments], sum(not a.has_default_value() for a in arguments)
+
+
+def check_count(forward_args: tuple[list[str], int] | None, sent: int) -> None:
+    """A request for an undeclared model.pt must give each of forward's arguments."""
+    if forward_args is None:
+        return
+    names, required = forward_args
+    if sent < required:
+        raise InvalidInputError(
+            f"missing input for argument '{names[sent]}' of the model's forward("
+            f"{', '.join(names)}): send one input per argument, in this order")
+    if sent > len(names):
+        raise InvalidInputError(f"{sent} inputs sent but the model's forward takes "
+                                f"{len(names)} ({', '.join(names)})")
 
 
 def merge_specs(section: str, configured: Any, found: list[TensorSpec], source: str,

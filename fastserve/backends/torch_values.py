@@ -61,6 +61,15 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
+def value_to_array(value: Any) -> np.ndarray:
+    """A non-tensor output as an array: a list of str becomes BYTES (UTF-8 bytes)."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        arr = np.empty(len(value), dtype=object)
+        arr[:] = [v.encode("utf-8") for v in value]
+        return arr
+    return np.asarray(value)
+
+
 def inference_mode() -> Any:
     """torch.inference_mode() without its Python wrapper (its C++ guard: 1 us, not 4)."""
     return _INFERENCE_GUARD(True)
