@@ -197,11 +197,11 @@ class DataPlane(HandlerRequests):
         return InferResponse(target.name, target.version, outputs, request.id)
 
     def _image_stage(self, target: ModelVersion) -> ImageStage:
-        stage = self._stages.get(target.backend)
+        stage = self._stages.get(target.batcher)  # (not its backend: see _runners)
         if stage is None:
             config = self.repository.models[target.name].config
             assert config is not None
-            stage = self._stages[target.backend] = ImageStage(target.backend, config)
+            stage = self._stages[target.batcher] = ImageStage(target.backend, config)
         return stage
 
     # Statistics

@@ -27,8 +27,10 @@ class HandlerRequests(ModelStatus):
     def __init__(self, repository: ModelRepository, extensions: list[str] | None = None
                  ) -> None:
         super().__init__(repository, extensions)
-        # Each loaded backend's handler runner, and the explanation threads (outside the
-        # batchers).
+        # Each loaded version's handler runner, and the explanation threads (outside the
+        # batchers). NOTE: keyed by the version's batcher, not its backend: a runner holds
+        # its backend, and a value that holds its own key keeps it (the model's memory)
+        # alive for good after an unload.
         self._runners: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         # ... and its batch policy, made once: a request is queued with one call.
         self._policies: weakref.WeakKeyDictionary[Any, OpaquePolicy] = (
@@ -37,24 +39,23 @@ class HandlerRequests(ModelStatus):
 
     def _runner(self, target: ModelVersion) -> Any:
         """The handler runner of a READY version (core.handlers.make_runner), made once."""
-        backend = target.backend
-        runner = self._runners.get(backend)
+        runner = self._runners.get(target.batcher)
         if runner is None:
             entry = self.repository.models[target.name]
             assert entry.config is not None
-            runner = make_runner(entry.config, backend, entry.labels)
-            self._runners[backend] = runner
+            runner = make_runner(entry.config, target.backend, entry.labels)
+            self._runners[target.batcher] = runner
         return runner
 
     def _policy(self, target: ModelVersion) -> OpaquePolicy:
         """The opaque batch policy of a READY version's handler runner, made once."""
-        policy = self._policies.get(target.backend)
+        policy = self._policies.get(target.batcher)
         if policy is None:
             config = self.repository.models[target.name].config
             assert config is not None
             policy = OpaquePolicy(self._runner(target).run_batch, target.name,
                                   not config.batched)
-            self._policies[target.backend] = policy
+            self._policies[target.batcher] = policy
         return policy
 
     async def predict(self, name: str, version: str | None, payloads: list[Payload]
