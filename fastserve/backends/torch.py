@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import BackendError, ConfigError, InvalidInputError, UnsupportedError
+from ..errors import ConfigError, InvalidInputError, UnsupportedError
 from ..types import DataType, TensorSpec
 from .devices import resolve_device, too_large
 from .model_files import load_torchscript
 from .torch_loading import check_count, forward_arguments, load_export, merge_specs, model_file
+from .torch_outputs import OutputNames
 from .torch_values import (
     inference_mode,
     inference_on,
@@ -75,6 +76,7 @@ class TorchBackend:
         source = getattr(config, "source", "config.toml")
         self.inputs = merge_specs("inputs", config.inputs, model_in, source, self.platform)
         self.outputs = merge_specs("outputs", config.outputs, model_out, source, self.platform)
+        self._names = OutputNames(self.outputs, config.outputs, self.platform)
         # The common case takes a short path in infer(): CPU, declared inputs that are plain
         # numbers (no BYTES, no BF16) and one declared output tensor.
         plain = (DataType.BYTES, DataType.BF16)
@@ -168,7 +170,7 @@ class TorchBackend:
                 result.dtype is not BF16 and not result.requires_grad):
             outputs = {single: result.numpy()}
         else:
-            outputs = self._outputs(result)
+            outputs = self._names.arrays(result)
         io = self.io_ns[instance]
         io[0] += ran - start
         io[1] += perf_counter_ns() - done
@@ -186,7 +188,7 @@ class TorchBackend:
                 return outputs
             result = self._forward(*args)
         done = perf_counter_ns()
-        outputs = self._outputs(result)
+        outputs = self._names.arrays(result)
         io[0] += ran - start
         io[1] += perf_counter_ns() - done
         return outputs
@@ -206,7 +208,7 @@ class TorchBackend:
                         a = a.to(self.device)
                 device_args.append(a)
             result = self._forward(*device_args)
-            outputs = self._collect(result)
+            outputs = self._names.collect(result)
             host = {}
             for name, t in outputs.items():
                 if isinstance(t, torch.Tensor) and not self.pinned:
@@ -237,29 +239,6 @@ class TorchBackend:
             buf = torch.empty(max(n, 1), dtype=like.dtype, pin_memory=True)
             staging[key] = buf
         return buf[:n].view(like.shape)
-
-    def _collect(self, result: Any) -> dict[str, Any]:
-        names = [s.name for s in self.outputs]
-        if isinstance(result, dict):
-            if set(result) == set(names) or not self.outputs:
-                return dict(result)
-            values = list(result.values())
-        elif isinstance(result, (tuple, list)) and not (result and isinstance(result[0], str)):
-            values = list(result)
-        else:
-            values = [result]
-        if len(values) != len(names):
-            # Outputs not configured (TorchScript keeps no signature): output__0, output__1, ...
-            if self.config.outputs is None and self.platform == "pytorch_torchscript":
-                names = [f"output__{i}" for i in range(len(values))]
-            else:
-                raise BackendError(f"the model returned {len(values)} outputs but "
-                                   f"{len(names)} are declared ({', '.join(names)})")
-        return dict(zip(names, values, strict=True))
-
-    def _outputs(self, result: Any) -> dict[str, Any]:
-        return {n: (to_numpy(t) if isinstance(t, torch.Tensor) else value_to_array(t))
-                for n, t in self._collect(result).items()}
 
     def explain(self, inputs: dict[str, Any], method: str, target: Any = None
                 ) -> dict[str, np.ndarray]:
