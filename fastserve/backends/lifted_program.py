@@ -29,6 +29,7 @@ class LiftedProgram:
         self.user_outputs = user_outputs
         self.single = single
         self._run = graph.forward
+        self._every = user_outputs == list(range(len(user_outputs)))
         first = [i for i, _ in lifted] == list(range(len(lifted)))
         self._prefix = tuple(v for _, v in lifted) if first else None
 
@@ -70,7 +71,11 @@ class LiftedProgram:
                 if args[i] is None:
                     args[i] = next(it)
             out = self._run(*args)
-        return out[0] if self.single else tuple(out[i] for i in self.user_outputs)
+        if self.single:
+            return out[0]
+        if self._every and len(out) == len(self.user_outputs):
+            return tuple(out)
+        return tuple(out[i] for i in self.user_outputs)
 
     def parameters(self) -> Any:
         return (v for _, v in self.lifted if isinstance(v, torch.Tensor) and v.requires_grad)
