@@ -28,8 +28,8 @@ from typing import Any
 import compare
 import numpy as np
 import uvloop
+from _rounds import connected_rounds
 
-from fastserve._testbase import get_connected_protocol
 from fastserve.core.dataplane import DataPlane
 from fastserve.core.repository import ModelRepository
 from fastserve.core.validation import validate_inputs
@@ -168,24 +168,7 @@ def raw_request(body: bytes) -> bytes:
 async def whole_path(router: Router, raw: bytes, rounds: int, conns: int
                      ) -> tuple[float, float]:
     """CPU µs per request and wall µs per request, ``conns`` in flight at a time."""
-    protocols = [get_connected_protocol(router) for _ in range(conns)]
-    loop = asyncio.get_running_loop()
-    waiting: list[Any] = [0, None]  # replies still to come, the future the round awaits
-
-    def replied(data: Any) -> None:  # each transport's write: one whole reply
-        waiting[0] -= 1
-        if waiting[0] == 0:
-            waiting[1].set_result(None)
-
-    for p in protocols:
-        p.transport.write = replied  # type: ignore[attr-defined, method-assign]
-
-    async def one_round() -> None:
-        waiting[:] = [conns, loop.create_future()]
-        for p in protocols:
-            p.data_received(raw)
-        await waiting[1]
-
+    one_round, protocols = connected_rounds(router, raw, conns)
     for _ in range(20):
         await one_round()
     best = (float("inf"), float("inf"))

@@ -28,8 +28,8 @@ from typing import Any
 
 import orjson
 import uvloop
+from _rounds import connected_rounds
 
-from fastserve._testbase import get_connected_protocol
 from fastserve.core.dataplane import DataPlane
 from fastserve.core.repository import ModelRepository
 from fastserve.frontends.kserve_v2 import KServeV2Frontend
@@ -87,25 +87,7 @@ async def count(max_batch: int, conns: int, rounds: int) -> tuple[float, Counter
         threading.setprofile(None)  # type: ignore[arg-type]
         router = Router()
         KServeV2Frontend(DataPlane(repo)).register(router)
-        protocols = [get_connected_protocol(router) for _ in range(conns)]
-        loop = asyncio.get_running_loop()
-        waiting: list[Any] = [0, None]
-
-        def replied(data: Any) -> None:  # each transport's write: one whole reply
-            assert b'"data":[' in bytes(data), bytes(data)
-            waiting[0] -= 1
-            if waiting[0] == 0:
-                waiting[1].set_result(None)
-
-        for p in protocols:
-            p.transport.write = replied  # type: ignore[attr-defined, method-assign]
-
-        async def one_round() -> None:
-            waiting[:] = [conns, loop.create_future()]
-            for p in protocols:
-                p.data_received(RAW)
-            await waiting[1]
-
+        one_round, _ = connected_rounds(router, RAW, conns, expect=b'"data":[')
         for _ in range(20):  # warm: caches filled, as on a running server
             await one_round()
         counts.clear()
