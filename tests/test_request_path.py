@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from fastserve.http.protocol import IMPLEMENTATION
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,7 +35,13 @@ def test_request_path_v2_infer_is_eight_stops_each_entered_once() -> None:
     assert stops == ["http._protocol", "http.dispatch", "frontends.kserve_v2", "core.dataplane",
                      "core.scheduler", "core.instances", "core.batching", "backend"]
     entered = Counter(callee for source, callee, _ in log if source != "resume")
-    assert {stop: entered[stop] for stop in stops[1:]} == dict.fromkeys(stops[1:], 1)
+    once = dict.fromkeys(stops[1:], 1)
+    if IMPLEMENTATION == "py":
+        # The pure-Python twin's per-request handoff (what the compiled protocol does inside
+        # its own C method) is http.dispatch._queue_or_run: the request enters dispatch.py
+        # there and again when its task starts.
+        once["http.dispatch"] = 2
+    assert {stop: entered[stop] for stop in stops[1:]} == once
     assert back == ["core.instances", "core.scheduler", "core.dataplane",
                     "frontends.kserve_v2", "http.dispatch"]
 
