@@ -197,6 +197,19 @@ def wait_until() -> Callable[..., Awaitable[None]]:
     return _wait_until
 
 
+async def _load_all(repo: Any) -> None:
+    repo.scan()
+    thread = repo.start_loading(asyncio.get_running_loop())
+    await _wait_until(lambda: not repo.loading)
+    thread.join(5)
+
+
+@pytest.fixture
+def load_all() -> Callable[[Any], Awaitable[None]]:
+    """``await load_all(repository)``: scan it and load every model it finds, to the end."""
+    return _load_all
+
+
 class FakeLoader:
     """A BackendLoader that builds FakeBackends and records what it was asked to load.
 

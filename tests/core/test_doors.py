@@ -53,23 +53,16 @@ def _png(seed: int) -> bytes:
     return out.getvalue()
 
 
-async def _loaded(repo: ModelRepository, wait_until: Any) -> None:
-    repo.scan()
-    thread = repo.start_loading(asyncio.get_running_loop())
-    await wait_until(lambda: not repo.loading)
-    thread.join(5)
-
-
 def test_doors_dataplane_hands_out_plain_values(tmp_path: Path, make_model: Any,
                                                 fake_loader: Any, run_async: Any,
-                                                wait_until: Any) -> None:
+                                                load_all: Any) -> None:
     make_model(tmp_path, "good", CONFIG, versions=("1", "2"))
     make_model(tmp_path, "failing")
     repo = ModelRepository(tmp_path, fake_loader(errors={("failing", "1"): RuntimeError("x")}))
     plane = DataPlane(repo)
 
     async def main() -> None:
-        await _loaded(repo, wait_until)
+        await load_all(repo)
         try:
             info = plane.info("good", None)
             assert isinstance(info, ModelInfo) and info.ready
@@ -97,7 +90,7 @@ def test_doors_dataplane_hands_out_plain_values(tmp_path: Path, make_model: Any,
 
 def test_doors_v2_images_are_preprocessed_on_the_instance_thread(
         tmp_path: Path, make_model: Any, fake_backend: Any, run_async: Any,
-        wait_until: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        load_all: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     make_model(tmp_path, "img", IMAGE_CONFIG)
     backends: list[Any] = []
 
@@ -123,7 +116,7 @@ def test_doors_v2_images_are_preprocessed_on_the_instance_thread(
         return InferRequest("img", None, {"x": arr})
 
     async def main() -> list[Any]:
-        await _loaded(repo, wait_until)
+        await load_all(repo)
         try:
             return await asyncio.gather(infer(plane, request(images[0], images[1])),
                                         infer(plane, request(b"not an image")),
@@ -143,7 +136,7 @@ def test_doors_v2_images_are_preprocessed_on_the_instance_thread(
 
 def test_doors_model_control_reads_and_changes(tmp_path: Path, make_model: Any,
                                                fake_loader: Any, run_async: Any,
-                                               wait_until: Any) -> None:
+                                               load_all: Any) -> None:
     make_model(tmp_path, "good", CONFIG, versions=("1", "2"))
     make_model(tmp_path, "later", CONFIG)
     repo = ModelRepository(tmp_path, fake_loader())
@@ -152,7 +145,7 @@ def test_doors_model_control_reads_and_changes(tmp_path: Path, make_model: Any,
     control.on_change(lambda c: changes.append((c.name, c.version, c.state, c.registered)))
 
     async def main() -> None:
-        await _loaded(repo, wait_until)
+        await load_all(repo)
         try:
             assert control.names() == ["good", "later"]
             assert control.folder_name("good") == "good"

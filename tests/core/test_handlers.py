@@ -325,22 +325,16 @@ def _plane(root: Path, make_model: Any, fake_loader: Any, cfg: str) -> tuple[Dat
     return DataPlane(ModelRepository(root, loader)), loader
 
 
-async def _loaded(plane: DataPlane, wait_until: Any) -> None:
-    plane.repository.scan()
-    plane.repository.start_loading(asyncio.get_running_loop())
-    await wait_until(lambda: not plane.repository.loading)
-
-
 CFG = 'max_batch_size = 4\nbatch_delay_ms = 20\n[[inputs]]\nname = "x"\nshape = [-1, 3]\n'
 
 
 def test_handlers_dataplane_predict_batches_requests(tmp_path: Path, make_model: Any,
-                                                     fake_loader: Any, wait_until: Any,
+                                                     fake_loader: Any, load_all: Any,
                                                      run_async: Callable[..., Any]) -> None:
     plane, loader = _plane(tmp_path, make_model, fake_loader, CFG)
 
     async def main() -> Any:
-        await _loaded(plane, wait_until)
+        await load_all(plane.repository)
         try:
             calls = [plane.predict("m", None, [Payload(f"[{i}, 0, 0]".encode(), "")])
                      for i in range(4)]
@@ -354,12 +348,12 @@ def test_handlers_dataplane_predict_batches_requests(tmp_path: Path, make_model:
 
 
 def test_handlers_dataplane_predict_one_bad_payload_fails_the_call(
-        tmp_path: Path, make_model: Any, fake_loader: Any, wait_until: Any,
+        tmp_path: Path, make_model: Any, fake_loader: Any, load_all: Any,
         run_async: Callable[..., Any]) -> None:
     plane, _ = _plane(tmp_path, make_model, fake_loader, CFG)
 
     async def main() -> Any:
-        await _loaded(plane, wait_until)
+        await load_all(plane.repository)
         try:
             good = await plane.predict_handler("m", None, [[1, 2, 3], {"data": [4, 5, 6]}])
             with pytest.raises(InvalidInputError):
@@ -373,7 +367,7 @@ def test_handlers_dataplane_predict_one_bad_payload_fails_the_call(
 
 
 def test_handlers_dataplane_explain_runs_outside_the_batcher(
-        tmp_path: Path, make_model: Any, fake_loader: Any, wait_until: Any,
+        tmp_path: Path, make_model: Any, fake_loader: Any, load_all: Any,
         run_async: Callable[..., Any]) -> None:
     plane, loader = _plane(tmp_path, make_model, fake_loader, CFG)
     asked: list[Any] = []
@@ -383,7 +377,7 @@ def test_handlers_dataplane_explain_runs_outside_the_batcher(
         return {"x": inputs["x"] * 0.5}
 
     async def main() -> Any:
-        await _loaded(plane, wait_until)
+        await load_all(plane.repository)
         loader.backends[("m", "1")].explain = explain
         try:
             one = await plane.explain("m", None, Payload(b'{"data": [2, 4, 6], "target": 1}',

@@ -84,16 +84,14 @@ CFG = ('max_batch_size = 4\nbatch_delay_ms = 20\nmax_queue_size = 2\n'
 
 
 def test_multipart_body_larger_than_the_queue_room_queues_none_of_its_parts(
-        tmp_path: Path, make_model: Any, fake_loader: Any, wait_until: Any,
+        tmp_path: Path, make_model: Any, fake_loader: Any, load_all: Any,
         run_async: Any) -> None:
     make_model(tmp_path, "m", CFG)
     loader = fake_loader()
     plane = DataPlane(ModelRepository(tmp_path, loader))
 
     async def main() -> Any:
-        plane.repository.scan()
-        plane.repository.start_loading(asyncio.get_running_loop())
-        await wait_until(lambda: not plane.repository.loading)
+        await load_all(plane.repository)
         target = plane._ready("m", None)
         try:
             parts = [Payload(f"[{i}, 0, 0]".encode(), "") for i in range(3)]

@@ -3,7 +3,6 @@ runner, its batch policy, image stage) must not keep its backend alive."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import threading
 import weakref
@@ -18,16 +17,14 @@ CFG = 'max_batch_size = 4\nbatch_delay_ms = 1\n[[inputs]]\nname = "x"\nshape = [
 
 
 def test_unloaded_model_served_on_predictions_is_freed(
-        tmp_path: Path, make_model: Any, fake_loader: Any, wait_until: Any,
+        tmp_path: Path, make_model: Any, fake_loader: Any, wait_until: Any, load_all: Any,
         run_async: Any) -> None:
     make_model(tmp_path, "m", CFG)
     loader = fake_loader()
     plane = DataPlane(ModelRepository(tmp_path, loader))
 
     async def main() -> weakref.ref[Any]:
-        plane.repository.scan()
-        plane.repository.start_loading(asyncio.get_running_loop())
-        await wait_until(lambda: not plane.repository.loading)
+        await load_all(plane.repository)
         [answer] = await plane.predict("m", None, [Payload(b"[1, 2, 3]", "")])
         assert answer["s"] == 6.0  # 1 + 2 + 3: the handler ran on the backend
         backend = weakref.ref(loader.backends.pop(("m", "1")))
