@@ -101,7 +101,7 @@ class HandlerRequests(ModelStatus):
         futures: list[asyncio.Future[Any]] = []
         try:  # (refused as a whole: draining or broken)
             for payload in payloads:
-                futures.append(batcher.submit_opaque(payload, policy.runner))
+                futures.append(batcher.submit(payload, 1, policy))
         except FastServeError:
             for future in futures:
                 future.cancel()

@@ -113,7 +113,7 @@ class Instances:
             # Gone or expired while the members before it ran (the clock is read only
             # when a timeout is set). (A future's state, read from this thread, is a
             # plain attribute read.)
-            if item.target.done() or (expiry.timeout and expiry.stale(item, self.clock())):
+            if expiry.stale(item, self.clock() if expiry.timeout else 0.0):
                 results.append(SKIPPED)
                 start = clock()
                 continue

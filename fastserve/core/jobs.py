@@ -68,10 +68,6 @@ class Item:
         self.target: asyncio.Future[Any] = (
             future if parent is None else parent[0].future)  # type: ignore[assignment]
 
-    def abandoned(self) -> bool:
-        """True when nobody waits for the answer any more (the client went away)."""
-        return self.target.done()
-
     def fail(self, exc: BaseException) -> None:
         if not self.target.done():
             self.target.set_exception(exc)

@@ -150,8 +150,7 @@ class DynamicBatcher:
                 future.cancel()  # dropped (and counted) as a client gone while queued
                 raise
             finally:
-                self._dispatch_pending = False
-                self._dispatch()
+                self._deferred_dispatch()
         return await future
 
     def submit(self, inputs: dict[str, Any], rows: int, policy: Any = None

@@ -11,11 +11,9 @@ from ..errors import InvalidInputError
 from ..types import DataType, TensorSpec
 from .tensors import datatype_of
 
-# The array dtype each datatype decodes to (BF16: its uint16 bit patterns): the common
-# case is checked by one comparison, datatype_of only names a mismatch.
-_DECODED = {dt: np.dtype(np.bool_ if dt is DataType.BOOL else object if dt is DataType.BYTES
-                         else np.uint16 if dt is DataType.BF16 else dt.numpy)
-            for dt in DataType}
+# The array dtype each datatype decodes to (BF16: its uint16 bit patterns, as its .numpy
+# says): the common case is checked by one comparison, datatype_of only names a mismatch.
+_DECODED = {dt: np.dtype(dt.numpy) for dt in DataType}
 
 
 def validate_inputs(
