@@ -49,9 +49,10 @@ class SharedPortRouter:
     def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         if method == "OPTIONS" and path == "/":
             return self._describe, {}
-        if self.serves_management(method, path):
+        try:
             return self.management.resolve(method, path)
-        return self.inference.resolve(method, path)
+        except (RouteNotFoundError, MethodNotAllowedError):
+            return self.inference.resolve(method, path)
 
     def error_formatter(self, path: str) -> ErrorFormatter:
         formatter = self.inference.error_formatter(path)

@@ -26,7 +26,6 @@ from .torch_outputs import OutputNames
 from .torch_values import (
     inference_mode,
     inference_on,
-    instance_scope,
     to_numpy,
     to_tensor,
     value_to_array,
@@ -57,7 +56,7 @@ class TorchBackend:
             raise ConfigError(f"config.pbtxt: instance_group kind KIND_GPU ({config.device}) "
                               f"but {reason}; use KIND_CPU or KIND_AUTO") from None
         self.cuda = self.device.startswith("cuda")
-        self.instance_scope = instance_scope  # each instance thread's (core/instances.py)
+        self.instance_scope = inference_mode  # each instance thread's (core/instances.py)
         self.declared = True
         self._forward_args: tuple[list[str], int] | None = None  # undeclared model.pt only
         # Per instance (each written by its own thread only): [input ns, output ns]

@@ -249,6 +249,14 @@ def array_from_buffer(name: str, view: memoryview, datatype: DataType,
     return np.frombuffer(view, dtype=dtype).reshape(shape)
 
 
+def spec_named(specs: tuple[TensorSpec, ...], name: str) -> TensorSpec | None:
+    """The output spec called ``name``, if declared (what datatype_of asks for)."""
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    return None
+
+
 def datatype_of(arr: Any, spec: TensorSpec | None = None) -> DataType:
     """The wire datatype of an output array (BF16 arrives as uint16 with a BF16 spec)."""
     if spec is not None and spec.datatype is DataType.BF16 and arr.dtype == np.uint16:

@@ -75,7 +75,7 @@ class HandlerMetricsCollector:
             return _merge([self.control.handler_metrics()])
         self.publish()
         files = sorted(self.folder.glob(f"{FILE_PREFIX}*.json"),
-                       key=lambda p: _mtime(p))  # oldest first: the last gauge wins
+                       key=_mtime)  # oldest first: the last gauge wins
         recorded = []
         for path in files:
             try:

@@ -12,18 +12,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..core.tensors import datatype_of
+from ..core.tensors import datatype_of, spec_named
 from ..types import DataType, InferResponse, TensorSpec
 from ._base import JSON_OPTIONS
 
 _GENERAL = (DataType.BYTES, DataType.BF16)
-
-
-def spec_named(specs: tuple[TensorSpec, ...], name: str) -> TensorSpec | None:
-    for spec in specs:
-        if spec.name == name:
-            return spec
-    return None
 
 
 def plain_json_answer(response: InferResponse, specs: tuple[TensorSpec, ...]) -> bytes | None:

@@ -14,7 +14,7 @@ import orjson
 
 from ..core.dataplane import DataPlane
 from ..core.info import WholeRequest
-from ..core.tensors import datatype_of
+from ..core.tensors import datatype_of, spec_named
 from ..errors import InvalidInputError
 from ..http.messages import OCTET_STREAM, Request, Response
 from ..http.router import Router
@@ -22,7 +22,7 @@ from ..types import DataType, InferResponse, TensorSpec
 from ._base import JSON_OPTIONS, error_body, json_response, load_json
 from ._ts_archive import archive_answer
 from ._v2 import classify, json_data, raw_bytes
-from ._v2_answer import plain_json_answer, spec_named
+from ._v2_answer import plain_json_answer
 from ._v2_request import INFERENCE_HEADER_CONTENT_LENGTH, OutputOptions, V2Body
 
 EXTENSIONS = ["binary_tensor_data", "classification", "system_shared_memory"]

@@ -23,6 +23,7 @@ from ..core.tensors import (
     check_shape,
     datatype_of,
     element_count,
+    spec_named,
 )
 from ..errors import InvalidInputError
 from ..frontends._v2 import MAX_CLASSIFICATION
@@ -176,8 +177,7 @@ def encode_response(response: InferResponse, options: OutputOptions,
     outputs = []
     raw: list[Any] = []
     for name, arr in response.outputs.items():
-        spec = next((s for s in specs if s.name == name), None)
-        datatype = datatype_of(arr, spec)
+        datatype = datatype_of(arr, spec_named(specs, name))
         outputs.append((name, datatype.wire, arr.shape))
         data = raw_bytes(arr, datatype)
         target = options.shared_memory.get(name)
