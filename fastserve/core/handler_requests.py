@@ -121,33 +121,17 @@ class HandlerRequests(ModelStatus):
         payloads = [kserve_payload(v, self._binary_data(name)) for v in instances]
         return [reply_value(a) for a in await self.predict(name, version, payloads)]
 
-    async def explain(self, name: str, version: str | None, payload: Payload,
-                      target: Any = None) -> Any:
-        """Captum attributions for one payload, shaped like the model input (no batch
-        dimension), on the explanation threads: never batched, a few at a time."""
-        [answer] = await self._explained(self._ready(name, version), [payload], target)
-        return answer
-
-    async def _explained(self, found: ModelVersion, payloads: list[Payload],
-                         target: Any = None) -> list[Any]:
-        """``explain`` of each payload on the READY version ``found``, in order."""
+    async def _explained(self, found: ModelVersion, payloads: list[Payload]) -> list[Any]:
+        """Captum attributions of each payload on the READY version ``found``, in order,
+        shaped like the model input (no batch dimension), on the explanation threads:
+        never batched, a few at a time."""
         config = self.repository.models[found.name].config
         assert config is not None
         run = self._runner(found).explain_payload
         if len(payloads) == 1:
-            return [await self.explainer.run(run, payloads[0], config.explainer, target)]
+            return [await self.explainer.run(run, payloads[0], config.explainer)]
         return list(await asyncio.gather(
-            *(self.explainer.run(run, p, config.explainer, target) for p in payloads)))
-
-    async def explain_handler(self, name: str, version: str | None, instances: list[Any]
-                              ) -> list[Any]:
-        """KServe v1 :explain: one explanation per instance, in order."""
-        if not instances:
-            raise InvalidInputError("'instances' must be a non-empty list")
-        found = self._ready(name, version)
-        decode = self._binary_data(name)
-        answers = await self._explained(found, [kserve_payload(v, decode) for v in instances])
-        return [reply_value(a) for a in answers]  # an archive's handler: its JSON
+            *(self.explainer.run(run, p, config.explainer) for p in payloads)))
 
     def _binary_data(self, name: str) -> bool:
         # A string under "data" is a base64 image or body for image and handler.py models.

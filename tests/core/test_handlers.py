@@ -29,6 +29,7 @@ from fastserve.errors import (
     QueueFullError,
     UnsupportedError,
 )
+from fastserve.frontends._ts_body import ExplainBody
 from fastserve.types import DataType, TensorSpec
 
 X3 = (TensorSpec("x", DataType.FP32, (-1, 3)),)
@@ -380,9 +381,10 @@ def test_handlers_dataplane_explain_runs_outside_the_batcher(
         await load_all(plane.repository)
         loader.backends[("m", "1")].explain = explain
         try:
-            one = await plane.explain("m", None, Payload(b'{"data": [2, 4, 6], "target": 1}',
-                                                         "application/json"))
-            many = await plane.explain_handler("m", "1", [[2, 2, 2], {"data": [0, 0, 2]}])
+            [one] = await plane.explanations("m", None, _Body(
+                Payload(b'{"data": [2, 4, 6], "target": 1}', "application/json")))
+            many = await plane.explanations("m", "1", ExplainBody(
+                b'{"instances": [[2, 2, 2], {"data": [0, 0, 2]}]}'))
             return one, many
         finally:
             plane.close()
@@ -393,6 +395,16 @@ def test_handlers_dataplane_explain_runs_outside_the_batcher(
     assert asked[0][:3] == ([[2, 4, 6]], "integrated_gradients", 1)
     assert all(a[3].startswith("fastserve-explain") for a in asked)
     assert loader.backends[("m", "1")].batch_sizes == []
+
+
+class _Body:
+    """A request body of given payloads (what a front-end's body object hands the plane)."""
+
+    def __init__(self, *payloads: Payload) -> None:
+        self._payloads = list(payloads)
+
+    def payloads(self, info: Any) -> list[Payload]:
+        return self._payloads
 
 
 # ExplainQueue
