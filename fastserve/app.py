@@ -118,9 +118,7 @@ class App:
                 config.auth_token_file)
             inference_guard = bearer_guard(inference_token)
             management_guard = bearer_guard(management_token)
-        # TorchServe's one port for both APIs (config.properties gives them one address).
-        self.shared_port = control_socket is None and config.port != 0 and (
-            config.management_host, config.management_port) == (config.host, config.port)
+        self.shared_port = control_socket is None and config.shares_port
         inference_router: Any = self.router
         if self.shared_port:
             inference_router = SharedPortRouter(self.management_router, self.router,

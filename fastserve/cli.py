@@ -131,9 +131,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         grpc_port=args.grpc_port, grpc_management_port=args.grpc_management_port,
     )
     config = _with_torchserve(config, ts, args, argv)
-    if config.workers > 1 and config.port and (config.management_host,
-                                                config.management_port) == (config.host,
-                                                                            config.port):
+    if config.workers > 1 and config.shares_port:
         parser.error("one port for the inference and management APIs (management_address = "
                      "inference_address) cannot be shared by --workers > 1: give management "
                      "its own port")

@@ -61,3 +61,9 @@ class ServerConfig:
     grpc_management_port: int = 0
     grpc_host: str | None = None  # None: the inference host (TorchServe's grpc_*_address)
     grpc_management_host: str | None = None  # None: the management host
+
+    @property
+    def shares_port(self) -> bool:
+        """TorchServe's one port for both APIs (config.properties gives them one address)."""
+        return self.port != 0 and (self.management_host, self.management_port) == (
+            self.host, self.port)
