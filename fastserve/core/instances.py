@@ -112,8 +112,9 @@ class Instances:
         for item in group:
             # Gone or expired while the members before it ran (the clock is read only
             # when a timeout is set). (A future's state, read from this thread, is a
-            # plain attribute read.)
-            if expiry.stale(item, self.clock() if expiry.timeout else 0.0):
+            # plain attribute read.) Its done() test is Expiry.stale's, said here too as
+            # Expiry.discard does: one Python call less a request.
+            if item.target.done() or (expiry.timeout and expiry.stale(item, self.clock())):
                 results.append(SKIPPED)
                 start = clock()
                 continue
