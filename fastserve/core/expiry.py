@@ -33,7 +33,7 @@ class Expiry:
     def drop(self, item: Item, now: float) -> None:
         if item.target.done():
             # Its client went away; or (a chunk) its request already failed or expired.
-            if item.target.cancelled():
+            if item.target.cancelled() and item.first_outcome():
                 self.stats.record_cancelled()
             return
         item.fail(DeadlineExceededError(

@@ -35,7 +35,7 @@ def tensor_key(inputs: dict[str, Any]) -> tuple[Any, ...]:
 class Parent:
     """A request split into chunks of at most max_batch_size rows, joined again at the end."""
 
-    __slots__ = ("future", "parts", "remaining", "observed", "join")
+    __slots__ = ("future", "parts", "remaining", "observed", "counted", "join")
 
     def __init__(self, future: asyncio.Future[Outputs], chunks: int,
                  join: Callable[[list[Outputs]], Outputs]) -> None:
@@ -43,6 +43,7 @@ class Parent:
         self.parts: list[Outputs | None] = [None] * chunks
         self.remaining = chunks
         self.observed = False  # its total time went to the stats observer
+        self.counted = False  # its outcome went to the counters (once, not once a chunk)
         self.join = join  # the chunks' outputs -> the request's
 
 
@@ -71,6 +72,17 @@ class Item:
     def fail(self, exc: BaseException) -> None:
         if not self.target.done():
             self.target.set_exception(exc)
+
+    def first_outcome(self) -> bool:
+        """Whether this item's outcome is its request's first to be counted: a split
+        request counts once however many of its chunks end the same way."""
+        parent = self.parent
+        if parent is None:
+            return True
+        if parent.counted:
+            return False
+        parent.counted = True
+        return True
 
     def answered(self) -> bool:
         """Whether its client got its answer with this item (once per split request)."""
