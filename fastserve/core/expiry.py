@@ -36,6 +36,7 @@ class Expiry:
             if item.target.cancelled() and item.first_outcome():
                 self.stats.record_cancelled()
             return
+        item.first_outcome()  # expired unrun, counted nowhere: its other chunks count neither
         item.fail(DeadlineExceededError(
             f"request to model '{self.name}' waited {1000 * (now - item.arrival):.0f} ms in the "
             f"queue, more than timeout_ms={1000 * self.timeout:g}; it was not run"

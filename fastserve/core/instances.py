@@ -149,15 +149,15 @@ class Instances:
             if result is SKIPPED:
                 self.expiry.drop(item, now)
             elif isinstance(result, BaseException):
-                stats.fail += 1
+                if item.parent is None or item.first_outcome():  # a split request: once
+                    stats.fail += 1
                 item.fail(result)
-            else:
+            elif item.parent is None:  # the usual case
                 stats.success += 1
-                if item.parent is None:  # item.resolve(result), inlined: the usual case
-                    if not item.target.done():
-                        item.target.set_result(result)
-                else:
-                    item.resolve(result)
+                if not item.target.done():
+                    item.target.set_result(result)
+            else:  # a chunk: its request is answered and counted with its last chunk
+                item.resolve(result, stats)
         if stats.observer is not None:
             for item, result in zip(job, results, strict=True):
                 if result is not SKIPPED and item.answered():

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import BackendError
+from .stats import ModelStats
 
 Outputs = dict[str, Any]
 Run = tuple[int, float, int]  # rows, seconds, requests of one model run
@@ -94,25 +95,32 @@ class Item:
             return True
         return False
 
-    def resolve(self, outputs: Any) -> None:
-        """Answer its client (a chunk: once every chunk of its request is in)."""
+    def resolve(self, outputs: Any, stats: ModelStats) -> None:
+        """A chunk's answer. Once every chunk is in, its request is answered and counted,
+        once: a success (also when its client left while it ran: it ran), or a failure
+        if the chunks' answers cannot be joined. (A request's own answer: inlined in
+        Instances._answered.)"""
         parent = self.parent
-        if parent is None:
-            if not self.future.done():  # type: ignore[union-attr]
-                self.future.set_result(outputs)  # type: ignore[union-attr]
-            return
+        assert parent is not None
         parent.parts[self.index] = outputs
         parent.remaining -= 1
-        if parent.remaining == 0 and not parent.future.done():
-            try:
-                joined = parent.join(parent.parts)  # type: ignore[arg-type]
-            except Exception as exc:  # e.g. chunks answered in different widths
-                # Raising here, on the loop, would leave the job's other clients waiting.
-                parent.future.set_exception(BackendError(
-                    f"the answers of a request split into {len(parent.parts)} chunks "
-                    f"(max_batch_size) could not be joined: {exc}"))
-                return
-            parent.future.set_result(joined)
+        if parent.remaining:
+            return
+        parent.counted = True  # (no chunk was dropped or failed: none counted before)
+        if parent.future.done():
+            stats.success += 1
+            return
+        try:
+            joined = parent.join(parent.parts)  # type: ignore[arg-type]
+        except Exception as exc:  # e.g. chunks answered in different widths
+            # Raising here, on the loop, would leave the job's other clients waiting.
+            stats.fail += 1
+            parent.future.set_exception(BackendError(
+                f"the answers of a request split into {len(parent.parts)} chunks "
+                f"(max_batch_size) could not be joined: {exc}"))
+            return
+        stats.success += 1
+        parent.future.set_result(joined)
 
 
 class Batch(list[Item]):

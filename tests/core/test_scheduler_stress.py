@@ -114,13 +114,23 @@ def test_random_cancellations_and_timeouts_balance(
 
 
 def test_split_requests_with_random_cancellations_and_timeouts(
-        run_async: Any, new_batcher: Any, fake_backend: Any) -> None:
+        run_async: Any, new_batcher: Any, fake_backend: Any, monkeypatch: Any) -> None:
     """Requests of up to three times max_batch_size rows (split into chunks, joined again)
-    among small ones: every staying client gets its own rows back, in order."""
+    among small ones: every staying client gets its own rows back, in order, and each
+    request counts once, however many chunks it ran as."""
+    expired: list[Any] = []  # the requests failed unrun, past timeout_ms
+    drop = Expiry.drop
+
+    def counted_drop(self: Expiry, item: Any, now: float) -> None:
+        if not item.target.done():  # (a split request's first expired chunk)
+            expired.append(item)
+        drop(self, item, now)
+
+    monkeypatch.setattr(Expiry, "drop", counted_drop)
     backend = slowed(fake_backend(fail_marker=FAIL))
     rng = np.random.default_rng(11)
 
-    async def main() -> dict[str, int]:
+    async def main() -> tuple[Any, dict[str, int]]:
         batcher = new_batcher(backend, max_batch_size=4, batch_delay_ms=1.0, instances=2,
                               timeout_ms=10.0, max_queue_size=10_000)
         outcomes = {"ok": 0, "failed": 0, "expired": 0, "cancelled": 0}
@@ -157,7 +167,8 @@ def test_split_requests_with_random_cancellations_and_timeouts(
         pool = batcher._instances
         assert batcher.queue_depth == 0 and batcher._rows == 0
         assert (pool.idle, pool.running, pool.running_items, pool.in_groups) == (2, {}, 0, 0)
-        return outcomes
+        return batcher.stats, outcomes
 
-    outcomes = run_async(main)
+    stats, outcomes = run_async(main)
     assert sum(outcomes.values()) == 300 and outcomes["cancelled"] > 0
+    assert stats.success + stats.fail + stats.cancelled + len(expired) == 300
