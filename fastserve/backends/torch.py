@@ -165,8 +165,10 @@ class TorchBackend:
                 result = self._forward(*args)
         done = perf_counter_ns()
         single = self._single_output
+        # The test OutputNames.arrays makes of each tensor: anything else (on a GPU: a
+        # scripted model may move its answer itself) goes through to_numpy there.
         if single is not None and type(result) is Tensor and (
-                result.dtype is not BF16 and not result.requires_grad):
+                result.dtype is not BF16 and not result.requires_grad and result.is_cpu):
             outputs = {single: result.numpy()}
         else:
             outputs = self._names.arrays(result)
