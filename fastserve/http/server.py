@@ -59,9 +59,7 @@ class ServerState:
         self.draining = False
         self._date_second = 0
         self._date = b""
-        # A router without probe routes (one of its own kind) gets none answered early.
-        self.probes = ProbeAnswers(getattr(router, "probes", {}), guard, on_response, loop,
-                                   self.date_header)
+        self.probes = ProbeAnswers(router.probes, guard, on_response, loop, self.date_header)
 
     def date_header(self) -> bytes:
         """The Date header line, formatted once a second rather than per response."""
