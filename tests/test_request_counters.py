@@ -4,12 +4,13 @@ path labels, a job's runs in ModelStats, DataType as a dict key."""
 from __future__ import annotations
 
 import pickle
+import time
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastserve.core.repository import ModelRepository
-from fastserve.core.stats import ModelStats
+from fastserve.core.stats import BatchStat, ModelStats
 from fastserve.frontends import metrics as metrics_module
 from fastserve.frontends.metrics import MetricsFrontend
 from fastserve.types import BY_WIRE, DataType
@@ -52,16 +53,23 @@ def test_hook_of_a_port_with_a_fixed_api_label(tmp_path):
     assert _requests_total(frontend) == {("management", "200"): 3}
 
 
-def test_record_runs_adds_what_record_batch_adds_run_by_run():
+def test_record_runs_counts_rows_runs_and_time_by_batch_size():
     runs = [(1, 0.000021, 1), (4, 0.0005, 4), (1, 0.00003, 1), (32, 0.002, 9)]
     together, one_by_one = ModelStats(), ModelStats()
+    before = time.time() * 1000
     together.record_runs(runs)
-    together.record_runs([])
-    for rows, seconds, _ in runs:
-        one_by_one.record_batch(rows, seconds)
+    together.record_runs([])  # a job with no run (every member skipped) changes nothing
+    for run in runs:
+        one_by_one.record_runs([run])
+    after = time.time() * 1000
+    ns = [int(seconds * 1e9) for _, seconds, _ in runs]
+    assert (together.inference_count, together.execution_count) == (38, 4)
+    assert together.compute_ns == sum(ns)
+    assert together.batches == {1: BatchStat(2, ns[0] + ns[2]), 4: BatchStat(1, ns[1]),
+                                32: BatchStat(1, ns[3])}
+    assert before - 1 <= together.last_inference_ms <= after + 1
     fields = ("inference_count", "execution_count", "compute_ns", "batches")
     assert [getattr(together, f) for f in fields] == [getattr(one_by_one, f) for f in fields]
-    assert abs(together.last_inference_ms - one_by_one.last_inference_ms) < 1000
 
 
 def test_record_runs_tells_the_observer_each_run():

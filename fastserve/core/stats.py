@@ -58,8 +58,8 @@ class ModelStats:
 
     def record_runs(self, runs: list[tuple[int, float, int]]) -> None:
         """The model runs of one job: (rows, seconds, requests) each."""
-        # NOTE: record_batch's work inlined, the clock read once: a job of an unbatched
-        # model carries one run per request.
+        # NOTE: one loop, the clock read once: a job of an unbatched model carries one
+        # run per request.
         observer, batches = self.observer, self.batches
         total_rows = total_ns = 0
         for rows, seconds, requests in runs:
@@ -78,15 +78,3 @@ class ModelStats:
             self.execution_count += len(runs)
             self.compute_ns += total_ns
             self.last_inference_ms = int(time.time() * 1000)
-
-    def record_batch(self, rows: int, seconds: float) -> None:
-        ns = int(seconds * 1e9)
-        self.inference_count += rows
-        self.execution_count += 1
-        self.compute_ns += ns
-        self.last_inference_ms = int(time.time() * 1000)
-        stat = self.batches.get(rows)
-        if stat is None:
-            stat = self.batches[rows] = BatchStat()
-        stat.count += 1
-        stat.compute_ns += ns
