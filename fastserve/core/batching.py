@@ -5,7 +5,8 @@ of tensors; the instance worker (``core/instances.py``) runs a job through this 
 (``run_isolated``). Every queued request carries the policy of its kind, which answers
 two questions:
 
-- ``key(request)`` (event loop): requests with equal keys may share one run. The
+- ``key(request)`` (event loop): requests with equal keys may share one run (asked
+  only of a policy that is not ``grouped``: a grouped request shares no run). The
   tensor key (``core.jobs.tensor_key``) lives with the queue's records, so forming
   batches on the loop never enters this module.
 - ``run(requests, rows, instance)`` (instance thread): one answer per request, in
@@ -52,7 +53,7 @@ Runner = Callable[[list[Any], int], list[Any]]
 class BatchPolicy(Protocol):
     grouped: bool  # each request runs alone (the model takes no batch dimension)
 
-    def key(self, request: Any) -> Hashable: ...
+    def key(self, request: Any) -> Hashable: ...  # (not asked when grouped: no key)
 
     def run(self, requests: list[Any], rows: list[int], instance: int) -> list[Any]: ...
 
@@ -130,10 +131,6 @@ class GroupedPolicy:
     def __init__(self, backend: Any, model: str) -> None:
         self.backend = backend
         self.model = model
-
-    @staticmethod
-    def key(inputs: Any) -> None:
-        return None
 
     def run(self, requests: list[dict[str, Any]], rows: list[int], instance: int
             ) -> list[Outputs]:
