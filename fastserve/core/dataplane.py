@@ -83,7 +83,7 @@ class DataPlane(HandlerRequests):
         target = self._ready(name, version)
         info = self._serving(target)
         if info.handler == ts_store.HANDLER:
-            return self._whole(target, info)
+            return WholeRequest(info)
         if info.handler == "handler.py":
             raise _handler_only(name)
         return await self._run(target, info, self._decoded(target, info, body))
@@ -99,7 +99,7 @@ class DataPlane(HandlerRequests):
         target = self._ready(name, version)
         info = self._serving(target)
         if self.service_envelope and info.handler == ts_store.HANDLER:
-            return self._whole(target, info)
+            return WholeRequest(info)
         body.check(info)
         if info.handler != "tensor":
             instances = body.instances()
@@ -143,11 +143,6 @@ class DataPlane(HandlerRequests):
         :explain), in order, once the READY version is known (404, 503)."""
         target = self._ready(name, version)
         return await self._explained(target, body.payloads(self._serving(target)))
-
-    def _whole(self, target: ModelVersion, info: ModelInfo) -> WholeRequest:
-        config = self.repository.models[target.name].config
-        assert config is not None
-        return WholeRequest(info, config)
 
     @staticmethod
     def _decoded(target: ModelVersion, info: ModelInfo, body: TensorBody) -> InferRequest:

@@ -67,6 +67,11 @@ class HandlerRequests(ModelStatus):
             raise InvalidInputError("the request has no body to run")
         return await self._handled(self._ready(name, version), payloads)
 
+    def archive_call(self, name: str, version: str | None, payload: Payload) -> HandlerCall:
+        """A request the door handed back whole (WholeRequest: v2, TF Serving) started on
+        the archive's handler of the READY version (404 unknown, 503 not ready)."""
+        return self._started(self._ready(name, version), payload)
+
     def _started(self, target: ModelVersion, payload: Payload) -> HandlerCall:
         """A TorchServe archive's handler at work on one whole request, under way: the
         parts it streams go to the call's stream as they come."""

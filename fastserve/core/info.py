@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..types import InferRequest, ReplyStream, TensorSpec
-from .model_config import ModelConfig
 
 if TYPE_CHECKING:
     from .payloads import Payload
@@ -133,7 +132,6 @@ class WholeRequest:
     TorchServe archive's): the front-end hands it the body, as TorchServe routes it."""
 
     info: ModelInfo
-    config: ModelConfig
 
 
 @dataclass(frozen=True, slots=True)

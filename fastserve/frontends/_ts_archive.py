@@ -19,7 +19,6 @@ from typing import Any
 
 from ..core.dataplane import DataPlane
 from ..core.info import HandlerCall
-from ..core.model_config import ModelConfig
 from ..core.payloads import Payload
 from ..errors import DeadlineExceededError
 from ..http import messages
@@ -77,14 +76,11 @@ def _headers(reply: HandlerReply) -> list[tuple[bytes, bytes]]:
 
 
 async def archive_answer(dataplane: DataPlane, request: Request, model: str,
-                         version: str | None, config: ModelConfig, parts: Any = None) -> Any:
+                         version: str | None) -> Any:
     """Run a request the data plane handed back whole (v2, TF Serving: WholeRequest) on
     an archive's handler; stream if it streams."""
-    payload = archive_payload(request, parts)
-    loop = asyncio.get_running_loop()
-    stream = payload.stream = ReplyStream(loop)
-    task = loop.create_task(dataplane.predict(model, version, [payload]))
-    return await handler_answer(HandlerCall(model, config.timeout_ms, stream, task))
+    return await handler_answer(dataplane.archive_call(model, version,
+                                                       archive_payload(request, None)))
 
 
 async def handler_answer(call: HandlerCall) -> Any:

@@ -114,8 +114,7 @@ class KServeV2Frontend:
             # As TorchServe routes it: the body goes to the archive's handler whole (its
             # kservev2 service_envelope, when configured, unwraps it there).
             info = answer.info
-            return await archive_answer(self.dataplane, request, info.name, info.version,
-                                        answer.config)
+            return await archive_answer(self.dataplane, request, info.name, info.version)
         info, options = body.info, body.options
         assert info is not None
         if options.classification:

@@ -156,8 +156,7 @@ class TFServingFrontend:
         # whole to an archive's handler under a service_envelope.
         answer = await self.dataplane.predict_instances(name, version, body)
         if isinstance(answer, WholeRequest):
-            return await archive_answer(self.dataplane, request, name, answer.info.version,
-                                        answer.config)
+            return await archive_answer(self.dataplane, request, name, answer.info.version)
         if isinstance(answer, list):  # the handler's answers, one per instance
             return Response(_tfjson.dumps({"predictions": answer}))
         assert body.info is not None
