@@ -1,7 +1,7 @@
 """v2 tensor requests for image_classifier models whose BYTES inputs are encoded images
-(as OpenVINO Model Server takes them): decoded, preprocessed and run on an instance
-thread, so PIL never holds the event loop (DESIGN: handler preprocessing is a stage that
-runs on the instance thread).
+(as OpenVINO Model Server takes them): decoded and preprocessed off the event loop, on a
+SCHED_IDLE thread beside the instance thread (core/background.py says why), and run on
+the instance thread (DESIGN: handler preprocessing is a stage in front of the model run).
 
 A request of N images is N rows (``ImagePolicy``): batches form by images, as Triton
 counts them (inference_count, batch statistics), and a request of more than
@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from functools import partial
 from typing import Any
 
 from ..errors import FastServeError, InvalidInputError
+from .background import Background
 from .batching import Outputs, TensorPolicy, check_outputs, run_rows
 from .image import preprocess_images
 from .jobs import tensor_key
@@ -25,9 +27,9 @@ from .model_config import ModelConfig
 from .validation import validate_inputs
 
 # Niceness an instance thread takes on with its first image job (Linux: per thread).
-# Decoding and preprocessing cost milliseconds per image; at normal priority, on a shared
-# core, they would delay the event loop and every other model's short requests (issue 14):
-# lowered, the image work takes the CPU they leave. The thread stays lowered: raising a
+# Its image work runs on a SCHED_IDLE background thread (core/background.py); the instance
+# thread takes over what is left of a step that found no idle CPU for a while, and does so
+# at this lowered priority, not at the event loop's. The thread stays lowered: raising a
 # priority back needs CAP_SYS_NICE.
 IMAGE_NICENESS = 10
 _thread = threading.local()
@@ -60,6 +62,7 @@ class ImageStage:
         self.batched = config.batched
         self.image = config.image
         self.policy = ImagePolicy(self)
+        self.background: dict[int, Background] = {}  # by instance
 
     def inputs_of(self, inputs: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The request's inputs with each BYTES input as an N x C x H x W float32 batch."""
@@ -77,15 +80,22 @@ class ImageStage:
         return prepared, rows
 
     def run_batch(self, requests: list[dict[str, Any]], instance: int) -> list[Any]:
-        """Outputs by name (or the error that fails it) per request, in order."""
+        """Outputs by name (or the error that fails it) per request, in order. The images
+        are decoded on the instance's background thread, the model runs here."""
+        background = self.background.get(instance)
+        if background is None:
+            background = self.background[instance] = Background(
+                f"fastserve-{self.model}-{instance}")
         results: list[Any] = [None] * len(requests)
         groups: dict[Any, list[tuple[int, dict[str, Any], int]]] = {}
-        for i, inputs in enumerate(requests):
-            try:
-                prepared, rows = self.inputs_of(inputs)
-            except FastServeError as exc:  # a bad image fails its own request only
-                results[i] = exc
+        decoded = background.run([partial(self.inputs_of, inputs) for inputs in requests])
+        for i, done in enumerate(decoded):
+            if isinstance(done, FastServeError):  # a bad image fails its own request only
+                results[i] = done
                 continue
+            if isinstance(done, BaseException):
+                raise done
+            prepared, rows = done
             key = tensor_key(prepared) if self.batched else i
             groups.setdefault(key, []).append((i, prepared, rows))
         for members in groups.values():

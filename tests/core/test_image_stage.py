@@ -130,3 +130,23 @@ def test_image_work_lowers_only_its_own_threads_priority() -> None:
     thread.join()
     assert seen == [main, min(main + image_stage.IMAGE_NICENESS, 19)]
     assert niceness() == main  # the event loop's thread keeps its priority
+
+
+def test_images_decode_on_the_background_thread_and_the_model_runs_on_the_instance_thread(
+        tmp_path: Path, make_model: Any, fake_backend: Any, run_async: Any,
+        wait_until: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded_on: list[str] = []
+    real = image_stage.preprocess_images
+
+    def preprocess_images(items: Any, config: Any) -> np.ndarray:
+        decoded_on.append(threading.current_thread().name)
+        return real(items, config)
+
+    monkeypatch.setattr(image_stage, "preprocess_images", preprocess_images)
+    images = [_png(i) for i in range(3)]
+    answers, backend, _ = _serve(tmp_path, make_model, fake_backend, run_async, wait_until,
+                                 [_request(images[:2]), _request(images[2:])])
+    want = np.stack([preprocess_image(b, CROP) for b in images]) * 2 + 1
+    assert np.allclose(np.concatenate([a.outputs["y"] for a in answers]), want)
+    assert decoded_on and all(n.endswith("-background") for n in decoded_on)
+    assert backend.threads and not any(n.endswith("-background") for n in backend.threads)
