@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastserve.core import image_stage
+from fastserve.core import background, image_stage
 from fastserve.core.dataplane import DataPlane
 from fastserve.core.image import preprocess_image
 from fastserve.core.model_config import ImageConfig
@@ -143,6 +143,7 @@ def test_images_decode_on_the_background_thread_and_the_model_runs_on_the_instan
         return real(items, config)
 
     monkeypatch.setattr(image_stage, "preprocess_images", preprocess_images)
+    monkeypatch.setattr(background, "GRACE", 60.0)  # no take-over on a box busy elsewhere
     images = [_png(i) for i in range(3)]
     answers, backend, _ = _serve(tmp_path, make_model, fake_backend, run_async, wait_until,
                                  [_request(images[:2]), _request(images[2:])])
