@@ -70,14 +70,3 @@ def test_v2_not_an_image_is_400(client) -> None:
                                                     b"not an image at all"])])
     assert info.value.status() == "400"
 
-
-def test_shutdown_after_images_ends_every_thread_and_exits_0() -> None:
-    # Image decoding runs on a background thread per instance thread (core/background.py);
-    # shutdown joins every thread, so that one must end with its instance thread.
-    with ServerProcess(EXAMPLES / "models") as server:
-        c = httpclient.InferenceServerClient(f"127.0.0.1:{server.port}")
-        pngs = [(SAMPLES / "digit_3.png").read_bytes()]
-        logits = c.infer("digits_image", [_bytes_input(pngs)]).as_numpy("output__0")
-        np.testing.assert_allclose(logits, _expected(pngs), rtol=1e-4, atol=1e-4)
-        c.close()
-        assert server.stop() == 0

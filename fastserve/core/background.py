@@ -1,19 +1,23 @@
-"""Image work in the background: a SCHED_IDLE thread beside each image instance thread.
+"""Image decoding in the background: a SCHED_IDLE thread beside each image instance thread.
 
-Decoding and running image requests costs milliseconds a request. On a core that also
-serves short tensor requests, even at niceness +10 that work delays them: the kernel
-(EEVDF) lets a low-weight thread run whole slices while the event loop, back from a
-burst, waits its turn (issue 14; docs/benchmarks.md, "Images beside tensors"). A
-SCHED_IDLE thread runs only when no normal thread wants the core, so tensor clients do
-not wait for images at all.
+Decoding and preprocessing cost milliseconds an image. On a core that also serves short
+tensor requests, even at niceness +10 that work delays them: the kernel (EEVDF) lets a
+low-weight thread run whole slices while the event loop, back from a burst, waits its
+turn (issue 14; docs/benchmarks.md, "Images beside tensors"). A SCHED_IDLE thread runs
+only when no normal thread wants the core, so tensor clients do not wait for images.
 
 Strict priority alone could starve images while tensors keep the core busy. So the
 instance thread hands a step's units (decoding one request's images each) to its
-background thread and waits; if they are not all done after ``GRACE`` seconds, it runs
-the unfinished ones itself, at its own priority (niceness +10): an image step waits at
-most that long for idle CPU. The model run stays on the instance thread (at niceness
-+10, as before): it is not safe to run twice, and it competes with other models' runs as
-any model run does.
+background thread and waits; whatever is not done after ``GRACE`` seconds it decodes
+itself, at its own priority (niceness +10): a step waits at most that long for idle
+CPU. While the background thread is still inside a unit of a step so taken over, the
+instance thread decodes the next steps itself at once. A unit may then run twice; the
+first result in counts (decoding is pure).
+
+The two threads share no Python lock: a SCHED_IDLE thread preempted while holding one
+would hold up the instance thread for as long as other work keeps the core busy. Units
+are claimed with next() on one range iterator and results come back on a SimpleQueue,
+both C code under the GIL; only the instance thread decides which result counts.
 
 Linux only (elsewhere, and where the kernel refuses SCHED_IDLE, the background thread
 runs at the instance thread's priority).
@@ -24,103 +28,112 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-GRACE = 0.5  # seconds a step waits for idle CPU before its instance thread helps
-IDLE_EXIT = 30.0  # seconds without work after which a background thread ends
+GRACE = 0.5  # seconds a step waits for idle CPU before its instance thread decodes
 POLL = 0.2  # seconds between a waiting background thread's looks at its instance thread
+_MISSING = object()
 
 
-class Units:
-    """One step's units: the background thread takes them in order; once the grace period
-    is over, the instance thread runs every one not finished yet, the one the background
-    thread is in the middle of included (a SCHED_IDLE thread may not get the core back
-    while tensors keep it busy), so it never waits for it. A unit may then run twice;
-    the first result in counts (units are pure: decoding an image)."""
+class Step:
+    """One step's units, claimed one at a time by either thread."""
 
     def __init__(self, units: Sequence[Callable[[], Any]]) -> None:
         self.units = units
-        self.results: list[Any] = [None] * len(units)
-        self.finished = [False] * len(units)
-        self.taken = 0
-        self.left = len(units)
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        if not units:
-            self.done.set()
+        self.claims = iter(range(len(units)))
+        self.reports: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        self.left_by_background = False
 
     def work(self) -> None:
-        """The background thread's part: units in order, until none is left to take."""
-        while True:
-            with self.lock:
-                i = self.taken
-                if i == len(self.units):
-                    return
-                self.taken = i + 1
-            self._run(i)
+        """The background thread's part: claim and run units until none is left."""
+        for i in self.claims:
+            self.reports.put((i, _run(self.units[i])))
+        self.left_by_background = True
 
-    def take_over(self) -> None:
-        """The instance thread's part, once the grace period is over: every unit not
-        finished, with none left for the background thread to start."""
-        with self.lock:
-            self.taken = len(self.units)
-        for i, finished in enumerate(self.finished):
-            if not finished:
-                self._run(i)
+    def results(self, grace: float) -> tuple[list[Any], bool]:
+        """The instance thread's part: each unit's result (or the exception it raised),
+        in order, and whether the background thread answered them all within ``grace``;
+        what it had not, this thread ran."""
+        results = [_MISSING] * len(self.units)
+        got, deadline = 0, time.monotonic() + grace
+        while got < len(results):
+            try:
+                i, result = self.reports.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            results[i] = result
+            got += 1
+        if got == len(results):
+            return results, True
+        for i in self.claims:  # unclaimed: the background thread gets none of them now
+            results[i] = _run(self.units[i])
+        while True:  # answered meanwhile
+            try:
+                i, result = self.reports.get_nowait()
+            except queue.Empty:
+                break
+            if results[i] is _MISSING:
+                results[i] = result
+        for i, result in enumerate(results):  # the one the background thread is inside
+            if result is _MISSING:
+                results[i] = _run(self.units[i])
+        return results, False
 
-    def _run(self, i: int) -> None:
-        try:
-            result = self.units[i]()
-        except BaseException as exc:  # the instance thread re-raises what is not its own
-            result = exc
-        with self.lock:
-            if self.finished[i]:
-                return
-            self.results[i] = result
-            self.finished[i] = True
-            self.left -= 1
-            if not self.left:
-                self.done.set()
+
+def _run(unit: Callable[[], Any]) -> Any:
+    try:
+        return unit()
+    except Exception as exc:  # the instance thread sorts the errors out
+        return exc
 
 
 class Background:
-    """The background thread of one instance thread: started on its first step, ended
-    when the instance thread has ended (a server's shutdown joins every thread) or after
-    IDLE_EXIT seconds without a step."""
+    """The background thread of one instance thread: started on its first step (from the
+    instance thread, whose name it extends), ended once that thread has ended."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.steps: queue.SimpleQueue[Units] = queue.SimpleQueue()
+    def __init__(self) -> None:
+        self.steps: queue.SimpleQueue[Step] = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
+        self.taken_over: Step | None = None  # the last step it did not finish in time
 
     def run(self, units: Sequence[Callable[[], Any]]) -> list[Any]:
         """Each unit's result (or the exception it raised), in order; called on the
-        instance thread, which helps once GRACE has passed."""
-        step = Units(units)
-        if self.thread is None or not self.thread.is_alive():
-            self.thread = threading.Thread(target=_serve,
-                                           args=(self.steps, threading.current_thread()),
-                                           name=f"{self.name}-background", daemon=True)
-            self.thread.start()
+        instance thread."""
+        step = Step(units)
+        if self.taken_over is not None and not self.taken_over.left_by_background:
+            return step.results(0.0)[0]  # it is still busy: no waiting for it
+        if not self._started():
+            return step.results(0.0)[0]
         self.steps.put(step)
-        if not step.done.wait(GRACE):
-            step.take_over()
-        return step.results
+        results, in_time = step.results(GRACE)
+        self.taken_over = None if in_time else step
+        return results
+
+    def _started(self) -> bool:
+        if self.thread is not None and self.thread.is_alive():
+            return True
+        owner = threading.current_thread()
+        thread = threading.Thread(target=_serve, args=(self.steps, owner), daemon=True,
+                                  name=f"{owner.name}-background")
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: decode on the instance thread
+            return False
+        self.thread = thread
+        return True
 
 
-def _serve(steps: queue.SimpleQueue[Units], owner: threading.Thread) -> None:
+def _serve(steps: queue.SimpleQueue[Step], owner: threading.Thread) -> None:
     idle_priority()
-    idle = 0.0
-    while owner.is_alive() and idle < IDLE_EXIT:
+    while owner.is_alive():
         try:
             step = steps.get(timeout=POLL)
         except queue.Empty:
-            idle += POLL
             continue
         step.work()
-        del step  # hold no request (nor, through it, a model) while waiting
-        idle = 0.0
+        del step  # hold no request while waiting for the next
 
 
 def idle_priority() -> None:

@@ -157,11 +157,11 @@ class DataPlane(HandlerRequests):
         """Validate ``request`` against the model and run it.
 
         Image models take encoded images as BYTES inputs: those are decoded and
-        preprocessed on the instance thread, with the model run (core.image_stage).
+        preprocessed beside the instance thread, before the model run (core.image_stage).
         """
         backend, batcher = target.backend, target.batcher
         assert backend is not None and batcher is not None
-        # Encoded images are checked with their preprocessing, on the instance thread.
+        # Encoded images are checked with their preprocessing, off the event loop.
         stage = (self._image_stage(target) if info.handler == "image_classifier"
                  and has_images(request.inputs) else None)
         try:

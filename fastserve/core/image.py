@@ -86,6 +86,13 @@ def preprocess_images(items: Sequence[Any], config: ImageConfig) -> np.ndarray:
     return np.stack(arrays)
 
 
+def load_pillow() -> None:
+    """Import Pillow and its JPEG and PNG plugins (what the first image would)."""
+    from PIL import Image
+
+    Image.preinit()
+
+
 # How base64 text of a PNG (\x89PNG) and of a JPEG (\xff\xd8\xff) begins.
 BASE64_IMAGE_HEADS = (b"iVBORw0K", b"/9j/")
 

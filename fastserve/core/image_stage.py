@@ -21,9 +21,9 @@ from typing import Any
 from ..errors import FastServeError, InvalidInputError
 from .background import Background
 from .batching import Outputs, TensorPolicy, check_outputs, run_rows
-from .image import preprocess_images
+from .image import load_pillow, preprocess_images
 from .jobs import tensor_key
-from .model_config import ModelConfig
+from .model_config import ImageConfig, ModelConfig
 from .validation import validate_inputs
 
 # Niceness an instance thread takes on with its first image job (Linux: per thread).
@@ -48,6 +48,19 @@ def lower_priority() -> None:
         pass
 
 
+def decode(inputs: dict[str, Any], image: ImageConfig) -> dict[str, Any]:
+    """The request's inputs with each BYTES input as an N x C x H x W float32 batch."""
+    try:
+        return {name: preprocess_images(list(arr.ravel()), image)
+                if arr.dtype == object else arr for name, arr in inputs.items()}
+    except InvalidInputError as exc:
+        first = getattr(inputs, "first", 0)
+        if not first or not hasattr(exc, "index"):
+            raise
+        # A chunk of a split request: the image's place in the whole request.
+        raise InvalidInputError(f"image {first + exc.index}: {exc.reason}") from None
+
+
 def has_images(inputs: dict[str, Any]) -> bool:
     """True when some input holds BYTES elements (encoded images, for this kind of model)."""
     return any(arr.dtype == object for arr in inputs.values())
@@ -64,38 +77,30 @@ class ImageStage:
         self.policy = ImagePolicy(self)
         self.background: dict[int, Background] = {}  # by instance
 
-    def inputs_of(self, inputs: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        """The request's inputs with each BYTES input as an N x C x H x W float32 batch."""
-        try:
-            prepared = {name: preprocess_images(list(arr.ravel()), self.image)
-                        if arr.dtype == object else arr for name, arr in inputs.items()}
-        except InvalidInputError as exc:
-            first = getattr(inputs, "first", 0)
-            if not first or not hasattr(exc, "index"):
-                raise
-            # A chunk of a split request: the image's place in the whole request.
-            raise InvalidInputError(f"image {first + exc.index}: {exc.reason}") from None
-        rows = validate_inputs(self.backend.inputs, prepared, self.batched,
-                               strict=self.backend.declared)
-        return prepared, rows
-
     def run_batch(self, requests: list[dict[str, Any]], instance: int) -> list[Any]:
         """Outputs by name (or the error that fails it) per request, in order. The images
         are decoded on the instance's background thread, the model runs here."""
         background = self.background.get(instance)
         if background is None:
-            background = self.background[instance] = Background(
-                f"fastserve-{self.model}-{instance}")
+            load_pillow()  # here: a starved background thread must not hold the import
+            background = self.background[instance] = Background()
         results: list[Any] = [None] * len(requests)
         groups: dict[Any, list[tuple[int, dict[str, Any], int]]] = {}
-        decoded = background.run([partial(self.inputs_of, inputs) for inputs in requests])
-        for i, done in enumerate(decoded):
-            if isinstance(done, FastServeError):  # a bad image fails its own request only
-                results[i] = done
+        # A unit holds the request and the [image] table only: a background thread still
+        # inside one after an unload does not keep the model alive.
+        decoded = background.run([partial(decode, inputs, self.image) for inputs in requests])
+        for i, prepared in enumerate(decoded):
+            if not isinstance(prepared, BaseException):
+                try:
+                    rows = validate_inputs(self.backend.inputs, prepared, self.batched,
+                                           strict=self.backend.declared)
+                except FastServeError as exc:
+                    prepared = exc
+            if isinstance(prepared, FastServeError):  # fails its own request only
+                results[i] = prepared
                 continue
-            if isinstance(done, BaseException):
-                raise done
-            prepared, rows = done
+            if isinstance(prepared, BaseException):
+                raise prepared
             key = tensor_key(prepared) if self.batched else i
             groups.setdefault(key, []).append((i, prepared, rows))
         for members in groups.values():
@@ -122,7 +127,7 @@ class _Chunk(dict[str, Any]):
 
 class ImagePolicy:
     """image: the batch policy of v2 image requests (core.batching's protocol); their
-    images are decoded and preprocessed in ``run``, on the instance thread."""
+    images are decoded and preprocessed in ``run``, beside the instance thread."""
 
     join = staticmethod(TensorPolicy.join)
 

@@ -151,3 +151,8 @@ def test_images_decode_on_the_background_thread_and_the_model_runs_on_the_instan
     assert np.allclose(np.concatenate([a.outputs["y"] for a in answers]), want)
     assert decoded_on and all(n.endswith("-background") for n in decoded_on)
     assert backend.threads and not any(n.endswith("-background") for n in backend.threads)
+    # The data plane closed (as at shutdown, which joins every thread): they end too.
+    for thread in threading.enumerate():
+        if thread.name in decoded_on:
+            thread.join(30)
+            assert not thread.is_alive()
