@@ -21,6 +21,13 @@ from pathlib import Path
 
 SERVER_CORE = "0"
 WRK_CORE = "1"
+REALTIME = ["chrt", "-f", "50"]  # a load generator that only the kernel may delay
+
+
+def can_realtime() -> bool:
+    """Whether this user may run a command at SCHED_FIFO (REALTIME)."""
+    return shutil.which("chrt") is not None and subprocess.run(
+        [*REALTIME, "true"], capture_output=True).returncode == 0
 
 # wrk's `done` hook prints one JSON line; latencies in µs, duration in µs.
 # wrk's own `errors.status` counts responses with status > 399 (3xx would pass).
@@ -225,9 +232,12 @@ def _vmrss_kb(pid: int) -> int:
 
 
 def wrk(port: int, path: str, seconds: int, body_file: Path | None = None,
-        conns: int = 32, headers: dict[str, str] | None = None) -> dict:
+        conns: int = 32, headers: dict[str, str] | None = None, realtime: bool = False
+        ) -> dict:
     """One wrk run pinned to WRK_CORE (GET, or POST of `body_file`); rps counts only
-    responses below 400, as wrk's status errors are those of 400 and above."""
+    responses below 400, as wrk's status errors are those of 400 and above. `realtime`:
+    wrk runs at SCHED_FIFO (REALTIME), so that nothing else on its core delays it (needs
+    root or CAP_SYS_NICE)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
     body = f'wrk.body = io.open({json.dumps(str(body_file))}, "rb"):read("*a")'
@@ -238,8 +248,9 @@ def wrk(port: int, path: str, seconds: int, body_file: Path | None = None,
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
         lua.write(script)
         lua.flush()
-        cmd = ["taskset", "-c", WRK_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
-               "--latency", "-s", lua.name, f"http://127.0.0.1:{port}{path}"]
+        cmd = [*(REALTIME if realtime else []), "taskset", "-c", WRK_CORE, "wrk", "-t1",
+               f"-c{conns}", f"-d{seconds}s", "--latency", "-s", lua.name,
+               f"http://127.0.0.1:{port}{path}"]
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     line = next((s for s in run.stdout.splitlines() if s.startswith("WRK_JSON ")), None)
     if run.returncode != 0 or line is None:

@@ -4,38 +4,52 @@ Issue 14: "the tensor clients' p99 no longer grows with image traffic". One serv
 tree (the working tree, A; with --base, also that ref, B), each with the digits model
 twice: ``digits_ts`` (tensors) and ``digits_big`` (the image_classifier model, its
 [image] section resizing to 8x8 so that --size x --size JPEGs are accepted). Per round
-and tree, one wrk (--conns) sends small v2 JSON tensors to digits_ts (with --same-model:
-to digits_big) alone, then again while a second wrk (--conns) sends one JPEG per request
-(v2 binary extension) to digits_big. Printed per round: the tensor clients' req/s and
-p99 alone and with images, the images' req/s, p99 and timeouts; then per tree the ratios
-p99 with images / p99 alone (same server, one run after the other), their median and
-spread, the spread of tensor-alone p99 over the rounds (the noise those ratios sit in),
-and the medians of tensor req/s with images / alone and of the images' req/s and p99;
-with --base, the medians of A over B. Servers pinned to core 0, both wrk to core 1
-(_harness). From the repo root (about 20 s per tree and round; the defaults, 3 rounds of
-4 s, take about a minute):
+and tree, the tensor clients (small v2 requests to digits_ts; with --same-model, to
+digits_big) run three times, and their p99 is recorded each time:
 
-    python benchmarks/image_mix.py
+- alone;
+- with images: beside a wrk of --conns connections sending one JPEG per request (v2
+  binary extension) to digits_big, as fast as they are answered;
+- with the same bytes answered at once (the ceiling): beside --conns connections
+  (_paced.py) sending that image body at the rate the images were answered, to
+  digits_ts, which refuses it (400) once parsed: the transport's and the parser's share
+  of the growth, without the image work.
+
+The tensor clients: a wrk of --conns connections (closed loop: the server's core is
+always busy), or with --tensor-rate R, Triton's perf_analyzer at R requests a second
+(open loop: the core has room; the tensor figures are perf_analyzer's). They run at
+SCHED_FIFO where this user may (root or CAP_SYS_NICE), so that the load generator's own
+waits for its core do not count as the server's (--no-realtime: as every process).
+Servers pinned to core 0, every client to core 1 (_harness). Printed per round: the
+three tensor runs, the images' req/s, p99 and timeouts; then per tree the medians of p99
+with images / alone and with images / with the same bytes, and the images' req/s and p99;
+with --base, the medians of A over B. From the repo root (about 30 s per tree and round):
+
     python benchmarks/image_mix.py --base HEAD~3
+    python benchmarks/image_mix.py --base HEAD~3 --tensor-rate 2500
     python benchmarks/image_mix.py --base HEAD   # A/A: what noise alone makes of A / B
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import json
+import os
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import _harness as h
 import numpy as np
 from ab import ROOT, checkout, start
+from grpc_vs_http import PERF_ANALYZER, PERFA_ROOT
 from PIL import Image
 
 IMAGE_CONFIG = """max_batch_size = 32
@@ -80,34 +94,83 @@ def build(models: Path, tmp: Path, size: int) -> tuple[Path, Path, str]:
     return models, body, str(len(header))
 
 
-def measure(srv: h.Server, image: Path, header_length: str, seconds: int, conns: int,
-            same_model: bool) -> dict[str, dict]:
-    if same_model:
-        tensors, path = image.parent / "tensors.json", "/v2/models/digits_big/infer"
+def tensors(srv: h.Server, args: argparse.Namespace, tensors_body: Path, path: str) -> dict:
+    """One run of the tensor clients: wrk (closed loop), or perf_analyzer at a rate."""
+    if not args.tensor_rate:
+        return h.wrk(srv.port, path, args.duration, tensors_body, conns=args.conns,
+                     realtime=args.realtime)
+    name = f"image-mix-{os.getpid()}.csv"
+    cmd = [*(h.REALTIME if args.realtime else []), "taskset", "-c", h.WRK_CORE,
+           PERF_ANALYZER, "-m", path.split("/")[3], "-u", f"127.0.0.1:{srv.port}", "-i",
+           "http", "--shape", "input__0:" + ("1,64" if "digits_ts" in path else "1,1,8,8"),
+           "--request-rate-range", str(args.tensor_rate), "--max-threads", str(args.conns),
+           # three windows (its fewest), all taken as stable: about --duration in all
+           "--measurement-interval", str(args.duration * 1000 // 3), "--max-trials", "3",
+           "-s", "999", "-f", f"/tmp/{name}"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration * 5 + 60)
+    if run.returncode:
+        raise SystemExit(f"perf_analyzer failed ({run.returncode}):\n{run.stdout[-2000:]}")
+    with open(PERFA_ROOT / "tmp" / name) as f:
+        row = next(csv.DictReader(f))
+    (PERFA_ROOT / "tmp" / name).unlink()
+    return {"rps": float(row["Inferences/Second"]), "p99_ms": float(row["p99 latency"]) / 1e3,
+            "non_2xx": 0, "socket_errors": 0, "timeout": 0}
+
+
+def images_answered(srv: h.Server) -> int:
+    """Image requests digits_big answered so far (its v2 statistics)."""
+    status, body = h.request(srv.port, "GET", "/v2/models/digits_big/stats")
+    if status != 200:
+        raise SystemExit(f"{srv.name}: statistics answered {status}: {body[:200]!r}")
+    return json.loads(body)["model_stats"][0]["inference_stats"]["success"]["count"]
+
+
+def measure(srv: h.Server, image: Path, header_length: str, args: argparse.Namespace
+            ) -> dict[str, dict]:
+    if args.same_model:
+        body, path = image.parent / "tensors.json", "/v2/models/digits_big/infer"
     else:
-        tensors = (ROOT / "examples/samples/digits_v2.json").resolve()
+        body = (ROOT / "examples/samples/digits_v2.json").resolve()
         path = "/v2/models/digits_ts/infer"
-    alone = h.wrk(srv.port, path, seconds, tensors, conns=conns)
+    alone = tensors(srv, args, body, path)
     images: dict = {}
 
     def send_images() -> None:
-        images.update(h.wrk(srv.port, "/v2/models/digits_big/infer", seconds + 2, image,
-                            conns=conns,
+        images.update(h.wrk(srv.port, "/v2/models/digits_big/infer", args.duration + 4,
+                            image, conns=args.conns,
                             headers={"Inference-Header-Content-Length": header_length}))
 
     thread = threading.Thread(target=send_images)
     thread.start()
-    mixed = h.wrk(srv.port, path, seconds, tensors, conns=conns)
+    time.sleep(1)  # the images' batches running
+    start, answered = time.monotonic(), images_answered(srv)
+    mixed = tensors(srv, args, body, path)
+    # the images' rate while the tensors ran (wrk's own covers its whole run)
+    images["rps_beside"] = ((images_answered(srv) - answered) / (time.monotonic() - start))
     thread.join()
+    # The same bytes at the images' rate, to a model that refuses them once parsed.
+    period = args.conns / max(images["rps_beside"], 1.0)
+    paced = subprocess.Popen(["taskset", "-c", h.WRK_CORE, sys.executable,
+                              str(ROOT / "benchmarks/_paced.py"), str(srv.port),
+                              "/v2/models/digits_ts/infer", str(image), header_length,
+                              str(args.duration + 2), str(period), str(args.conns)],
+                             stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    same_bytes = tensors(srv, args, body, path)
+    out, _ = paced.communicate(timeout=args.duration + 60)
+    statuses = json.loads(out)["statuses"]
     # NOTE: image requests that time out (wrk: 2 s) are reported with the images' line;
     # only a failed tensor request, or an image answered with an error, stops the run.
     for what, r in (("tensors alone", alone), ("tensors with images", mixed),
-                    ("images", images)):
+                    ("tensors with the same bytes", same_bytes), ("images", images)):
         timeouts = r["timeout"] if what == "images" else 0
         if r["non_2xx"] or r["socket_errors"] - timeouts:
             raise SystemExit(f"{srv.name}: {what}: {r['non_2xx']} non-2xx, "
                              f"{r['socket_errors']} socket errors ({r})\n{srv.log_tail()}")
-    return {"alone": alone, "mixed": mixed, "images": images}
+    if set(statuses) != {"400"}:
+        raise SystemExit(f"{srv.name}: the same bytes were answered {statuses}, not 400")
+    same_bytes["sent_rps"] = sum(statuses.values()) / (args.duration + 2)
+    return {"alone": alone, "mixed": mixed, "same_bytes": same_bytes, "images": images}
 
 
 def median(values: list[float]) -> float:
@@ -115,16 +178,20 @@ def median(values: list[float]) -> float:
 
 
 def summarise(name: str, runs: list[dict]) -> None:
-    """Per tree: the p99 ratio per round, and what noise is (tensor-alone p99's spread)."""
+    """Per tree: the medians over the rounds, and what noise is (tensor-alone p99's spread)."""
     grow = sorted(r["mixed"]["p99_ms"] / r["alone"]["p99_ms"] for r in runs)
+    ceiling = sorted(r["mixed"]["p99_ms"] / r["same_bytes"]["p99_ms"] for r in runs)
     alone = sorted(r["alone"]["p99_ms"] for r in runs)
     print(f"{name}: tensor p99 with images / alone, per round: "
           + ", ".join(f"{g:.2f}x" for g in grow)
-          + f" (median {median(grow):.2f}x, spread {grow[0]:.2f}-{grow[-1]:.2f}x); noise: "
-          f"tensor-alone p99 {alone[0]:.2f}-{alone[-1]:.2f} ms ({alone[-1] / alone[0]:.2f}x)")
+          + f" (median {median(grow):.2f}x); with images / with the same bytes answered at "
+          f"once: " + ", ".join(f"{g:.2f}x" for g in ceiling)
+          + f" (median {median(ceiling):.2f}x); noise: tensor-alone p99 "
+          f"{alone[0]:.2f}-{alone[-1]:.2f} ms ({alone[-1] / alone[0]:.2f}x)")
     print(f"{name}: medians: tensor req/s with images / alone "
           f"{median([r['mixed']['rps'] / r['alone']['rps'] for r in runs]):.2f}x, "
-          f"image req/s {median([r['images']['rps'] for r in runs]):,.0f}, "
+          f"image req/s beside the tensors "
+          f"{median([r['images']['rps_beside'] for r in runs]):,.0f}, "
           f"image p99 {median([r['images']['p99_ms'] for r in runs]):.0f} ms")
 
 
@@ -135,9 +202,19 @@ def main() -> int:
     p.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     p.add_argument("--conns", type=int, default=16, help="connections per wrk")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--tensor-rate", type=int, default=0,
+                   help="tensor requests a second, open loop (perf_analyzer); 0: closed "
+                        "loop (wrk)")
+    p.add_argument("--no-realtime", dest="realtime", action="store_false",
+                   help="tensor clients at normal priority (default: SCHED_FIFO if allowed)")
     p.add_argument("--same-model", action="store_true",
                    help="tensor clients call digits_big too (the image model's instance)")
     args = p.parse_args()
+    args.realtime = args.realtime and h.can_realtime()
+    client = (f"perf_analyzer at {args.tensor_rate} req/s" if args.tensor_rate
+              else f"wrk, {args.conns} connections")
+    print(f"tensor clients: {client}, {'SCHED_FIFO' if args.realtime else 'normal priority'};"
+          f" images: wrk, {args.conns} connections", flush=True)
     with tempfile.TemporaryDirectory(prefix="fastserve-imagemix-") as tmp:
         models, image, header_length = build(Path(tmp) / "models", Path(tmp), args.size)
         tree_b = Path(tmp) / "b"
@@ -154,15 +231,16 @@ def main() -> int:
                         srv.wait_until("GET", "/v2/health/ready", timeout=120)
                         h.wrk(srv.port, "/v2/models/digits_big/infer", 2, image, conns=2,
                               headers={"Inference-Header-Content-Length": header_length})
-                        r = measure(srv, image, header_length, args.duration, args.conns,
-                                    args.same_model)
+                        r = measure(srv, image, header_length, args)
                     finally:
                         srv.stop()
                     results[name].append(r)
                     print(f"{name}: tensors alone {r['alone']['rps']:8,.0f} req/s p99 "
                           f"{r['alone']['p99_ms']:7.2f} ms | with images "
                           f"{r['mixed']['rps']:8,.0f} req/s p99 {r['mixed']['p99_ms']:7.2f} ms"
-                          f" | images {r['images']['rps']:6,.0f} req/s p99 "
+                          f" | with the same bytes ({r['same_bytes']['sent_rps']:,.0f}/s) p99 "
+                          f"{r['same_bytes']['p99_ms']:7.2f} ms"
+                          f" | images {r['images']['rps_beside']:6,.0f} req/s beside them, p99 "
                           f"{r['images']['p99_ms']:7.2f} ms, {r['images']['timeout']} timed out",
                           flush=True)
         finally:
@@ -173,7 +251,9 @@ def main() -> int:
         summarise(name, runs)
     if args.base:  # the same figure of both trees, measured in the same run
         figures = {"tensor p99 with images": ("mixed", "p99_ms"),
-                   "image req/s": ("images", "rps"), "image p99": ("images", "p99_ms")}
+                   "tensor p99 alone": ("alone", "p99_ms"),
+                   "image req/s beside them": ("images", "rps_beside"),
+                   "image p99": ("images", "p99_ms")}
         ratios = {what: median([r[k][f] for r in results["A"]])
                   / median([r[k][f] for r in results["B"]]) for what, (k, f) in figures.items()}
         print("A / B (medians): " + ", ".join(f"{w} {x:.2f}x" for w, x in ratios.items()))
