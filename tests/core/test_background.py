@@ -159,11 +159,10 @@ def test_the_background_thread_holds_no_step_once_done(patient: None) -> None:
         del payload
         results = bg.run(units)
         del units
-        for _ in range(3000):  # until the background thread is back waiting
+        deadline = time.monotonic() + 30  # until the background thread is back waiting
+        while ref() is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
             gc.collect()
-            if ref() is None:
-                break
-            time.sleep(0.01)
         assert bg.thread is not None
         return results, ref() is None, bg.thread.is_alive()
 
