@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import _harness as h
@@ -93,13 +94,20 @@ def perf(model: str, url: str, protocol: str, scale: float = 1.0, tries: int = 2
 
 def _perf(model: str, url: str, protocol: str, scale: float) -> dict:
     shape, _, conns = MODELS[model]
-    name = f"pa-{os.getpid()}-{model}-{protocol}.csv"
-    cmd = ["taskset", "-c", h.WRK_CORE, PERF_ANALYZER, "-m", model, "-u", url, "-i", protocol,
-           "--shape", "input__0:" + ",".join(map(str, shape)), "--concurrency-range",
-           str(conns), "--measurement-mode", "count_windows", "--measurement-request-count",
-           str(int(WINDOW[model][0] * scale)), "-p", str(int(WINDOW[model][1] * scale)),
-           "--max-trials", "6", "-s", "999",  # a shared box: take what it measures
-           "-f", f"/tmp/{name}"]
+    return run_perf_analyzer([
+        "-m", model, "-u", url, "-i", protocol,
+        "--shape", "input__0:" + ",".join(map(str, shape)), "--concurrency-range",
+        str(conns), "--measurement-mode", "count_windows", "--measurement-request-count",
+        str(int(WINDOW[model][0] * scale)), "-p", str(int(WINDOW[model][1] * scale)),
+        "--max-trials", "6", "-s", "999"])  # a shared box: take what it measures
+
+
+def run_perf_analyzer(options: list[str], prefix: Sequence[str] = ()) -> dict:
+    """perf_analyzer with ``options``, pinned to the client core (after ``prefix``, e.g.
+    _harness.REALTIME): req/s, p99 and p50 of its CSV. RuntimeError when it fails, or
+    is killed past 300 s or PERF_ANALYZER_MAX_MB."""
+    name = f"pa-{os.getpid()}-{time.monotonic_ns()}.csv"
+    cmd = [*prefix, "taskset", "-c", h.WRK_CORE, PERF_ANALYZER, *options, "-f", f"/tmp/{name}"]
     out = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300

@@ -33,10 +33,8 @@ with --base, the medians of A over B. From the repo root (about 30 s per tree an
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -49,7 +47,7 @@ from pathlib import Path
 import _harness as h
 import numpy as np
 from ab import ROOT, checkout, start
-from grpc_vs_http import PERF_ANALYZER, PERFA_ROOT
+from grpc_vs_http import run_perf_analyzer
 from PIL import Image
 
 IMAGE_CONFIG = """max_batch_size = 32
@@ -99,22 +97,17 @@ def tensors(srv: h.Server, args: argparse.Namespace, tensors_body: Path, path: s
     if not args.tensor_rate:
         return h.wrk(srv.port, path, args.duration, tensors_body, conns=args.conns,
                      realtime=args.realtime)
-    name = f"image-mix-{os.getpid()}.csv"
-    cmd = [*(h.REALTIME if args.realtime else []), "taskset", "-c", h.WRK_CORE,
-           PERF_ANALYZER, "-m", path.split("/")[3], "-u", f"127.0.0.1:{srv.port}", "-i",
-           "http", "--shape", "input__0:" + ("1,64" if "digits_ts" in path else "1,1,8,8"),
-           "--request-rate-range", str(args.tensor_rate), "--max-threads", str(args.conns),
-           # three windows (its fewest), all taken as stable: about --duration in all
-           "--measurement-interval", str(args.duration * 1000 // 3), "--max-trials", "3",
-           "-s", "999", "-f", f"/tmp/{name}"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration * 5 + 60)
-    if run.returncode:
-        raise SystemExit(f"perf_analyzer failed ({run.returncode}):\n{run.stdout[-2000:]}")
-    with open(PERFA_ROOT / "tmp" / name) as f:
-        row = next(csv.DictReader(f))
-    (PERFA_ROOT / "tmp" / name).unlink()
-    return {"rps": float(row["Inferences/Second"]), "p99_ms": float(row["p99 latency"]) / 1e3,
-            "non_2xx": 0, "socket_errors": 0, "timeout": 0}
+    try:
+        r = run_perf_analyzer([
+            "-m", path.split("/")[3], "-u", f"127.0.0.1:{srv.port}", "-i", "http",
+            "--shape", "input__0:" + ("1,64" if "digits_ts" in path else "1,1,8,8"),
+            "--request-rate-range", str(args.tensor_rate), "--max-threads", str(args.conns),
+            # three windows (its fewest), all taken as stable: about --duration in all
+            "--measurement-interval", str(args.duration * 1000 // 3), "--max-trials", "3",
+            "-s", "999"], prefix=h.REALTIME if args.realtime else ())
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)[-2000:]) from None
+    return {**r, "non_2xx": 0, "socket_errors": 0, "timeout": 0}
 
 
 def images_answered(srv: h.Server) -> int:
