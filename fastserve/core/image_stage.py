@@ -90,17 +90,14 @@ class ImageStage:
         # inside one after an unload does not keep the model alive.
         decoded = background.run([partial(decode, inputs, self.image) for inputs in requests])
         for i, prepared in enumerate(decoded):
-            if not isinstance(prepared, BaseException):
-                try:
-                    rows = validate_inputs(self.backend.inputs, prepared, self.batched,
-                                           strict=self.backend.declared)
-                except FastServeError as exc:
-                    prepared = exc
-            if isinstance(prepared, FastServeError):  # fails its own request only
-                results[i] = prepared
+            try:
+                if isinstance(prepared, BaseException):
+                    raise prepared  # what decoding raised, raised here
+                rows = validate_inputs(self.backend.inputs, prepared, self.batched,
+                                       strict=self.backend.declared)
+            except FastServeError as exc:  # a bad image fails its own request only
+                results[i] = exc
                 continue
-            if isinstance(prepared, BaseException):
-                raise prepared
             key = tensor_key(prepared) if self.batched else i
             groups.setdefault(key, []).append((i, prepared, rows))
         for members in groups.values():
